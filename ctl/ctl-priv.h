@@ -1,0 +1,38 @@
+/* Private to atriumctl: shared command context and exit codes. */
+#pragma once
+
+#include "common.h"
+#include "db.h"
+
+#include <stdbool.h>
+
+/* Exit codes, documented in docs/atriumctl.md and `atriumctl --help`. */
+enum ctl_exit {
+    CTL_EXIT_OK = 0,
+    CTL_EXIT_FAILED = 1,      /* the operation was tried and failed */
+    CTL_EXIT_USAGE = 2,       /* bad command line */
+    CTL_EXIT_CONFIG = 3,      /* configuration file missing or invalid */
+    CTL_EXIT_DB = 4,          /* database unreachable */
+    CTL_EXIT_SCHEMA = 5,      /* schema newer than this binary, or changed, or pending */
+};
+
+struct ctl {
+    const char *config_path; /* --config, or NULL */
+    bool json;               /* --json output */
+    struct atr_config *cfg;  /* loaded on demand */
+};
+
+/* Load the configuration once; prints the error and returns an exit code on failure. */
+int ctl_load_config(struct ctl *ctl);
+
+/* Connect to the database; prints the error and returns an exit code on failure. */
+int ctl_open_db(struct ctl *ctl, struct db **ret_db);
+
+/* One entry per top-level command word; cmd-<name>.c defines its run(). */
+struct ctl_command {
+    const char *name;
+    const char *summary;
+    int (*run)(struct ctl *ctl, int argc, char **argv);
+};
+
+int ctl_cmd_db(struct ctl *ctl, int argc, char **argv);
