@@ -7,6 +7,10 @@
 #   pg.sh stop STATE_DIR    stop it (immediate) and remove its temp dir
 #   pg.sh restart STATE_DIR restart the same cluster (for fault tests)
 #
+# With ATRIUM_PG_DIR=DIR the cluster lives in DIR instead and survives stop
+# (the demo keeps its database under ./run/pg); an existing cluster there is
+# started again rather than re-created.
+#
 # The cluster lives in /tmp (short socket path, reachable by the postgres
 # user whatever the build dir's permissions) and runs with fsync=off: it holds
 # only test data.  The conninfo names the socket dir; auth is trust on the
@@ -44,13 +48,24 @@ start)
     if [[ -f $state/pgdir ]]; then
         "$0" stop "$state" || true
     fi
-    dir=$(mktemp -d /tmp/atrium-pg.XXXXXX)
-    if [[ $(id -u) -eq 0 ]]; then chown postgres: "$dir"; fi
+    if [[ -n ${ATRIUM_PG_DIR:-} ]]; then
+        dir=$ATRIUM_PG_DIR
+        mkdir -p "$dir"
+    else
+        dir=$(mktemp -d /tmp/atrium-pg.XXXXXX)
+    fi
+    if [[ $(id -u) -eq 0 ]]; then
+        chown postgres: "$dir"
+        runuser -u postgres -- test -w "$dir" ||
+            { echo "pg.sh: the postgres user cannot reach $dir (a parent directory is not searchable); use a path outside /root" >&2; exit 1; }
+    fi
     chmod 0700 "$dir"
     echo "$dir" > "$state/pgdir"
-    as_pg "$pgbin/initdb" -D "$dir/data" -U atrium --auth=trust -E UTF8 --locale=C.UTF-8 \
-        --no-sync >"$state/initdb.log" 2>&1 ||
-        { cat "$state/initdb.log" >&2; exit 1; }
+    if [[ ! -f $dir/data/PG_VERSION ]]; then
+        as_pg "$pgbin/initdb" -D "$dir/data" -U atrium --auth=trust -E UTF8 --locale=C.UTF-8 \
+            --no-sync >"$state/initdb.log" 2>&1 ||
+            { cat "$state/initdb.log" >&2; exit 1; }
+    fi
     as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "$(pg_ctl_opts "$dir")" start >/dev/null ||
         { cat "$dir/server.log" >&2; exit 1; }
