@@ -1,0 +1,223 @@
+/*
+ * libatrium-hv: everything Atrium does to QEMU on one host — command lines,
+ * the QMP client, the accelerator probe, qcow2 images and overlays, and the
+ * VM processes themselves.  This is the one header other modules include
+ * from hypervisor/; files ending in -priv.h are private to it.
+ *
+ * Conventions: functions return 0 (or a positive count) on success and
+ * -errno on failure; outputs go through ret_ parameters left untouched on
+ * failure; library code logs at debug level only, the caller logs once.
+ */
+#pragma once
+
+#include "common.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------------------ */
+/* Accelerator                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum hv_accel { HV_ACCEL_TCG = 0, HV_ACCEL_KVM = 1 };
+
+/* "tcg" or "kvm". */
+const char *hv_accel_name(enum hv_accel a);
+
+struct hv_accel_result {
+    enum hv_accel accel;
+    char note[256];  /* why this accelerator: shown in `atriumctl host info` */
+    int64_t took_ms; /* how long the probe ran */
+};
+
+/*
+ * Decide the accelerator.  @want is "auto", "kvm" or "tcg" (hostd.accel).
+ * "tcg" needs no probe.  "auto" and "kvm" run a vCPU through /dev/kvm in a
+ * child process that must come back within @timeout_ms: a host where
+ * /dev/kvm exists but guests hang is caught here instead of hanging every
+ * VM.  "auto" falls back to TCG and says why in ret->note; "kvm" returns
+ * -ENODEV when the probe fails (ret is still filled with the reason).
+ */
+int hv_accel_probe(const char *want, int timeout_ms, struct hv_accel_result *ret);
+
+/*
+ * The probe itself, on @dev (normally "/dev/kvm").  Returns 0 when a vCPU
+ * ran guest code to a HLT within @timeout_ms, else -errno (-ETIMEDOUT when
+ * it hung) with a sentence in @note (@note_size bytes).
+ */
+int hv_accel_kvm_check(const char *dev, int timeout_ms, char *note, size_t note_size);
+
+/* ------------------------------------------------------------------------ */
+/* VM definition and QEMU command line                                      */
+/* ------------------------------------------------------------------------ */
+
+enum hv_boot { HV_BOOT_DISK = 0, HV_BOOT_KERNEL };
+enum hv_nic { HV_NIC_NONE = 0, HV_NIC_USER, HV_NIC_BRIDGE };
+
+/* What a VM is made of; strings are borrowed. */
+struct hv_vm_def {
+    int64_t id;
+    const char *name;      /* [A-Za-z0-9][A-Za-z0-9._-]* */
+    int vcpus;             /* 1..256 */
+    int memory_mb;         /* >= 64 */
+    const char *disk_path; /* qcow2 (usually an overlay); NULL or "" = no disk */
+    enum hv_boot boot;
+    const char *kernel, *initrd, *cmdline; /* HV_BOOT_KERNEL */
+    enum hv_nic nic;
+    const char *bridge; /* HV_NIC_BRIDGE */
+    const char *mac;    /* "52:54:00:..", NULL or "" = QEMU picks */
+    enum hv_accel accel;
+    bool start_paused; /* -S: CPUs stay stopped until "cont" */
+};
+
+/* Where one VM's runtime files live: <runtime_dir>/vms/<id>/. */
+struct hv_vm_paths {
+    char dir[256];
+    char qmp[108]; /* unix socket paths are bounded by sun_path */
+    char vnc[108];
+    char spice[108];
+    char pidfile[256];
+    char serial_log[256]; /* guest's ttyS0 */
+    char qemu_log[256];   /* QEMU's own stdout and stderr */
+};
+
+/* Fill @ret for VM @id under @runtime_dir.  -ENAMETOOLONG when a socket path would not fit. */
+int hv_vm_paths_init(const char *runtime_dir, int64_t id, struct hv_vm_paths *ret);
+
+/*
+ * Build the argv of the QEMU that runs @def (argv[0] = @qemu).  @qmp_fd is a
+ * listening unix socket QEMU inherits for its QMP monitor (so the monitor is
+ * connectable before QEMU has even started), or -1 to let QEMU bind
+ * paths->qmp itself.  Every console listens on a unix socket: the command
+ * line never opens a TCP or UDP port.  Sets *ret_argv (NULL-terminated,
+ * free with hv_argv_free).  -EINVAL on an incomplete definition.
+ */
+int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *paths, const char *qemu,
+                     int qmp_fd, char ***ret_argv);
+
+/* Accepts NULL; returns NULL. */
+char **hv_argv_free(char **argv);
+
+/* ------------------------------------------------------------------------ */
+/* QMP client                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * An asynchronous QMP connection.  The owner polls hv_qmp_fd() for
+ * hv_qmp_poll_events() with a timeout of hv_qmp_timeout_ms() and hands the
+ * result to hv_qmp_dispatch(), which reads, parses, fires reply and event
+ * callbacks and expires commands whose deadline passed.  Commands sent
+ * before the greeting and capabilities negotiation are held and go out once
+ * the connection is ready.  Not thread-safe: one owner thread.
+ */
+struct hv_qmp;
+
+/* Events hostd acts on; anything else arrives as HV_QMP_EVENT_OTHER. */
+enum hv_qmp_event {
+    HV_QMP_EVENT_OTHER = 0,
+    HV_QMP_EVENT_BALLOON_CHANGE,
+    HV_QMP_EVENT_BLOCK_IO_ERROR,
+    HV_QMP_EVENT_BLOCK_JOB_COMPLETED,
+    HV_QMP_EVENT_BLOCK_JOB_ERROR,
+    HV_QMP_EVENT_DEVICE_DELETED,
+    HV_QMP_EVENT_GUEST_PANICKED,
+    HV_QMP_EVENT_JOB_STATUS_CHANGE,
+    HV_QMP_EVENT_MIGRATION,
+    HV_QMP_EVENT_MIGRATION_PASS,
+    HV_QMP_EVENT_POWERDOWN,
+    HV_QMP_EVENT_RESET,
+    HV_QMP_EVENT_RESUME,
+    HV_QMP_EVENT_RTC_CHANGE,
+    HV_QMP_EVENT_SHUTDOWN,
+    HV_QMP_EVENT_SPICE_CONNECTED,
+    HV_QMP_EVENT_SPICE_DISCONNECTED,
+    HV_QMP_EVENT_STOP,
+    HV_QMP_EVENT_SUSPEND,
+    HV_QMP_EVENT_VNC_CONNECTED,
+    HV_QMP_EVENT_VNC_DISCONNECTED,
+    HV_QMP_EVENT_WAKEUP,
+};
+
+/* Map an event name to its enum (HV_QMP_EVENT_OTHER when unknown) and back. */
+enum hv_qmp_event hv_qmp_event_from_name(const char *name);
+const char *hv_qmp_event_name(enum hv_qmp_event ev);
+
+struct hv_qmp_ops {
+    /* An event; @data is borrowed (may be NULL), @name is QEMU's spelling. */
+    void (*event)(struct hv_qmp *q, enum hv_qmp_event ev, const char *name, json_t *data,
+                  void *userdata);
+    /* Greeting seen and capabilities accepted. */
+    void (*ready)(struct hv_qmp *q, void *userdata);
+};
+
+/* The outcome of one command, handed to its callback. */
+struct hv_qmp_reply {
+    const char *command;
+    int error;             /* 0; -EIO QEMU returned an error; -ETIMEDOUT; -ECANCELED
+                              (connection closed or freed first) */
+    json_t *ret;           /* "return" value when error == 0, borrowed */
+    const char *err_class; /* QEMU's error class when error == -EIO, else NULL */
+    const char *err_desc;  /* QEMU's error text when error == -EIO, else NULL */
+};
+
+typedef void (*hv_qmp_reply_fn)(struct hv_qmp *q, const struct hv_qmp_reply *reply, void *userdata);
+
+/*
+ * Wrap connected socket @fd (ownership taken, also on failure).  The
+ * greeting and capabilities must complete within @handshake_timeout_ms.
+ * @ops may be NULL.  Sets *ret_q.
+ */
+int hv_qmp_new(int fd, const struct hv_qmp_ops *ops, void *userdata, int handshake_timeout_ms,
+               struct hv_qmp **ret_q);
+
+/* Connect to the unix socket @path and hv_qmp_new() it.  -ENOENT/-ECONNREFUSED when nobody listens.
+ */
+int hv_qmp_connect(const char *path, const struct hv_qmp_ops *ops, void *userdata,
+                   int handshake_timeout_ms, struct hv_qmp **ret_q);
+
+/* Close; pending commands get -ECANCELED.  Accepts NULL; returns NULL. */
+struct hv_qmp *hv_qmp_free(struct hv_qmp *q);
+
+int hv_qmp_fd(const struct hv_qmp *q);
+short hv_qmp_poll_events(const struct hv_qmp *q);
+/* Milliseconds until the nearest deadline (handshake or command), -1 when none. */
+int hv_qmp_timeout_ms(const struct hv_qmp *q);
+bool hv_qmp_is_ready(const struct hv_qmp *q);
+
+/*
+ * Handle @revents from poll() and expire deadlines.  Returns 0; -ECONNRESET
+ * when QEMU closed the connection; -ETIMEDOUT when the handshake did not
+ * complete in time; -EPROTO on a malformed greeting; -EMSGSIZE when QEMU
+ * sent a line longer than the bound.  After an error the connection is dead
+ * (pending commands were cancelled) and only hv_qmp_free is useful.
+ */
+int hv_qmp_dispatch(struct hv_qmp *q, short revents);
+
+/*
+ * Feed bytes as if read from the socket (hv_qmp_dispatch uses it; so do
+ * tests and the fuzzer).  Same returns as hv_qmp_dispatch.
+ */
+int hv_qmp_feed(struct hv_qmp *q, const void *buf, size_t len);
+
+/*
+ * Queue @command with @args (reference stolen; NULL for none), to be
+ * answered within @timeout_ms (<= 0: no deadline).  @fn (may be NULL) is
+ * called exactly once with the outcome.  Sets *ret_id (may be NULL) to the
+ * command's id.
+ */
+int hv_qmp_send(struct hv_qmp *q, const char *command, json_t *args, int timeout_ms,
+                hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id);
+
+/*
+ * Run one command synchronously: drive the connection (events are still
+ * dispatched) until its reply or @timeout_ms.  On success sets *ret_return
+ * (may be NULL; new reference) and returns 0; -EIO with QEMU's words in
+ * @err; -ETIMEDOUT; or a connection error.
+ */
+int hv_qmp_call(struct hv_qmp *q, const char *command, json_t *args, int timeout_ms,
+                json_t **ret_return, struct atr_error *err);
+
+/* Drive the connection until ready, at most @timeout_ms. */
+int hv_qmp_wait_ready(struct hv_qmp *q, int timeout_ms);
