@@ -120,14 +120,23 @@ int db_task_claim(struct db *db, int64_t host_id, const char *const *kinds, cons
     const char *p[] = {arr, db_param_id(b1, host_id), claimer ? claimer : ""};
     PGresult *res;
     /* One statement: the inner SELECT locks the oldest eligible row and
-     * skips rows other claimers hold, so two daemons never get one task. */
+     * skips rows other claimers hold, so two daemons never get one task.
+     * Two texts, not "host_id IS NOT DISTINCT FROM $2", so that each queue's
+     * partial index gives the order without sorting the whole queue. */
     int r = db_exec(db,
-                    "UPDATE tasks SET state = 'running', claimed_by = $3, started_at = now(),"
-                    " heartbeat_at = now(), attempts = attempts + 1"
-                    " WHERE id = (SELECT id FROM tasks WHERE state = 'queued'"
-                    "   AND kind = ANY($1::text[]) AND host_id IS NOT DISTINCT FROM $2::bigint"
-                    "   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                    " RETURNING " TASK_COLUMNS,
+                    host_id
+                        ? "UPDATE tasks SET state = 'running', claimed_by = $3, started_at = now(),"
+                          " heartbeat_at = now(), attempts = attempts + 1"
+                          " WHERE id = (SELECT id FROM tasks WHERE state = 'queued'"
+                          "   AND host_id = $2::bigint AND kind = ANY($1::text[])"
+                          "   ORDER BY host_id, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                          " RETURNING " TASK_COLUMNS
+                        : "UPDATE tasks SET state = 'running', claimed_by = $3, started_at = now(),"
+                          " heartbeat_at = now(), attempts = attempts + 1"
+                          " WHERE id = (SELECT id FROM tasks WHERE state = 'queued'"
+                          "   AND host_id IS NULL AND $2::bigint IS NULL AND kind = ANY($1::text[])"
+                          "   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                          " RETURNING " TASK_COLUMNS,
                     3, p, &res, NULL);
     free(arr);
     if (r < 0)

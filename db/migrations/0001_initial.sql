@@ -310,7 +310,11 @@ CREATE TABLE tasks (
     heartbeat_at    timestamptz,
     finished_at     timestamptz
 );
-CREATE INDEX tasks_queue_idx ON tasks (host_id, created_at) WHERE state = 'queued';
+-- Claim order is (created_at, id); one index per queue so the oldest queued
+-- task is found without sorting the queue.
+CREATE INDEX tasks_queue_any_idx ON tasks (created_at, id) WHERE state = 'queued' AND host_id IS NULL;
+CREATE INDEX tasks_queue_host_idx ON tasks (host_id, created_at, id)
+    WHERE state = 'queued' AND host_id IS NOT NULL;
 CREATE INDEX tasks_state_idx ON tasks (state, created_at);
 
 -- ------------------------------------------------------------ audit log --
