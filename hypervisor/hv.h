@@ -221,3 +221,55 @@ int hv_qmp_call(struct hv_qmp *q, const char *command, json_t *args, int timeout
 
 /* Drive the connection until ready, at most @timeout_ms. */
 int hv_qmp_wait_ready(struct hv_qmp *q, int timeout_ms);
+
+/* ------------------------------------------------------------------------ */
+/* Storage: golden images and linked clones (qcow2)                         */
+/* ------------------------------------------------------------------------ */
+
+struct hv_image_info {
+    char source_format[16];     /* "qcow2" or "raw": what was imported */
+    int64_t size_bytes;         /* bytes the file occupies on disk */
+    int64_t virtual_size_bytes; /* disk size the guest sees */
+    char sha256[65];            /* of the imported qcow2 file, lower-case hex */
+};
+
+/*
+ * Import @src (qcow2 or raw; anything else, or an image with a backing
+ * file, is refused with -EMEDIUMTYPE) as a standalone qcow2 at @dst via
+ * `qemu-img convert`, checksum it and make it read-only (mode 0444): golden
+ * images are never written after import.  @dst must not exist (-EEXIST);
+ * nothing is left at @dst on failure.  @qemu_img NULL = "qemu-img".
+ * Fills *ret_info.  @err receives the tool's last words on failure.
+ */
+int hv_storage_import(const char *qemu_img, const char *src, const char *dst,
+                      struct hv_image_info *ret_info, struct atr_error *err);
+
+/*
+ * Create a linked clone: a qcow2 overlay at @overlay whose backing file is
+ * @base (referenced by absolute path).  -EEXIST if @overlay exists.
+ */
+int hv_storage_clone(const char *qemu_img, const char *base, const char *overlay,
+                     struct atr_error *err);
+
+/*
+ * Reset @overlay to pristine: replace it, atomically, by a fresh overlay of
+ * the same backing file.  The VM using it must be stopped.  -ENOENT when
+ * @overlay does not exist; -EINVAL when it has no backing file.
+ */
+int hv_storage_reset(const char *qemu_img, const char *overlay, struct atr_error *err);
+
+/* Remove a disk file.  0 also when it was already gone. */
+int hv_storage_delete(const char *path);
+
+/* Bytes @path really occupies on disk (allocated blocks, not its apparent size). */
+int hv_storage_usage(const char *path, int64_t *ret_bytes);
+
+/* SHA-256 of the file at @path as 64 lower-case hex digits plus NUL. */
+int hv_storage_sha256(const char *path, char ret_hex[static 65]);
+
+/*
+ * The backing file recorded in @image (absolute path) into @buf, "" when it
+ * has none.  Reads `qemu-img info`.
+ */
+int hv_storage_backing(const char *qemu_img, const char *image, char *buf, size_t size,
+                       struct atr_error *err);
