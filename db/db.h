@@ -163,3 +163,5 @@ int db_schema_check(struct db *db, struct atr_error *err);
 
 #include "db-task.h"
 #include "db-audit.h"
+#include "db-pool.h"
+#include "db-session.h"

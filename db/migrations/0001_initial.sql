@@ -169,7 +169,7 @@ CREATE TABLE vms (
     state           text NOT NULL DEFAULT 'provisioning'
                     CHECK (state IN ('provisioning', 'booting', 'ready', 'assigned', 'connected',
                                      'disconnected', 'logging_off', 'refreshing', 'stopped',
-                                     'failed', 'migrating', 'deleting')),
+                                     'failed', 'lost', 'migrating', 'deleting')),
     desired_power   text NOT NULL DEFAULT 'running'
                     CHECK (desired_power IN ('running', 'paused', 'stopped', 'deleted')),
     actual_power    text NOT NULL DEFAULT 'off'

@@ -1,0 +1,383 @@
+/* Pools and golden-image versions: typed queries for pool-manager/. */
+#include "db-priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const proto_names[] = {"spice", "rdp", "vnc", "browser"};
+
+unsigned db_protocol_from_name(const char *name)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (name && strcmp(name, proto_names[i]) == 0)
+            return 1u << i;
+    return 0;
+}
+
+const char *db_protocol_name(unsigned proto)
+{
+    for (unsigned i = 0; i < 4; i++)
+        if (proto == 1u << i)
+            return proto_names[i];
+    return NULL;
+}
+
+/* DB_PROTO_ bits -> "{spice,vnc}" (array literal of known words only). */
+static void protocols_literal(unsigned bits, char buf[static 64])
+{
+    size_t len = 0;
+    buf[len++] = '{';
+    for (unsigned i = 0; i < 4; i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        if (len > 1)
+            buf[len++] = ',';
+        len += (size_t)snprintf(buf + len, 64 - len, "%s", proto_names[i]);
+    }
+    buf[len++] = '}';
+    buf[len] = '\0';
+}
+
+/* "{spice,vnc}" as PostgreSQL prints text[] -> bits. */
+static unsigned protocols_parse(const char *lit)
+{
+    unsigned bits = 0;
+    char word[16];
+    size_t w = 0;
+    for (const char *p = lit; *p; p++) {
+        if (*p == '{' || *p == '"')
+            continue;
+        if (*p == ',' || *p == '}') {
+            word[w] = '\0';
+            bits |= db_protocol_from_name(word);
+            w = 0;
+            continue;
+        }
+        if (w < sizeof(word) - 1)
+            word[w++] = *p;
+    }
+    return bits;
+}
+
+#define POOL_COLUMNS                                                                          \
+    "id, name, description, image_version_id, vcpus, memory_mb, disk_gb, protocols::text,"   \
+    " assignment, min_size, max_size, spare, name_pattern, idle_timeout_s,"                   \
+    " disconnect_timeout_s, power_policy, enabled"
+
+static void pool_from_row(const PGresult *res, int row, struct db_pool *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->id = db_get_i64(res, row, 0);
+    snprintf(p->name, sizeof(p->name), "%s", PQgetvalue(res, row, 1));
+    snprintf(p->description, sizeof(p->description), "%s", PQgetvalue(res, row, 2));
+    p->image_version_id = db_get_i64(res, row, 3);
+    p->vcpus = (int)db_get_i64(res, row, 4);
+    p->memory_mb = (int)db_get_i64(res, row, 5);
+    p->disk_gb = (int)db_get_i64(res, row, 6);
+    p->protocols = protocols_parse(PQgetvalue(res, row, 7));
+    snprintf(p->assignment, sizeof(p->assignment), "%s", PQgetvalue(res, row, 8));
+    p->min_size = (int)db_get_i64(res, row, 9);
+    p->max_size = (int)db_get_i64(res, row, 10);
+    p->spare = (int)db_get_i64(res, row, 11);
+    snprintf(p->name_pattern, sizeof(p->name_pattern), "%s", PQgetvalue(res, row, 12));
+    p->idle_timeout_s = (int)db_get_i64(res, row, 13);
+    p->disconnect_timeout_s = (int)db_get_i64(res, row, 14);
+    snprintf(p->power_policy, sizeof(p->power_policy), "%s", PQgetvalue(res, row, 15));
+    p->enabled = strcmp(PQgetvalue(res, row, 16), "t") == 0;
+}
+
+/* Parameters $1..$16 in POOL_COLUMNS order, without id. */
+struct pool_params {
+    char iv[24], vcpus[24], mem[24], disk[24], protos[64], min[24], max[24], spare[24],
+        idle[24], disc[24];
+    const char *v[16];
+};
+
+static void pool_params_fill(struct pool_params *pp, const struct db_pool *p)
+{
+    protocols_literal(p->protocols, pp->protos);
+    const char *v[16] = {p->name,
+                         p->description,
+                         db_param_id(pp->iv, p->image_version_id),
+                         db_param_i64(pp->vcpus, p->vcpus),
+                         db_param_i64(pp->mem, p->memory_mb),
+                         db_param_i64(pp->disk, p->disk_gb),
+                         pp->protos,
+                         p->assignment,
+                         db_param_i64(pp->min, p->min_size),
+                         db_param_i64(pp->max, p->max_size),
+                         db_param_i64(pp->spare, p->spare),
+                         p->name_pattern,
+                         db_param_i64(pp->idle, p->idle_timeout_s),
+                         db_param_i64(pp->disc, p->disconnect_timeout_s),
+                         p->power_policy,
+                         p->enabled ? "true" : "false"};
+    memcpy(pp->v, v, sizeof(v));
+}
+
+int db_pool_insert(struct db *db, const struct db_pool *p, int64_t *ret_id)
+{
+    struct pool_params pp;
+    pool_params_fill(&pp, p);
+    PGresult *res;
+    int r = db_exec(db,
+                    "INSERT INTO pools (name, description, image_version_id, vcpus, memory_mb,"
+                    " disk_gb, protocols, assignment, min_size, max_size, spare, name_pattern,"
+                    " idle_timeout_s, disconnect_timeout_s, power_policy, enabled)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12, $13,"
+                    " $14, $15, $16) RETURNING id",
+                    16, pp.v, &res, NULL);
+    if (r < 0)
+        return r;
+    *ret_id = db_get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int db_pool_update(struct db *db, const struct db_pool *p)
+{
+    struct pool_params pp;
+    pool_params_fill(&pp, p);
+    char id[24];
+    const char *v[17];
+    memcpy(v, pp.v, sizeof(pp.v));
+    v[16] = db_param_i64(id, p->id);
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE pools SET name = $1, description = $2, image_version_id = $3,"
+                    " vcpus = $4, memory_mb = $5, disk_gb = $6, protocols = $7::text[],"
+                    " assignment = $8, min_size = $9, max_size = $10, spare = $11,"
+                    " name_pattern = $12, idle_timeout_s = $13, disconnect_timeout_s = $14,"
+                    " power_policy = $15, enabled = $16 WHERE id = $17",
+                    17, v, &res, NULL);
+    if (r < 0)
+        return r;
+    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+static int pool_get_where(struct db *db, const char *sql, const char *param, struct db_pool *ret)
+{
+    const char *v[] = {param};
+    PGresult *res;
+    int r = db_exec(db, sql, 1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        pool_from_row(res, 0, ret);
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_pool_get(struct db *db, int64_t id, struct db_pool *ret)
+{
+    char b[24];
+    return pool_get_where(db, "SELECT " POOL_COLUMNS " FROM pools WHERE id = $1",
+                          db_param_i64(b, id), ret);
+}
+
+int db_pool_get_by_name(struct db *db, const char *name, struct db_pool *ret)
+{
+    return pool_get_where(db, "SELECT " POOL_COLUMNS " FROM pools WHERE name = $1", name, ret);
+}
+
+int db_pool_list(struct db *db, struct db_pool **ret_pools, size_t *ret_n)
+{
+    PGresult *res;
+    int r = db_exec(db, "SELECT " POOL_COLUMNS " FROM pools ORDER BY name", 0, NULL, &res, NULL);
+    if (r < 0)
+        return r;
+    int n = PQntuples(res);
+    struct db_pool *pools = calloc(n > 0 ? (size_t)n : 1, sizeof(*pools));
+    if (!pools) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        pool_from_row(res, i, &pools[i]);
+    PQclear(res);
+    *ret_pools = pools;
+    *ret_n = (size_t)n;
+    return 0;
+}
+
+int db_pool_delete(struct db *db, int64_t id)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "WITH d AS (DELETE FROM pools WHERE id = $1"
+                    "   AND NOT EXISTS (SELECT 1 FROM vms WHERE pool_id = $1) RETURNING id)"
+                    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM pools WHERE id = $1)",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    if (db_get_i64(res, 0, 0) == 1)
+        r = 0;
+    else
+        r = db_get_i64(res, 0, 1) == 1 ? -EBUSY : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+/* ------------------------------------------------------------- images -- */
+
+#define VERSION_COLUMNS                                                                       \
+    "v.id, v.image_id, i.name, v.version, v.state, v.path, v.size_bytes,"                    \
+    " v.virtual_size_bytes, v.sha256, v.boot_kernel, v.boot_initrd, v.boot_cmdline, v.notes"
+
+static void version_from_row(const PGresult *res, int row, struct db_image_version *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->id = db_get_i64(res, row, 0);
+    v->image_id = db_get_i64(res, row, 1);
+    snprintf(v->image_name, sizeof(v->image_name), "%s", PQgetvalue(res, row, 2));
+    v->version = (int)db_get_i64(res, row, 3);
+    snprintf(v->state, sizeof(v->state), "%s", PQgetvalue(res, row, 4));
+    snprintf(v->path, sizeof(v->path), "%s", PQgetvalue(res, row, 5));
+    v->size_bytes = db_get_i64(res, row, 6);
+    v->virtual_size_bytes = db_get_i64(res, row, 7);
+    snprintf(v->sha256, sizeof(v->sha256), "%s", PQgetvalue(res, row, 8));
+    snprintf(v->boot_kernel, sizeof(v->boot_kernel), "%s", PQgetvalue(res, row, 9));
+    snprintf(v->boot_initrd, sizeof(v->boot_initrd), "%s", PQgetvalue(res, row, 10));
+    snprintf(v->boot_cmdline, sizeof(v->boot_cmdline), "%s", PQgetvalue(res, row, 11));
+    snprintf(v->notes, sizeof(v->notes), "%s", PQgetvalue(res, row, 12));
+}
+
+int db_image_version_new(struct db *db, const char *name, const char *notes, int64_t *ret_id,
+                         int *ret_version)
+{
+    const char *v[] = {name, notes ? notes : ""};
+    PGresult *res;
+    /* The image row is created or locked (ON CONFLICT DO UPDATE takes its row
+     * lock), so two imports of one image serialise.  The one that waited
+     * still computes max(version) from its statement's snapshot and may hit
+     * the (image_id, version) unique key: it simply runs again with a fresh
+     * snapshot. */
+    int r = -EEXIST;
+    for (int attempt = 0; attempt < 5 && r == -EEXIST; attempt++)
+        r = db_exec(db,
+                    "WITH i AS (INSERT INTO images (name) VALUES ($1)"
+                    "   ON CONFLICT (name) DO UPDATE SET updated_at = now() RETURNING id)"
+                    " INSERT INTO image_versions (image_id, version, notes)"
+                    " SELECT i.id, coalesce((SELECT max(version) FROM image_versions"
+                    "   WHERE image_id = i.id), 0) + 1, $2 FROM i"
+                    " RETURNING id, version",
+                    2, v, &res, NULL);
+    if (r < 0)
+        return r;
+    *ret_id = db_get_i64(res, 0, 0);
+    *ret_version = (int)db_get_i64(res, 0, 1);
+    PQclear(res);
+    return 0;
+}
+
+int db_image_version_ready(struct db *db, const struct db_image_version *iv)
+{
+    char id[24], sz[24], vsz[24];
+    const char *v[] = {db_param_i64(id, iv->id), iv->path,
+                       db_param_i64(sz, iv->size_bytes), db_param_i64(vsz, iv->virtual_size_bytes),
+                       iv->sha256, iv->boot_kernel, iv->boot_initrd, iv->boot_cmdline};
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE image_versions SET state = 'ready', path = $2, size_bytes = $3,"
+                    " virtual_size_bytes = $4, sha256 = $5, boot_kernel = $6, boot_initrd = $7,"
+                    " boot_cmdline = $8 WHERE id = $1 AND state = 'importing'",
+                    8, v, &res, NULL);
+    if (r < 0)
+        return r;
+    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_image_version_failed(struct db *db, int64_t id, const char *error)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, id), error ? error : ""};
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE image_versions SET state = 'failed', error = $2"
+                    " WHERE id = $1 AND state = 'importing'",
+                    2, v, &res, NULL);
+    if (r < 0)
+        return r;
+    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_image_version_get(struct db *db, int64_t id, struct db_image_version *ret)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "SELECT " VERSION_COLUMNS " FROM image_versions v"
+                    " JOIN images i ON i.id = v.image_id WHERE v.id = $1",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        version_from_row(res, 0, ret);
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_image_version_list(struct db *db, const char *image_name,
+                          struct db_image_version **ret_versions, size_t *ret_n)
+{
+    const char *v[] = {image_name};
+    PGresult *res;
+    int r = db_exec(db,
+                    "SELECT " VERSION_COLUMNS " FROM image_versions v"
+                    " JOIN images i ON i.id = v.image_id"
+                    " WHERE $1::text IS NULL OR i.name = $1"
+                    " ORDER BY i.name, v.version DESC",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    int n = PQntuples(res);
+    struct db_image_version *out = calloc(n > 0 ? (size_t)n : 1, sizeof(*out));
+    if (!out) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        version_from_row(res, i, &out[i]);
+    PQclear(res);
+    *ret_versions = out;
+    *ret_n = (size_t)n;
+    return 0;
+}
+
+int db_image_version_delete(struct db *db, int64_t id)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "WITH d AS (DELETE FROM image_versions WHERE id = $1"
+                    "   AND NOT EXISTS (SELECT 1 FROM pools WHERE image_version_id = $1)"
+                    "   AND NOT EXISTS (SELECT 1 FROM vms WHERE image_version_id = $1)"
+                    "   RETURNING id)"
+                    " SELECT (SELECT count(*) FROM d),"
+                    " (SELECT count(*) FROM image_versions WHERE id = $1)",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    if (db_get_i64(res, 0, 0) == 1)
+        r = 0;
+    else
+        r = db_get_i64(res, 0, 1) == 1 ? -EBUSY : -ENOENT;
+    PQclear(res);
+    return r;
+}

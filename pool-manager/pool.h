@@ -1,0 +1,61 @@
+/*
+ * libatrium-pool: desktop pools cloned from versioned golden images, and the
+ * one place where a person is given a desktop.  The broker (web/API log-ins)
+ * and displayd (RDP password log-ins at the gateway) both call pool_assign();
+ * atrium-poold (the pool manager daemon) keeps pools at their sizes.
+ *
+ * Entitlement is checked by the caller (auth_entitled()) before assigning:
+ * this library does not depend on auth/.
+ */
+#pragma once
+
+#include "common.h"
+#include "db.h"
+
+#include <stdint.h>
+
+/* A pool with the same defaults as the schema: floating, 2 vCPU, 2 GiB, spare 1. */
+void pool_defaults(struct db_pool *p);
+
+/*
+ * Check a pool definition before it reaches the database: name syntax, sizes
+ * (0 <= min <= max, spare <= max, max <= 10000), resources, at least one
+ * protocol, assignment and power policy words, and a naming pattern that
+ * contains "{n}".  Returns 0 or -EINVAL with one sentence in @err.
+ */
+int pool_validate(const struct db_pool *p, struct atr_error *err);
+
+/*
+ * Create a pool after pool_validate; its image version (if set) must be
+ * ready.  Sets *ret_id.  -EEXIST for a taken name, -EINVAL, -errno.
+ */
+int pool_create(struct db *db, const struct db_pool *p, int64_t *ret_id, struct atr_error *err);
+
+/* Replace the definition of pool p->id (validated as for create). */
+int pool_update(struct db *db, const struct db_pool *p, struct atr_error *err);
+
+/* Delete an empty pool.  -EBUSY (with a sentence) while it still has VMs. */
+int pool_delete(struct db *db, int64_t pool_id, struct atr_error *err);
+
+/*
+ * Render a VM name from @pattern: "{pool}" becomes the pool's name and "{n}"
+ * the number @n.  Returns 0, or -EINVAL when the result is not a valid VM
+ * name or does not fit @size.
+ */
+int pool_vm_name(const char *pattern, const char *pool_name, int64_t n, char *buf, size_t size);
+
+/*
+ * Give @user_id a desktop of @pool_id over @protocol ("spice", "rdp", "vnc",
+ * "browser") — see db_session_assign() for the rules.  Returns 0 and *ret;
+ * -EAGAIN when no desktop is ready (tell the person to retry shortly;
+ * provisioning has been nudged), -ENOENT, -EPERM (pool disabled),
+ * -EPROTONOSUPPORT (protocol not offered by the pool), -errno.
+ */
+int pool_assign(struct db *db, int64_t user_id, int64_t pool_id, const char *protocol,
+                const char *client_addr, struct db_assignment *ret);
+
+/* Session life cycle, reported by displayd and the broker; see db-session.h. */
+int pool_session_connected(struct db *db, int64_t session_id, const char *protocol,
+                           const char *client_addr);
+int pool_session_disconnected(struct db *db, int64_t session_id);
+int pool_session_logoff(struct db *db, int64_t session_id, const char *reason);
