@@ -194,6 +194,8 @@ for n in "${order[@]}"; do
 done
 printf '%s\n' "${order[@]}" >"$root/etc/atrium-modules"
 
+# Fixed times, owners and inode numbers: the same inputs give the same bytes.
+find "$root" -exec touch -h -d @0 {} +
 (cd "$root" && find . -print0 | sort -z |
     cpio --null -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$work/initrd.img"
 
