@@ -196,7 +196,7 @@ type_line() {
         [a-z0-9]) k=$c ;;
         ' ') k=spc ;;
         -) k=minus ;;
-        .) k=dot ;;
+        .) k="dot" ;;
         *) fail "type_line: no key for '$c'" ;;
         esac
         qmp "{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"$k\"}]}}" >/dev/null
@@ -237,7 +237,9 @@ power_off() {
     while :; do
         t=$((end - SECONDS))
         if ((t <= 0)); then
-            [[ -n ${QMP[1]:-} ]] && printf '%s\n' '{"execute":"quit"}' >&"${QMP[1]}" || true
+            if [[ -n ${QMP[1]:-} ]]; then
+                printf '%s\n' '{"execute":"quit"}' >&"${QMP[1]}" || true
+            fi
             fail "QEMU still running 30 s after ATRIUM-POWEROFF (quit sent)"
         fi
         rc=0
