@@ -80,6 +80,8 @@ need cpio cpio
 need gzip gzip
 need sha256sum coreutils
 
+# Left behind only by a killed build; we hold the lock, so none is in use.
+rm -rf "$out"/.work.*
 work=$(mktemp -d "$out/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$cache/debs"
