@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <liboath/oath.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,8 +134,11 @@ char **auth_strv_free(char **v)
 {
     if (!v)
         return NULL;
-    for (char **p = v; *p; p++)
+    /* These vectors carry recovery codes: wipe before giving memory back. */
+    for (char **p = v; *p; p++) {
+        OPENSSL_cleanse(*p, strlen(*p));
         free(*p);
+    }
     free(v);
     return NULL;
 }

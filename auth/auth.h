@@ -172,6 +172,12 @@ struct auth_login_result {
  */
 int auth_login(struct auth *a, const struct auth_login_request *req, struct auth_login_result *ret);
 
+/* Admin actions on the throttles: lift an account's lock (and its failure
+ * count), or an address's block.  -ENOENT for an unknown user; -EINVAL for
+ * an unparsable address. */
+int auth_user_unlock(struct auth *a, int64_t user_id);
+int auth_address_unblock(struct auth *a, const char *client_addr);
+
 /* ------------------------------------------------------------------------ */
 /* Back ends                                                                */
 /* ------------------------------------------------------------------------ */

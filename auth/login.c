@@ -329,6 +329,20 @@ out:
     return r;
 }
 
+int auth_user_unlock(struct auth *a, int64_t user_id)
+{
+    return db_user_unlock(a->db, user_id);
+}
+
+int auth_address_unblock(struct auth *a, const char *client_addr)
+{
+    char key[INET6_ADDRSTRLEN + 16];
+    int r = client_addr ? throttle_key(client_addr, key, sizeof(key)) : -EINVAL;
+    if (r < 0)
+        return r;
+    return db_throttle_reset(a->db, key);
+}
+
 const char *auth_outcome_to_string(enum auth_outcome o)
 {
     static const char *const names[] = {

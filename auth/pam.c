@@ -74,6 +74,18 @@ fail:
     return PAM_CONV_ERR;
 }
 
+/*
+ * Atrium throttles failures itself (account lock, address block), so a
+ * module's own fail delay (pam_unix sleeps about 2 s) would only hold a
+ * broker thread and help anyone trying to exhaust them.
+ */
+static void no_fail_delay(int status, unsigned int delay_us, void *appdata)
+{
+    (void)status;
+    (void)delay_us;
+    (void)appdata;
+}
+
 static int pam_to_errno(int pr)
 {
     switch (pr) {
@@ -189,8 +201,11 @@ int auth_pam_check(const char *service, const char *confdir, const char *usernam
         r = -EIO;
         goto out;
     }
-    if (rhost && (pr = pam_set_item(pamh, PAM_RHOST, rhost)) != PAM_SUCCESS) {
-        r = pam_to_errno(pr);
+    pr = pam_set_item(pamh, PAM_FAIL_DELAY, (const void *)no_fail_delay);
+    if (pr == PAM_SUCCESS && rhost)
+        pr = pam_set_item(pamh, PAM_RHOST, rhost);
+    if (pr != PAM_SUCCESS) {
+        r = -EIO;
         goto out;
     }
     pr = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);

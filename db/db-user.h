@@ -77,6 +77,9 @@ int db_user_login_failed(struct db *db, int64_t id, int64_t now_s, const struct 
 /* A successful log-in at @now_s: clear the failure count and lock. */
 int db_user_login_succeeded(struct db *db, int64_t id, int64_t now_s);
 
+/* An admin lifts the lock of @id: clear the failure count and lock. -ENOENT when absent. */
+int db_user_unlock(struct db *db, int64_t id);
+
 /*
  * Store @secret as the user's pending TOTP seed (totp_enabled stays false)
  * and forget the last used step.  -EALREADY when TOTP is already enabled

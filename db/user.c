@@ -250,6 +250,14 @@ int db_user_login_succeeded(struct db *db, int64_t id, int64_t now_s)
                       2, p);
 }
 
+int db_user_unlock(struct db *db, int64_t id)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id)};
+    return update_one(db, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
+                      1, p);
+}
+
 int db_user_totp_set_pending(struct db *db, int64_t id, const unsigned char *secret, size_t len)
 {
     if (len == 0 || len > DB_TOTP_SECRET_MAX)

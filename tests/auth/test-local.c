@@ -202,6 +202,26 @@ static void test_address_is_blocked_after_limit_across_accounts(void **state)
     assert_int_equal(authfix_login(f, "vic", "vic-pw", NULL, "203.0.113.5", NULL), AUTH_OK);
 }
 
+static void test_admin_unlock_lifts_account_lock_and_address_block(void **state)
+{
+    struct authfix *f = *state;
+    f->cfg.address =
+        (struct db_backoff){.threshold = 5, .base_s = 30, .max_s = 600, .window_s = 300};
+    authfix_reload(f);
+    int64_t id = make_user(f, "lena", "right-pw", AUTH_ROLE_USER);
+    for (int i = 0; i < 5; i++)
+        authfix_login(f, "lena", "wrong", NULL, "2001:db8::5", NULL);
+    assert_int_equal(authfix_login(f, "lena", "right-pw", NULL, "192.0.2.99", NULL), AUTH_LOCKED);
+    assert_int_equal(auth_user_unlock(f->auth, id), 0);
+    assert_int_equal(authfix_login(f, "lena", "right-pw", NULL, "192.0.2.99", NULL), AUTH_OK);
+    /* The address stays blocked until an admin lifts that too (same /64). */
+    assert_int_equal(authfix_login(f, "lena", "right-pw", NULL, "2001:db8::6", NULL), AUTH_LOCKED);
+    assert_int_equal(auth_address_unblock(f->auth, "2001:db8::7"), 0);
+    assert_int_equal(authfix_login(f, "lena", "right-pw", NULL, "2001:db8::6", NULL), AUTH_OK);
+    assert_int_equal(auth_user_unlock(f->auth, 424242), -ENOENT);
+    assert_int_equal(auth_address_unblock(f->auth, "example.com"), -EINVAL);
+}
+
 static void test_address_count_is_forgotten_after_a_quiet_window(void **state)
 {
     struct authfix *f = *state;
@@ -321,6 +341,7 @@ int main(void)
         T(test_wrong_password_locks_account_after_limit),
         T(test_account_lock_doubles_and_resets_on_success),
         T(test_address_is_blocked_after_limit_across_accounts),
+        T(test_admin_unlock_lifts_account_lock_and_address_block),
         T(test_address_count_is_forgotten_after_a_quiet_window),
         T(test_ipv6_clients_are_throttled_per_64_prefix),
         T(test_unparsable_client_address_is_an_error),
