@@ -165,3 +165,5 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-audit.h"
 #include "db-pool.h"
 #include "db-session.h"
+#include "db-host.h"
+#include "db-vm.h"

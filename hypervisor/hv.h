@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/types.h>
 
 /* ------------------------------------------------------------------------ */
@@ -273,3 +274,87 @@ int hv_storage_sha256(const char *path, char ret_hex[static 65]);
  */
 int hv_storage_backing(const char *qemu_img, const char *image, char *buf, size_t size,
                        struct atr_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* VM processes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One QEMU process and its QMP connection.  QEMU runs in its own session
+ * (setsid), so it outlives the process that started it; another hostd can
+ * adopt it later with hv_vm_attach.  The owner polls the VM's descriptors
+ * (hv_vm_pollfds) and hands results to hv_vm_dispatch; the VM learns its
+ * state from QMP events and from the process's pidfd, and calls
+ * ops->changed after every change.
+ */
+struct hv_vm;
+
+enum hv_vm_power {
+    HV_VM_STARTING = 0, /* process up, QMP not ready yet */
+    HV_VM_RUNNING,
+    HV_VM_PAUSED,
+    HV_VM_EXITED, /* process gone: see hv_vm_exit_info */
+};
+
+const char *hv_vm_power_name(enum hv_vm_power p);
+
+struct hv_vm_ops {
+    void (*changed)(struct hv_vm *vm, void *userdata);
+};
+
+/*
+ * Start QEMU for @def with runtime files under @runtime_dir/vms/<id>/ (made
+ * if missing; stale sockets removed).  QEMU's stdout and stderr go to
+ * paths.qemu_log.  Returns once the process exists; it becomes RUNNING (or
+ * PAUSED with def->start_paused) when QMP answers.  Sets *ret_vm.
+ */
+int hv_vm_start(const struct hv_vm_def *def, const char *runtime_dir, const char *qemu,
+                const struct hv_vm_ops *ops, void *userdata, struct hv_vm **ret_vm,
+                struct atr_error *err);
+
+/*
+ * Adopt the QEMU of VM @id that is already running (hostd restarted): its
+ * pid comes from the pid file and must be a process whose command line
+ * names that pid file, so a recycled pid is never adopted.  -ESRCH when no
+ * such QEMU runs; -ECONNREFUSED when its QMP socket does not answer.
+ */
+int hv_vm_attach(int64_t id, const char *runtime_dir, const struct hv_vm_ops *ops, void *userdata,
+                 struct hv_vm **ret_vm, struct atr_error *err);
+
+/* Close descriptors; the QEMU process is left alone.  Accepts NULL; returns NULL. */
+struct hv_vm *hv_vm_free(struct hv_vm *vm);
+
+int64_t hv_vm_id(const struct hv_vm *vm);
+pid_t hv_vm_pid(const struct hv_vm *vm);
+enum hv_vm_power hv_vm_power(const struct hv_vm *vm);
+const struct hv_vm_paths *hv_vm_paths(const struct hv_vm *vm);
+/* The QMP connection (NULL once QEMU is gone). */
+struct hv_qmp *hv_vm_qmp(struct hv_vm *vm);
+
+/* Up to 2 descriptors to poll (QMP socket, process pidfd) into @fds; returns how many. */
+int hv_vm_pollfds(const struct hv_vm *vm, struct pollfd fds[static 2]);
+/* Milliseconds until the VM needs hv_vm_dispatch without an event; -1 none. */
+int hv_vm_timeout_ms(const struct hv_vm *vm);
+/* Handle poll results for the @n descriptors hv_vm_pollfds gave. */
+void hv_vm_dispatch(struct hv_vm *vm, const struct pollfd *fds, int n);
+
+/* Power actions, asynchronous: the result shows up as a state change. */
+int hv_vm_pause(struct hv_vm *vm);
+int hv_vm_resume(struct hv_vm *vm);
+/* ACPI power button; QEMU exits when the guest powers off. */
+int hv_vm_powerdown(struct hv_vm *vm);
+/* Hard reset, synchronous (waits for QEMU's answer, at most @timeout_ms). */
+int hv_vm_reset(struct hv_vm *vm, int timeout_ms, struct atr_error *err);
+/* SIGKILL the QEMU process group; the exit is seen through the pidfd. */
+int hv_vm_kill(struct hv_vm *vm);
+
+/*
+ * After EXITED: whether QEMU shut down cleanly (guest powered off, or a
+ * quit/powerdown we asked for) and a one-line account of how it ended,
+ * with the tail of QEMU's own log ("QEMU's last words") when it crashed.
+ */
+bool hv_vm_exit_clean(const struct hv_vm *vm);
+const char *hv_vm_exit_message(const struct hv_vm *vm);
+
+/* Remove the VM's runtime directory (sockets, pid file, logs).  The VM must be gone. */
+int hv_vm_remove_runtime(int64_t id, const char *runtime_dir);

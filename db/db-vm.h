@@ -1,0 +1,88 @@
+/*
+ * VMs (part of db.h; include "db.h", not this).
+ *
+ * The row holds desired state (desired_power, written by the broker, poold
+ * and atriumctl) and actual state (state, actual_power, qemu_pid,
+ * last_error, written by the hostd of vms.host_id).  Every change fires
+ * NOTIFY atrium_vm '<vm id>:<host id>' so hostd reconciles at once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+struct db;
+
+struct db_vm {
+    int64_t id;
+    char name[64];
+    int64_t pool_id, host_id, image_version_id, assigned_user_id; /* 0 = none */
+    char state[16];
+    char desired_power[16]; /* running, paused, stopped, deleted */
+    char actual_power[16];  /* off, starting, running, paused, crashed */
+    int vcpus;
+    int memory_mb;
+    int disk_gb;
+    char disk_path[1024];
+    char boot[8]; /* disk, kernel */
+    char boot_kernel[1024];
+    char boot_initrd[1024];
+    char boot_cmdline[1024];
+    char nic_mode[8]; /* none, user, bridge */
+    char bridge[16];
+    char mac[18];
+    int qemu_pid; /* 0 = none */
+    int64_t qemu_started_at_us;
+    char last_error[2048];
+    int64_t state_changed_at_us, created_at_us, updated_at_us;
+};
+
+/* A new VM row; strings NULL = column default. */
+struct db_vm_new {
+    const char *name;
+    int64_t host_id, pool_id, image_version_id; /* 0 = none */
+    int vcpus;                                  /* 0 = default */
+    int memory_mb;                              /* 0 = default */
+    const char *disk_path;
+    const char *boot; /* disk, kernel */
+    const char *boot_kernel, *boot_initrd, *boot_cmdline;
+    const char *nic_mode; /* none, user, bridge */
+    const char *bridge;
+    const char *desired_power; /* running (default), paused, stopped */
+};
+
+int db_vm_create(struct db *db, const struct db_vm_new *v, int64_t *ret_id);
+
+int db_vm_get(struct db *db, int64_t id, struct db_vm *ret);
+int db_vm_get_by_name(struct db *db, const char *name, struct db_vm *ret);
+
+/*
+ * VMs on host @host_id (0: every VM), by name.  *ret_vms is malloc'd
+ * (free()), *ret_n entries.
+ */
+int db_vm_list(struct db *db, int64_t host_id, struct db_vm **ret_vms, size_t *ret_n);
+
+/*
+ * What hostd saw.  NULL strings and qemu_pid < 0 leave a column as it is;
+ * qemu_pid 0 clears it (and qemu_started_at), a positive pid sets both.
+ */
+struct db_vm_report {
+    const char *state;
+    const char *actual_power;
+    int qemu_pid;
+    const char *last_error;
+};
+
+/* Write hostd's view of VM @id.  -ENOENT if the row is gone. */
+int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep);
+
+/*
+ * Ask for @desired (running, paused, stopped, deleted).  Asking a failed VM
+ * to run again clears its failure (state becomes stopped, then hostd starts
+ * it), which is the admin's "try again".  -ENOENT if there is no such VM.
+ */
+int db_vm_set_desired(struct db *db, int64_t id, const char *desired);
+
+/* Remove VM @id's row (hostd, after its process, sockets and disk are gone). */
+int db_vm_delete(struct db *db, int64_t id);

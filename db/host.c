@@ -1,0 +1,156 @@
+/* Hosts: registration, heartbeat, listing. */
+#include "db-priv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOST_COLUMNS                                                                               \
+    "h.id, h.name, h.address, h.state, h.cpus, h.memory_mb, h.cpu_capacity,"                       \
+    " h.memory_capacity_mb, h.accel, h.accel_note, h.version,"                                     \
+    " (extract(epoch from h.heartbeat_at) * 1000000)::bigint,"                                     \
+    " (extract(epoch from now() - h.heartbeat_at) * 1000)::bigint,"                                \
+    " (SELECT count(*) FROM vms v WHERE v.host_id = h.id),"                                        \
+    " (SELECT count(*) FROM vms v WHERE v.host_id = h.id"                                          \
+    "    AND v.actual_power IN ('starting', 'running', 'paused'))"
+
+static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
+{
+    const char *v = db_get(res, row, col);
+    snprintf(dst, size, "%s", v ? v : "");
+}
+
+static void host_from_row(const PGresult *res, int row, struct db_host *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->id = db_get_i64(res, row, 0);
+    copy(h->name, sizeof(h->name), res, row, 1);
+    copy(h->address, sizeof(h->address), res, row, 2);
+    copy(h->state, sizeof(h->state), res, row, 3);
+    h->cpus = (int)db_get_i64(res, row, 4);
+    h->memory_mb = db_get_i64(res, row, 5);
+    h->cpu_capacity = (int)db_get_i64(res, row, 6);
+    h->memory_capacity_mb = db_get_i64(res, row, 7);
+    copy(h->accel, sizeof(h->accel), res, row, 8);
+    copy(h->accel_note, sizeof(h->accel_note), res, row, 9);
+    copy(h->version, sizeof(h->version), res, row, 10);
+    h->heartbeat_at_us = db_get_i64(res, row, 11);
+    h->heartbeat_age_ms = db_get(res, row, 12) ? db_get_i64(res, row, 12) : -1;
+    h->vm_count = (int)db_get_i64(res, row, 13);
+    h->vms_running = (int)db_get_i64(res, row, 14);
+}
+
+int db_host_register(struct db *db, const struct db_host_reg *reg, int64_t *ret_id)
+{
+    if (!reg->name || !reg->accel)
+        return -EINVAL;
+    char b1[24], b2[24];
+    const char *p[] = {reg->name,
+                       reg->address ? reg->address : "",
+                       db_param_i64(b1, reg->cpus),
+                       db_param_i64(b2, reg->memory_mb),
+                       reg->accel,
+                       reg->accel_note ? reg->accel_note : "",
+                       reg->version ? reg->version : ""};
+    PGresult *res;
+    /* One statement, so two hostd racing on one name still get one row.
+     * An admin's capacity override and maintenance state survive restarts. */
+    int r = db_exec(db,
+                    "INSERT INTO hosts (name, address, cpus, memory_mb, cpu_capacity,"
+                    " memory_capacity_mb, accel, accel_note, version, state, heartbeat_at)"
+                    " VALUES ($1, $2, $3::int, $4::bigint, $3::int, $4::bigint, $5, $6, $7,"
+                    " 'online', now())"
+                    " ON CONFLICT (name) DO UPDATE SET address = EXCLUDED.address,"
+                    " cpus = EXCLUDED.cpus, memory_mb = EXCLUDED.memory_mb,"
+                    " cpu_capacity = CASE WHEN hosts.cpu_capacity = 0"
+                    "   THEN EXCLUDED.cpu_capacity ELSE hosts.cpu_capacity END,"
+                    " memory_capacity_mb = CASE WHEN hosts.memory_capacity_mb = 0"
+                    "   THEN EXCLUDED.memory_capacity_mb ELSE hosts.memory_capacity_mb END,"
+                    " accel = EXCLUDED.accel, accel_note = EXCLUDED.accel_note,"
+                    " version = EXCLUDED.version,"
+                    " state = CASE WHEN hosts.state = 'maintenance' THEN 'maintenance'"
+                    "   ELSE 'online' END,"
+                    " heartbeat_at = now()"
+                    " RETURNING id",
+                    7, p, &res, NULL);
+    if (r < 0)
+        return r;
+    *ret_id = db_get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+static int update_one(struct db *db, const char *sql, int n, const char *const *p)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, n, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_host_heartbeat(struct db *db, int64_t id)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id)};
+    return update_one(db, "UPDATE hosts SET heartbeat_at = now() WHERE id = $1", 1, p);
+}
+
+int db_host_set_state(struct db *db, int64_t id, const char *state)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id), state};
+    return update_one(db, "UPDATE hosts SET state = $2 WHERE id = $1", 2, p);
+}
+
+static int get_one(struct db *db, const char *sql, const char *param, struct db_host *ret)
+{
+    const char *p[] = {param};
+    PGresult *res;
+    int r = db_exec(db, sql, 1, p, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    host_from_row(res, 0, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_host_get(struct db *db, int64_t id, struct db_host *ret)
+{
+    char b1[24];
+    return get_one(db, "SELECT " HOST_COLUMNS " FROM hosts h WHERE h.id = $1", db_param_i64(b1, id),
+                   ret);
+}
+
+int db_host_get_by_name(struct db *db, const char *name, struct db_host *ret)
+{
+    return get_one(db, "SELECT " HOST_COLUMNS " FROM hosts h WHERE h.name = $1", name, ret);
+}
+
+int db_host_list(struct db *db, struct db_host **ret_hosts, size_t *ret_n)
+{
+    PGresult *res;
+    int r =
+        db_exec(db, "SELECT " HOST_COLUMNS " FROM hosts h ORDER BY h.name", 0, NULL, &res, NULL);
+    if (r < 0)
+        return r;
+    size_t n = (size_t)PQntuples(res);
+    struct db_host *hosts = calloc(n ? n : 1, sizeof(*hosts));
+    if (!hosts) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        host_from_row(res, (int)i, &hosts[i]);
+    PQclear(res);
+    *ret_hosts = hosts;
+    *ret_n = n;
+    return 0;
+}

@@ -1,0 +1,699 @@
+/*
+ * atrium-hostd: one per host.  Makes the QEMU processes on this host match
+ * what the database asks for, and writes back what they really do.
+ *
+ * One thread, one poll() loop over: the database connection (LISTEN
+ * atrium_vm and atrium_task, so a change to one of this host's VMs wakes us
+ * at once), every VM's QMP socket and pidfd, and a signalfd.  The only
+ * timers are deadlines: the next heartbeat, a guest's power-off grace
+ * period, QMP command deadlines.
+ *
+ * Restart safety: QEMU runs in its own session and outlives hostd.  At
+ * start-up hostd first adopts every QEMU of this host that still runs (by
+ * its pid file and QMP socket) and only then reconciles, so a restart never
+ * restarts a VM.  A QEMU that died while hostd was away is reported failed.
+ */
+#include "db.h"
+#include "hv.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/sysinfo.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define PROBE_TIMEOUT_MS 2000
+#define RESET_TIMEOUT_MS 10000
+#define DB_RETRY_MS 1000
+
+struct local_vm {
+    struct local_vm *next;
+    int64_t id;
+    char name[64];
+    char disk_path[1024];
+    struct hv_vm *vm;
+    bool fresh;          /* started by this hostd: first RUNNING makes it ready */
+    bool stop_requested; /* we asked for the power-off (or the kill) */
+    bool deleting;       /* desired_power = deleted: remove everything once gone */
+    bool killed_on_timeout;
+    int64_t stop_deadline_ms; /* 0: none */
+    bool reap;                /* process gone and reported: drop the entry */
+};
+
+struct hostd {
+    struct atr_config *cfg;
+    struct db *db;
+    int64_t host_id;
+    char host_name[64];
+    char claimer[160];
+    struct hv_accel_result accel;
+    int stop_timeout_s;
+    struct local_vm *vms;
+    bool dirty;       /* reconcile on the next turn */
+    bool tasks_dirty; /* look for tasks on the next turn */
+    int64_t next_heartbeat_ms;
+    int64_t db_retry_ms; /* 0: connected */
+    int sigfd;
+    bool quit;
+};
+
+static struct local_vm *find_vm(struct hostd *h, int64_t id)
+{
+    for (struct local_vm *l = h->vms; l; l = l->next)
+        if (l->id == id && !l->reap)
+            return l;
+    return NULL;
+}
+
+static void report(struct hostd *h, int64_t id, const struct db_vm_report *rep)
+{
+    int r = db_vm_report(h->db, id, rep);
+    if (r < 0 && r != -ENOENT)
+        log_error("cannot record VM state", "vm", LOG_INT(id), "errno", LOG_INT(-r));
+}
+
+/* Disk files hostd may delete with their VM: linked clones only, never a
+ * file without a backing image (that could be someone's only copy). */
+static void delete_overlay(const char *path, int64_t id)
+{
+    if (!path[0])
+        return;
+    char backing[1024];
+    struct atr_error err = {0};
+    if (hv_storage_backing(NULL, path, backing, sizeof(backing), &err) < 0) {
+        log_warn("cannot inspect disk of deleted VM", "vm", LOG_INT(id), "error", err.msg);
+        return;
+    }
+    if (!backing[0]) {
+        log_warn("disk of deleted VM is not a linked clone; kept", "vm", LOG_INT(id), "disk", path);
+        return;
+    }
+    int r = hv_storage_delete(path);
+    if (r < 0)
+        log_error("cannot delete overlay", "vm", LOG_INT(id), "disk", path, "errno", LOG_INT(-r));
+}
+
+static void finish_delete(struct hostd *h, int64_t id, const char *name, const char *disk)
+{
+    int r = hv_vm_remove_runtime(id, h->cfg->paths.runtime_dir);
+    if (r < 0)
+        log_error("cannot remove VM runtime directory", "vm", LOG_INT(id), "errno", LOG_INT(-r));
+    delete_overlay(disk, id);
+    r = db_vm_delete(h->db, id);
+    if (r < 0 && r != -ENOENT)
+        log_error("cannot delete VM row", "vm", LOG_INT(id), "errno", LOG_INT(-r));
+    else
+        log_info("vm deleted", "vm", LOG_INT(id), "name", name);
+}
+
+/* hv_vm callback: the VM's process or guest changed state. */
+static void vm_changed(struct hv_vm *vm, void *userdata)
+{
+    struct hostd *h = userdata;
+    struct local_vm *l = find_vm(h, hv_vm_id(vm));
+    if (!l)
+        return;
+    struct db_vm_report rep = {.qemu_pid = -1};
+    switch (hv_vm_power(vm)) {
+    case HV_VM_STARTING:
+        return;
+    case HV_VM_RUNNING:
+        rep.actual_power = "running";
+        if (l->fresh) {
+            rep.state = "ready";
+            l->fresh = false;
+            log_info("vm running", "vm", LOG_INT(l->id), "name", l->name, "pid",
+                     LOG_INT(hv_vm_pid(vm)));
+        }
+        break;
+    case HV_VM_PAUSED:
+        rep.actual_power = "paused";
+        l->fresh = false;
+        break;
+    case HV_VM_EXITED:
+        l->reap = true;
+        if (l->deleting)
+            return; /* finish_delete runs when the entry is reaped */
+        rep.qemu_pid = 0;
+        if (hv_vm_exit_clean(vm) || l->stop_requested) {
+            rep.state = "stopped";
+            rep.actual_power = "off";
+            rep.last_error = l->killed_on_timeout ? hv_vm_exit_message(vm) : "";
+            log_info("vm stopped", "vm", LOG_INT(l->id), "name", l->name, "how",
+                     hv_vm_exit_message(vm));
+            if (!l->stop_requested) {
+                /* The guest powered itself off: that is the new wish, or
+                 * the reconcile loop would boot it straight back up. */
+                int r = db_vm_set_desired(h->db, l->id, "stopped");
+                if (r < 0)
+                    log_error("cannot record guest power-off", "vm", LOG_INT(l->id));
+            }
+        } else {
+            rep.state = "failed";
+            rep.actual_power = "crashed";
+            rep.last_error = hv_vm_exit_message(vm);
+            log_warn("vm failed", "vm", LOG_INT(l->id), "name", l->name, "error",
+                     hv_vm_exit_message(vm));
+        }
+        break;
+    }
+    report(h, l->id, &rep);
+}
+
+static const struct hv_vm_ops vm_ops = {.changed = vm_changed};
+
+static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm, bool fresh)
+{
+    struct local_vm *l = calloc(1, sizeof(*l));
+    if (!l) {
+        log_error("out of memory tracking a VM; killing it", "vm", LOG_INT(row->id));
+        hv_vm_kill(vm);
+        hv_vm_free(vm);
+        return;
+    }
+    l->id = row->id;
+    snprintf(l->name, sizeof(l->name), "%s", row->name);
+    snprintf(l->disk_path, sizeof(l->disk_path), "%s", row->disk_path);
+    l->vm = vm;
+    l->fresh = fresh;
+    l->next = h->vms;
+    h->vms = l;
+}
+
+static void start_vm(struct hostd *h, const struct db_vm *row)
+{
+    struct hv_vm_def def = {
+        .id = row->id,
+        .name = row->name,
+        .vcpus = row->vcpus,
+        .memory_mb = row->memory_mb,
+        .disk_path = row->disk_path,
+        .boot = strcmp(row->boot, "kernel") == 0 ? HV_BOOT_KERNEL : HV_BOOT_DISK,
+        .kernel = row->boot_kernel,
+        .initrd = row->boot_initrd,
+        .cmdline = row->boot_cmdline,
+        .nic = strcmp(row->nic_mode, "none") == 0     ? HV_NIC_NONE
+               : strcmp(row->nic_mode, "bridge") == 0 ? HV_NIC_BRIDGE
+                                                      : HV_NIC_USER,
+        .bridge = row->bridge[0] ? row->bridge : h->cfg->hostd.bridge,
+        .mac = row->mac,
+        .accel = h->accel.accel,
+        .start_paused = strcmp(row->desired_power, "paused") == 0,
+    };
+    struct hv_vm *vm = NULL;
+    struct atr_error err = {0};
+    int r = hv_vm_start(&def, h->cfg->paths.runtime_dir, h->cfg->hostd.qemu, &vm_ops, h, &vm, &err);
+    if (r < 0) {
+        log_error("vm start failed", "vm", LOG_INT(row->id), "name", row->name, "error", err.msg);
+        struct db_vm_report rep = {
+            .state = "failed", .actual_power = "off", .qemu_pid = 0, .last_error = err.msg};
+        report(h, row->id, &rep);
+        return;
+    }
+    log_info("vm starting", "vm", LOG_INT(row->id), "name", row->name, "pid",
+             LOG_INT(hv_vm_pid(vm)), "accel", hv_accel_name(h->accel.accel));
+    add_local(h, row, vm, true);
+    struct db_vm_report rep = {.state = "booting",
+                               .actual_power = "starting",
+                               .qemu_pid = hv_vm_pid(vm),
+                               .last_error = ""};
+    report(h, row->id, &rep);
+}
+
+static void request_stop(struct hostd *h, struct local_vm *l)
+{
+    if (l->stop_requested)
+        return;
+    l->stop_requested = true;
+    l->stop_deadline_ms = atr_now_mono_ms() + (int64_t)h->stop_timeout_s * 1000;
+    /* A paused guest cannot see the power button. */
+    if (hv_vm_power(l->vm) == HV_VM_PAUSED)
+        hv_vm_resume(l->vm);
+    if (hv_vm_powerdown(l->vm) < 0)
+        l->stop_deadline_ms = atr_now_mono_ms(); /* no QMP: straight to the kill */
+    log_info("vm stopping", "vm", LOG_INT(l->id), "name", l->name, "grace_s",
+             LOG_INT(h->stop_timeout_s));
+}
+
+/* Make one VM row and its local process agree. */
+static void reconcile_vm(struct hostd *h, const struct db_vm *row)
+{
+    struct local_vm *l = find_vm(h, row->id);
+    const char *want = row->desired_power;
+    if (strcmp(want, "deleted") == 0) {
+        if (l && !l->deleting) {
+            l->deleting = true;
+            l->stop_requested = true;
+            hv_vm_kill(l->vm);
+            log_info("vm deleting", "vm", LOG_INT(row->id), "name", row->name);
+        } else if (!l) {
+            finish_delete(h, row->id, row->name, row->disk_path);
+        }
+        return;
+    }
+    if (!l) {
+        bool on = strcmp(want, "running") == 0 || strcmp(want, "paused") == 0;
+        /* A failed VM stays down until someone asks again (which clears
+         * the failure): no crash loops. */
+        if (on && strcmp(row->state, "failed") != 0) {
+            start_vm(h, row);
+        } else if (strcmp(row->actual_power, "off") != 0 &&
+                   strcmp(row->actual_power, "crashed") != 0) {
+            struct db_vm_report rep = {.actual_power = "off", .qemu_pid = 0};
+            if (strcmp(row->state, "failed") != 0)
+                rep.state = "stopped";
+            report(h, row->id, &rep);
+        }
+        return;
+    }
+    if (l->stop_requested || l->deleting)
+        return;
+    enum hv_vm_power p = hv_vm_power(l->vm);
+    if (strcmp(want, "stopped") == 0)
+        request_stop(h, l);
+    else if (strcmp(want, "paused") == 0 && p == HV_VM_RUNNING)
+        hv_vm_pause(l->vm);
+    else if (strcmp(want, "running") == 0 && p == HV_VM_PAUSED)
+        hv_vm_resume(l->vm);
+}
+
+static void reconcile(struct hostd *h)
+{
+    struct db_vm *rows = NULL;
+    size_t n = 0;
+    int r = db_vm_list(h->db, h->host_id, &rows, &n);
+    if (r < 0) {
+        log_error("cannot list this host's VMs", "errno", LOG_INT(-r));
+        return;
+    }
+    h->dirty = false;
+    for (size_t i = 0; i < n; i++)
+        reconcile_vm(h, &rows[i]);
+    /* A VM whose row vanished or moved to another host: its QEMU must go. */
+    for (struct local_vm *l = h->vms; l; l = l->next) {
+        bool listed = false;
+        for (size_t i = 0; i < n && !listed; i++)
+            listed = rows[i].id == l->id;
+        if (!listed && !l->reap && !l->deleting) {
+            log_warn("vm no longer belongs to this host; killing its QEMU", "vm", LOG_INT(l->id),
+                     "name", l->name);
+            l->deleting = true;
+            hv_vm_kill(l->vm);
+        }
+    }
+    free(rows);
+}
+
+/* Drop entries whose process is gone; finish deletions. */
+static void reap(struct hostd *h)
+{
+    struct local_vm **pp = &h->vms;
+    while (*pp) {
+        struct local_vm *l = *pp;
+        if (!l->reap) {
+            pp = &l->next;
+            continue;
+        }
+        *pp = l->next;
+        if (l->deleting)
+            finish_delete(h, l->id, l->name, l->disk_path);
+        hv_vm_free(l->vm);
+        free(l);
+        h->dirty = true; /* the row may want the VM back (restart after stop) */
+    }
+}
+
+static void enforce_stop_deadlines(struct hostd *h)
+{
+    int64_t now = atr_now_mono_ms();
+    for (struct local_vm *l = h->vms; l; l = l->next) {
+        if (l->stop_deadline_ms && now >= l->stop_deadline_ms && !l->reap) {
+            log_warn("guest did not power off in time; killing QEMU", "vm", LOG_INT(l->id), "name",
+                     l->name);
+            l->stop_deadline_ms = 0;
+            l->killed_on_timeout = true;
+            hv_vm_kill(l->vm);
+        }
+    }
+}
+
+static void run_tasks(struct hostd *h)
+{
+    static const char *const kinds[] = {"vm.reset", NULL};
+    h->tasks_dirty = false;
+    for (;;) {
+        struct db_task *t = NULL;
+        int r = db_task_claim(h->db, h->host_id, kinds, h->claimer, &t);
+        if (r <= 0) {
+            if (r < 0)
+                log_error("cannot claim tasks", "errno", LOG_INT(-r));
+            return;
+        }
+        struct local_vm *l = find_vm(h, t->vm_id);
+        struct atr_error err = {0};
+        if (!l || l->stop_requested || hv_vm_power(l->vm) == HV_VM_EXITED)
+            atr_error_set(&err, -ENOTCONN, "VM %lld is not running on this host",
+                          (long long)t->vm_id);
+        else
+            hv_vm_reset(l->vm, RESET_TIMEOUT_MS, &err);
+        log_info("task done", "task", LOG_INT(t->id), "kind", t->kind, "vm", LOG_INT(t->vm_id),
+                 "error", err.code ? err.msg : "");
+        r = db_task_finish(h->db, t->id, err.code ? err.msg : NULL, NULL);
+        if (r < 0 && r != -ENOENT)
+            log_error("cannot finish task", "task", LOG_INT(t->id), "errno", LOG_INT(-r));
+        db_task_free(t);
+    }
+}
+
+/* Adopt every QEMU of this host that outlived the previous hostd.  Returns how many. */
+static int adopt(struct hostd *h)
+{
+    struct db_vm *rows = NULL;
+    size_t n = 0;
+    int adopted = 0;
+    int r = db_vm_list(h->db, h->host_id, &rows, &n);
+    if (r < 0) {
+        log_error("cannot list this host's VMs", "errno", LOG_INT(-r));
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct db_vm *row = &rows[i];
+        struct hv_vm *vm = NULL;
+        struct atr_error err = {0};
+        r = hv_vm_attach(row->id, h->cfg->paths.runtime_dir, &vm_ops, h, &vm, &err);
+        if (r == 0) {
+            add_local(h, row, vm, false);
+            log_info("vm re-attached", "vm", LOG_INT(row->id), "name", row->name, "pid",
+                     LOG_INT(hv_vm_pid(vm)));
+            struct db_vm_report rep = {.qemu_pid = hv_vm_pid(vm)};
+            report(h, row->id, &rep);
+            adopted++;
+            continue;
+        }
+        bool was_up = strcmp(row->actual_power, "starting") == 0 ||
+                      strcmp(row->actual_power, "running") == 0 ||
+                      strcmp(row->actual_power, "paused") == 0;
+        if (!was_up)
+            continue;
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "QEMU was gone when hostd restarted: %s", err.msg);
+        log_warn("vm lost while hostd was down", "vm", LOG_INT(row->id), "name", row->name, "error",
+                 err.msg);
+        struct db_vm_report rep = {
+            .state = "failed", .actual_power = "crashed", .qemu_pid = 0, .last_error = msg};
+        report(h, row->id, &rep);
+    }
+    free(rows);
+    return adopted;
+}
+
+static int register_host(struct hostd *h)
+{
+    char hostname[64] = "";
+    gethostname(hostname, sizeof(hostname) - 1);
+    snprintf(h->host_name, sizeof(h->host_name), "%s",
+             h->cfg->hostd.name[0] ? h->cfg->hostd.name : hostname);
+    struct sysinfo si;
+    int64_t mem_mb = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1024 * 1024) : 0;
+    struct db_host_reg reg = {
+        .name = h->host_name,
+        .address = h->cfg->hostd.address[0] ? h->cfg->hostd.address : hostname,
+        .cpus = (int)sysconf(_SC_NPROCESSORS_ONLN),
+        .memory_mb = mem_mb,
+        .accel = hv_accel_name(h->accel.accel),
+        .accel_note = h->accel.note,
+        .version = ATRIUM_VERSION,
+    };
+    int r = db_host_register(h->db, &reg, &h->host_id);
+    if (r < 0)
+        return r;
+    snprintf(h->claimer, sizeof(h->claimer), "hostd:%s:%d", h->host_name, (int)getpid());
+    log_info("host registered", "host", h->host_name, "id", LOG_INT(h->host_id), "cpus",
+             LOG_INT(reg.cpus), "memory_mb", LOG_INT(mem_mb), "accel", reg.accel);
+    return 0;
+}
+
+static void on_notification(struct hostd *h, const char *channel, const char *payload)
+{
+    const char *colon = strchr(payload, ':');
+    long long host = colon && colon[1] ? strtoll(colon + 1, NULL, 10) : 0;
+    if (host != h->host_id)
+        return;
+    if (strcmp(channel, DB_CHANNEL_VM) == 0)
+        h->dirty = true;
+    else if (strcmp(channel, DB_CHANNEL_TASK) == 0)
+        h->tasks_dirty = true;
+}
+
+static void drain_notifications(struct hostd *h)
+{
+    char *channel, *payload;
+    int r;
+    while ((r = db_notify_next(h->db, &channel, &payload)) == 1) {
+        on_notification(h, channel, payload);
+        free(channel);
+        free(payload);
+    }
+    if (r < 0) {
+        log_warn("database connection lost; retrying");
+        h->db_retry_ms = atr_now_mono_ms();
+    }
+}
+
+static void db_retry(struct hostd *h)
+{
+    if (db_ensure(h->db) < 0) {
+        h->db_retry_ms = atr_now_mono_ms() + DB_RETRY_MS;
+        return;
+    }
+    log_info("database connection restored");
+    h->db_retry_ms = 0;
+    h->dirty = h->tasks_dirty = true; /* notifications may have been missed */
+}
+
+static int min_timeout(int a, int b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+static void handle_signal(struct hostd *h)
+{
+    struct signalfd_siginfo si;
+    while (read(h->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            /* VMs keep running: the next hostd adopts them. */
+            log_info("stopping; VMs keep running", "signal", LOG_INT(si.ssi_signo));
+            h->quit = true;
+        }
+    }
+}
+
+static int run(struct hostd *h)
+{
+    size_t cap = 0;
+    struct pollfd *fds = NULL;
+    struct local_vm **owner = NULL;
+    int rc = 0;
+    while (!h->quit) {
+        if (h->db_retry_ms && atr_now_mono_ms() >= h->db_retry_ms)
+            db_retry(h);
+        if (!h->db_retry_ms) {
+            if (atr_now_mono_ms() >= h->next_heartbeat_ms) {
+                int r = db_host_heartbeat(h->db, h->host_id);
+                if (r == -ENOTCONN)
+                    h->db_retry_ms = atr_now_mono_ms();
+                else if (r < 0)
+                    log_error("heartbeat failed", "errno", LOG_INT(-r));
+                h->next_heartbeat_ms = atr_now_mono_ms() + h->cfg->hostd.heartbeat_s * 1000;
+            }
+            if (h->dirty)
+                reconcile(h);
+            if (h->tasks_dirty)
+                run_tasks(h);
+        }
+        enforce_stop_deadlines(h);
+
+        size_t nvm = 0;
+        for (struct local_vm *l = h->vms; l; l = l->next)
+            nvm++;
+        if (2 + nvm * 2 > cap) {
+            cap = 2 + nvm * 2 + 16;
+            free(fds);
+            free(owner);
+            fds = calloc(cap, sizeof(*fds));
+            owner = calloc(cap, sizeof(*owner));
+            if (!fds || !owner) {
+                log_error("out of memory");
+                rc = 1;
+                break;
+            }
+        }
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = h->sigfd, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = h->db_retry_ms ? -1 : db_fd(h->db), .events = POLLIN};
+        int timeout = h->db_retry_ms ? atr_deadline_left_ms(h->db_retry_ms)
+                                     : atr_deadline_left_ms(h->next_heartbeat_ms);
+        for (struct local_vm *l = h->vms; l; l = l->next) {
+            int k = hv_vm_pollfds(l->vm, &fds[n]);
+            for (int i = 0; i < k; i++)
+                owner[n + i] = l;
+            n += k;
+            timeout = min_timeout(timeout, hv_vm_timeout_ms(l->vm));
+            if (l->stop_deadline_ms)
+                timeout = min_timeout(timeout, atr_deadline_left_ms(l->stop_deadline_ms));
+        }
+        if (h->dirty || h->tasks_dirty)
+            timeout = 0;
+        int got = poll(fds, (nfds_t)n, timeout);
+        if (got < 0 && errno != EINTR) {
+            log_error("poll failed", "errno", LOG_INT(errno));
+            rc = 1;
+            break;
+        }
+        if (got > 0 && fds[0].revents)
+            handle_signal(h);
+        if (got > 0 && fds[1].revents && !h->db_retry_ms)
+            drain_notifications(h);
+        /* Every VM gets its turn, with or without events: QMP deadlines. */
+        for (int i = 2; i < n;) {
+            struct local_vm *l = owner[i];
+            int j = i;
+            while (j < n && owner[j] == l)
+                j++;
+            hv_vm_dispatch(l->vm, &fds[i], j - i);
+            i = j;
+        }
+        reap(h);
+    }
+    free(fds);
+    free(owner);
+    return rc;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: atrium-hostd [--config PATH] [--stop-timeout SECONDS]\n"
+            "\n"
+            "Run and watch this host's desktop VMs as the Atrium database asks.\n"
+            "\n"
+            "  -c, --config PATH        configuration file (default: $ATRIUM_CONFIG, else %s)\n"
+            "      --stop-timeout S     seconds a guest gets to power off before QEMU is\n"
+            "                           killed (default 60)\n",
+            ATR_CONFIG_DEFAULT_PATH);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"stop-timeout", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct hostd h = {.sigfd = -1, .stop_timeout_s = 60};
+    const char *config = NULL;
+    int c, rc = 1;
+    log_init("hostd", LOG_LEVEL_INFO);
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        long long v;
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 's':
+            if (atr_parse_ll(optarg, 1, 3600, &v) < 0) {
+                fprintf(stderr, "atrium-hostd: --stop-timeout must be 1..3600\n");
+                return 2;
+            }
+            h.stop_timeout_s = (int)v;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    struct atr_error err = {0};
+    if (atr_config_load(config, &h.cfg, &err) < 0) {
+        log_error("cannot load configuration", "error", err.msg);
+        return 3;
+    }
+    log_set_level(h.cfg->log.level);
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    h.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (h.sigfd < 0) {
+        log_error("signalfd failed", "errno", LOG_INT(errno));
+        goto out;
+    }
+
+    if (db_open(h.cfg->db.url, h.cfg->db.connect_timeout_s, "atrium-hostd", &h.db, &err) < 0) {
+        log_error("cannot connect to the database", "error", err.msg);
+        rc = 4;
+        goto out;
+    }
+    if (db_schema_check(h.db, &err) < 0) {
+        log_error("database schema does not match", "error", err.msg);
+        rc = 5;
+        goto out;
+    }
+
+    int r = hv_accel_probe(h.cfg->hostd.accel, PROBE_TIMEOUT_MS, &h.accel);
+    if (r < 0) {
+        log_error("accelerator unusable", "wanted", h.cfg->hostd.accel, "reason", h.accel.note);
+        goto out;
+    }
+    /* Said once, here, and kept in hosts.accel_note for `atriumctl host info`. */
+    if (h.accel.accel == HV_ACCEL_TCG && strcmp(h.cfg->hostd.accel, "tcg") != 0)
+        log_warn("KVM unusable; VMs run under TCG (slow)", "reason", h.accel.note, "probe_ms",
+                 LOG_INT(h.accel.took_ms));
+    else
+        log_info("accelerator chosen", "accel", hv_accel_name(h.accel.accel), "reason",
+                 h.accel.note, "probe_ms", LOG_INT(h.accel.took_ms));
+
+    if ((r = register_host(&h)) < 0) {
+        log_error("cannot register this host", "errno", LOG_INT(-r));
+        goto out;
+    }
+    if ((r = db_listen(h.db, DB_CHANNEL_VM)) < 0 || (r = db_listen(h.db, DB_CHANNEL_TASK)) < 0) {
+        log_error("cannot LISTEN", "errno", LOG_INT(-r));
+        goto out;
+    }
+    int adopted = adopt(&h);
+    h.dirty = h.tasks_dirty = true;
+    reconcile(&h);
+    h.next_heartbeat_ms = atr_now_mono_ms() + h.cfg->hostd.heartbeat_s * 1000;
+    sd_notify(0, "READY=1\nSTATUS=reconciling");
+    log_info("hostd ready", "host", h.host_name, "vms_adopted", LOG_INT(adopted));
+    rc = run(&h);
+    sd_notify(0, "STOPPING=1");
+out:
+    while (h.vms) {
+        struct local_vm *next = h.vms->next;
+        hv_vm_free(h.vms->vm);
+        free(h.vms);
+        h.vms = next;
+    }
+    db_close(h.db);
+    if (h.sigfd >= 0)
+        close(h.sigfd);
+    atr_config_free(h.cfg);
+    return rc;
+}
