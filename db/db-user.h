@@ -62,6 +62,8 @@ int db_user_get(struct db *db, int64_t id, struct db_user **ret_user);
 int db_user_set_password_hash(struct db *db, int64_t id, const char *hash,
                               const char *expected_old);
 
+/* Change @id's role ("admin", "operator", "user") or disabled flag.  -ENOENT when absent,
+ * -EINVAL for an unknown role. */
 int db_user_set_role(struct db *db, int64_t id, const char *role);
 int db_user_set_disabled(struct db *db, int64_t id, bool disabled);
 
