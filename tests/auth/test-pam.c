@@ -110,6 +110,21 @@ static void test_pam_user_refused_with_wrong_password(void **state)
                      6);
 }
 
+static void test_pam_refusing_the_account_is_reported_as_disabled(void **state)
+{
+    struct authfix *f = *state;
+    /* erin's password is right but the password file allows her only the
+     * "atrium-test" service: PAM refuses her account for "atrium". */
+    assert_int_equal(authfix_login(f, "erin", "erin-pam-pw", NULL, NULL, NULL), AUTH_DISABLED);
+    assert_int_equal(authfix_login(f, "erin", "not-her-pw", NULL, NULL, NULL),
+                     AUTH_BAD_CREDENTIALS);
+    assert_int_equal(authfix_count(f, "SELECT count(*) FROM users"), 0);
+    assert_int_equal(authfix_count(f, "SELECT count(*) FROM audit_log WHERE outcome = 'denied'"
+                                      " AND actor = 'erin'"
+                                      " AND detail->>'reason' = 'refused_by_backend'"),
+                     1);
+}
+
 static void test_local_account_is_never_checked_through_pam(void **state)
 {
     struct authfix *f = *state;
@@ -177,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_pam_service_name_is_configurable),
         T(test_pam_user_first_login_creates_a_pam_users_row),
         T(test_pam_user_refused_with_wrong_password),
+        T(test_pam_refusing_the_account_is_reported_as_disabled),
         T(test_local_account_is_never_checked_through_pam),
         T(test_pam_only_backend_order_skips_local),
         T(test_unix_group_from_pam_entitles_pool),
