@@ -178,6 +178,14 @@ int auth_login(struct auth *a, const struct auth_login_request *req, struct auth
 int auth_user_unlock(struct auth *a, int64_t user_id);
 int auth_address_unblock(struct auth *a, const char *client_addr);
 
+/*
+ * Forget address counters that have been quiet longer than the address
+ * window; the broker calls this now and then (e.g. every few minutes) so
+ * failures from many addresses cannot grow the table without bound.
+ * Returns the number of counters dropped, or -errno.
+ */
+int auth_throttle_prune(struct auth *a);
+
 /* ------------------------------------------------------------------------ */
 /* Back ends                                                                */
 /* ------------------------------------------------------------------------ */

@@ -343,6 +343,11 @@ int auth_address_unblock(struct auth *a, const char *client_addr)
     return db_throttle_reset(a->db, key);
 }
 
+int auth_throttle_prune(struct auth *a)
+{
+    return db_throttle_prune(a->db, auth_now(a), a->cfg.address.window_s);
+}
+
 const char *auth_outcome_to_string(enum auth_outcome o)
 {
     static const char *const names[] = {

@@ -46,3 +46,10 @@ int db_throttle_fail(struct db *db, const char *key, int64_t now_s, const struct
 
 /* Forget @key's failures (after a successful log-in from it). */
 int db_throttle_reset(struct db *db, const char *key);
+
+/*
+ * Delete keys that would start counting afresh anyway (last block or first
+ * failure more than @window_s before @now_s), so that failures from many
+ * addresses cannot grow the table without bound.  Returns the number deleted.
+ */
+int db_throttle_prune(struct db *db, int64_t now_s, int window_s);

@@ -79,3 +79,19 @@ int db_throttle_reset(struct db *db, const char *key)
     const char *p[] = {key};
     return db_exec(db, "DELETE FROM auth_throttle WHERE key = $1", 1, p, NULL, NULL);
 }
+
+int db_throttle_prune(struct db *db, int64_t now_s, int window_s)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, now_s), db_param_i64(b2, window_s)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "DELETE FROM auth_throttle WHERE coalesce(blocked_until, window_start)"
+                    " < to_timestamp($1::bigint - $2::bigint)",
+                    2, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}

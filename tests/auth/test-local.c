@@ -237,6 +237,28 @@ static void test_address_count_is_forgotten_after_a_quiet_window(void **state)
     assert_int_equal(authfix_login(f, "vic", "vic-pw", NULL, ADDR, NULL), AUTH_OK);
 }
 
+static void test_prune_drops_only_quiet_address_counters(void **state)
+{
+    struct authfix *f = *state;
+    f->cfg.address =
+        (struct db_backoff){.threshold = 2, .base_s = 600, .max_s = 600, .window_s = 300};
+    authfix_reload(f);
+    make_user(f, "vic", "vic-pw", AUTH_ROLE_USER);
+    authfix_login(f, "ghost", "x", NULL, "192.0.2.1", NULL); /* one failure, never blocked */
+    authfix_login(f, "ghost", "x", NULL, "192.0.2.2", NULL);
+    authfix_login(f, "ghost", "x", NULL, "192.0.2.2", NULL); /* blocked for 600 s */
+    f->now += 301;
+    authfix_login(f, "ghost", "x", NULL, "192.0.2.3", NULL); /* fresh */
+    assert_int_equal(auth_throttle_prune(f->auth), 1);
+    assert_int_equal(authfix_count(f, "SELECT count(*) FROM auth_throttle"), 2);
+    /* The block that is still running survives the prune. */
+    assert_int_equal(authfix_login(f, "vic", "vic-pw", NULL, "192.0.2.2", NULL), AUTH_LOCKED);
+    /* Both are quiet for a window once the block has ended. */
+    f->now += 600;
+    assert_int_equal(auth_throttle_prune(f->auth), 2);
+    assert_int_equal(authfix_count(f, "SELECT count(*) FROM auth_throttle"), 0);
+}
+
 static void test_ipv6_clients_are_throttled_per_64_prefix(void **state)
 {
     struct authfix *f = *state;
@@ -343,6 +365,7 @@ int main(void)
         T(test_address_is_blocked_after_limit_across_accounts),
         T(test_admin_unlock_lifts_account_lock_and_address_block),
         T(test_address_count_is_forgotten_after_a_quiet_window),
+        T(test_prune_drops_only_quiet_address_counters),
         T(test_ipv6_clients_are_throttled_per_64_prefix),
         T(test_unparsable_client_address_is_an_error),
         T(test_disabled_user_is_told_so_only_with_right_password),
