@@ -117,6 +117,10 @@ struct atr_config {
         char *tls_key;
         char *public_address; /* address written into connection files; empty: the Host the client used */
         int session_ttl_s;
+        int threads;          /* HTTP worker threads, each with its own database connection */
+        int max_connections;  /* open client connections at once; more are refused */
+        int connection_timeout_s; /* idle client connection is closed after this */
+        int max_body_bytes;   /* request bodies above this get 413 */
     } broker;
     struct {
         char *listen;

@@ -167,3 +167,5 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-session.h"
 #include "db-host.h"
 #include "db-vm.h"
+#include "db-login.h"
+#include "db-admin.h"

@@ -1,0 +1,309 @@
+/*
+ * atrium-broker internals.  The broker is a program, not a library: nothing
+ * outside broker/ includes this (tests and the fuzz target do, through the
+ * atrium-broker-core static library).
+ *
+ * Shape of a request: libmicrohttpd parses HTTP and TLS; server.c collects
+ * the body (bounded), finds the route (router.c), authenticates the caller
+ * (session.c), checks the route's permission and CSRF, borrows a database
+ * connection (dbpool.c), and calls the route's handler, which fills a
+ * struct brk_reply.  Every reply is JSON except /metrics.
+ */
+#pragma once
+
+#include "auth.h"
+#include "common.h"
+#include "db.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct brk_server;
+
+/* ------------------------------------------------------------------------ */
+/* Input parsing (input.c): everything that turns client bytes into values. */
+/* Pure functions, fuzzed by tests/fuzz/broker.                             */
+/* ------------------------------------------------------------------------ */
+
+#define BRK_LIMIT_DEFAULT 50
+#define BRK_LIMIT_MAX 500
+#define BRK_OFFSET_MAX 10000000
+#define BRK_FILTER_MAX 128 /* longest filter value accepted */
+
+/*
+ * Parse a request body: JSON (RFC 8259, UTF-8, no duplicate keys, no NUL in
+ * strings) whose top level is an object.  Returns 0 and a new reference in
+ * *ret_obj, or -EINVAL with a sentence for the client in @why.
+ */
+int brk_body_parse(const char *buf, size_t len, json_t **ret_obj, char *why, size_t why_len);
+
+struct brk_login_input {
+    const char *username; /* borrowed from the parsed body */
+    const char *password;
+    const char *totp;     /* NULL when absent */
+};
+
+/*
+ * Check a login body: username (1..128 printable ASCII without spaces),
+ * password (1..AUTH_PASSWORD_MAX bytes) and an optional totp string (at most
+ * 64 bytes).  No other members.  0 or -EINVAL with @why.
+ */
+int brk_login_input_parse(const json_t *body, struct brk_login_input *ret, char *why,
+                          size_t why_len);
+
+/*
+ * Query-string values, as the route's handler asks for them.  A lookup
+ * function returns the raw value of a key or NULL; the server's one wraps
+ * MHD_lookup_connection_value, the fuzz target's a static table.
+ */
+typedef const char *(*brk_query_fn)(void *userdata, const char *key);
+
+struct brk_query {
+    brk_query_fn get;
+    void *userdata;
+};
+
+/*
+ * ?limit=&offset= with defaults (BRK_LIMIT_DEFAULT, 0) and bounds
+ * (1..BRK_LIMIT_MAX, 0..BRK_OFFSET_MAX).  0 or -EINVAL with @why.
+ */
+int brk_page_parse(const struct brk_query *q, struct db_page *ret_page, char *why,
+                   size_t why_len);
+
+/*
+ * A text filter: NULL when absent; -EINVAL when empty, longer than
+ * BRK_FILTER_MAX, or holding control characters.  When @choices (a
+ * NULL-terminated list) is given the value must be one of them.
+ */
+int brk_filter_text(const struct brk_query *q, const char *key, const char *const *choices,
+                    const char **ret, char *why, size_t why_len);
+
+/* An id filter: 0 when absent; -EINVAL unless a decimal integer >= 1. */
+int brk_filter_id(const struct brk_query *q, const char *key, int64_t *ret, char *why,
+                  size_t why_len);
+
+/* A time filter: NULL when absent; -EINVAL unless it looks like RFC 3339. */
+int brk_filter_time(const struct brk_query *q, const char *key, const char **ret, char *why,
+                    size_t why_len);
+
+/* ------------------------------------------------------------------------ */
+/* Tokens (token.c)                                                         */
+/* ------------------------------------------------------------------------ */
+
+#define BRK_TOKEN_BYTES 32
+#define BRK_TOKEN_TEXT_LEN 43 /* base64url of 32 bytes, unpadded */
+
+/* A new random token: text form (NUL-terminated) and its SHA-256. 0 or -EIO. */
+int brk_token_new(char ret_text[static BRK_TOKEN_TEXT_LEN + 1],
+                  unsigned char ret_hash[static DB_TOKEN_HASH_LEN]);
+
+/* SHA-256 of @text (any length).  0 or -EIO. */
+int brk_token_hash(const char *text, unsigned char ret_hash[static DB_TOKEN_HASH_LEN]);
+
+/* True when @text has the shape of one of our tokens (length, alphabet). */
+bool brk_token_well_formed(const char *text);
+
+/* ------------------------------------------------------------------------ */
+/* Database connections (dbpool.c)                                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One database connection and the auth context over it.  libpq connections
+ * are not shared between threads, so a request borrows one for its whole
+ * life and gives it back; the pool has as many as the server has threads.
+ */
+struct brk_conn {
+    struct db *db;
+    struct auth *auth;
+    bool busy;
+};
+
+struct brk_dbpool;
+
+/* Open @n connections to @cfg's database.  0 or -errno with @err. */
+int brk_dbpool_new(const struct atr_config *cfg, int n, struct brk_dbpool **ret_pool,
+                   struct atr_error *err);
+struct brk_dbpool *brk_dbpool_free(struct brk_dbpool *pool);
+
+/*
+ * Borrow a connection, waiting (on a condition variable) at most
+ * @timeout_ms for one to come back.  The connection is checked and
+ * reconnected when the server went away.  -ETIMEDOUT when none came back,
+ * -ENOTCONN when the database cannot be reached.
+ */
+int brk_dbpool_get(struct brk_dbpool *pool, int timeout_ms, struct brk_conn **ret_conn);
+void brk_dbpool_put(struct brk_dbpool *pool, struct brk_conn *conn);
+
+/* ------------------------------------------------------------------------ */
+/* Requests, replies, routes                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Who made the request, once session.c authenticated it. */
+struct brk_caller {
+    bool authenticated;
+    int64_t user_id;
+    int64_t login_id;
+    char username[DB_USERNAME_MAX + 1];
+    enum auth_role role;
+    bool via_cookie; /* browser session: non-GET requests need the CSRF header */
+    bool via_bearer; /* API token */
+    unsigned char csrf_hash[DB_TOKEN_HASH_LEN]; /* via_cookie: what X-CSRF-Token must hash to */
+};
+
+#define BRK_MAX_PATH_IDS 4
+
+struct brk_request {
+    struct brk_server *server;
+    const char *method;
+    const char *path;
+    const char *client_addr;  /* textual IP */
+    const char *user_agent;   /* "" when absent */
+    json_t *body;             /* parsed object, NULL when there was no body */
+    struct brk_query query;
+    int64_t ids[BRK_MAX_PATH_IDS]; /* {id} segments of the path, in order */
+    size_t n_ids;
+    struct brk_caller caller;
+    struct brk_conn *conn;    /* borrowed database connection; NULL for routes without DB */
+    void *mhd_conn;           /* struct MHD_Connection, for header lookups */
+};
+
+/* A header / cookie value of the request, NULL when absent. */
+const char *brk_request_header(const struct brk_request *req, const char *name);
+const char *brk_request_cookie(const struct brk_request *req, const char *name);
+
+#define BRK_MAX_HEADERS 4
+
+struct brk_reply {
+    int status;
+    json_t *json;        /* the body; owned */
+    char *text;          /* or a text body (malloc'd, owned), with @content_type */
+    const char *content_type;
+    struct {
+        const char *name;
+        char *value;     /* malloc'd, owned */
+    } headers[BRK_MAX_HEADERS];
+    size_t n_headers;
+};
+
+/* Set @rep to @status with an owned JSON body (steals @json).  Returns 0. */
+int brk_reply_json(struct brk_reply *rep, int status, json_t *json);
+
+/* Set @rep to an error body {"error": @error, "detail": @detail}.  Returns 0. */
+int brk_reply_error(struct brk_reply *rep, int status, const char *error, const char *detail);
+
+/* Add a response header (value copied).  -ENOSPC past BRK_MAX_HEADERS. */
+int brk_reply_header(struct brk_reply *rep, const char *name, const char *value);
+
+/* Release what @rep owns. */
+void brk_reply_clear(struct brk_reply *rep);
+
+/*
+ * A route handler.  Fills @rep and returns 0; a negative errno means "I
+ * could not answer" and becomes a 500 (or 503 for -ENOTCONN) with a generic
+ * body: handlers map the failures a client caused to 4xx themselves.
+ */
+typedef int (*brk_handler_fn)(struct brk_request *req, struct brk_reply *rep);
+
+enum brk_route_flags {
+    BRK_ROUTE_PUBLIC = 1 << 0, /* no authentication needed */
+    BRK_ROUTE_NO_DB = 1 << 1,  /* handler does not use the database */
+};
+
+struct brk_route {
+    const char *method;      /* "GET", "POST", "PATCH", "DELETE" */
+    const char *pattern;     /* "/api/v1/tasks/{id}" */
+    brk_handler_fn handler;
+    unsigned flags;          /* enum brk_route_flags */
+    int action;              /* enum auth_action required, or -1 for any authenticated caller */
+    const char *metric_name; /* label for /metrics: the pattern */
+};
+
+/* The route table (routes.c), ending with a zeroed entry. */
+extern const struct brk_route brk_routes[];
+size_t brk_routes_count(void);
+
+/*
+ * Match @method and @path against the table.  Returns the route and fills
+ * @ret_ids/@ret_n_ids from {id} segments; NULL when no pattern matches the
+ * path (then *ret_path_known is false) or when the path matches but not the
+ * method (*ret_path_known true: 405).
+ */
+const struct brk_route *brk_route_match(const char *method, const char *path,
+                                        int64_t ret_ids[static BRK_MAX_PATH_IDS],
+                                        size_t *ret_n_ids, bool *ret_path_known);
+
+/* Print "METHOD PATTERN" lines of every route, sorted, to @out. */
+void brk_routes_print(FILE *out);
+
+/* ------------------------------------------------------------------------ */
+/* Authentication of requests (session.c)                                   */
+/* ------------------------------------------------------------------------ */
+
+#define BRK_COOKIE_NAME "atrium_session"
+#define BRK_CSRF_HEADER "X-CSRF-Token"
+
+/*
+ * Find the caller from the Authorization: Bearer header or the session
+ * cookie.  Fills req->caller when a live login was found; leaves it
+ * unauthenticated otherwise.  -errno only when the database failed.
+ */
+int brk_session_authenticate(struct brk_request *req);
+
+/* True when @req (cookie-authenticated, non-GET) carries the right CSRF token. */
+bool brk_session_csrf_ok(const struct brk_request *req);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics (metrics.c)                                                      */
+/* ------------------------------------------------------------------------ */
+
+void brk_metrics_request(size_t route_index, int status, int64_t duration_us);
+void brk_metrics_login(bool ok);
+/* Prometheus text exposition; @db_stats from db_admin_stats, may be NULL. */
+char *brk_metrics_render(const json_t *db_stats);
+/* False when the route table outgrew the metric arrays (checked at start-up). */
+bool brk_metrics_routes_fit(void);
+
+/* ------------------------------------------------------------------------ */
+/* Server (server.c)                                                        */
+/* ------------------------------------------------------------------------ */
+
+struct brk_server_options {
+    const struct atr_config *cfg;
+    int port_override; /* -1: cfg's port; 0: ephemeral */
+};
+
+/* Start listening.  0 or -errno with @err.  Logs the bound address and port. */
+int brk_server_start(const struct brk_server_options *opt, struct brk_dbpool *pool,
+                     struct brk_server **ret_server, struct atr_error *err);
+
+/* Stop accepting, finish running requests, free.  Accepts NULL; returns NULL. */
+struct brk_server *brk_server_stop(struct brk_server *s);
+
+/* The config the server runs with (borrowed). */
+const struct atr_config *brk_server_config(const struct brk_server *s);
+
+/* ------------------------------------------------------------------------ */
+/* Handlers (api-*.c)                                                       */
+/* ------------------------------------------------------------------------ */
+
+int brk_api_healthz(struct brk_request *req, struct brk_reply *rep);
+int brk_api_metrics(struct brk_request *req, struct brk_reply *rep);
+
+int brk_api_login(struct brk_request *req, struct brk_reply *rep);
+int brk_api_logout(struct brk_request *req, struct brk_reply *rep);
+int brk_api_me(struct brk_request *req, struct brk_reply *rep);
+int brk_api_tokens_list(struct brk_request *req, struct brk_reply *rep);
+int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep);
+int brk_api_tokens_delete(struct brk_request *req, struct brk_reply *rep);
+
+int brk_api_hosts(struct brk_request *req, struct brk_reply *rep);
+int brk_api_tasks(struct brk_request *req, struct brk_reply *rep);
+int brk_api_task_get(struct brk_request *req, struct brk_reply *rep);
+int brk_api_audit(struct brk_request *req, struct brk_reply *rep);
+int brk_api_users(struct brk_request *req, struct brk_reply *rep);
+int brk_api_groups(struct brk_request *req, struct brk_reply *rep);
+int brk_api_pools(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vms(struct brk_request *req, struct brk_reply *rep);
+int brk_api_sessions(struct brk_request *req, struct brk_reply *rep);

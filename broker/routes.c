@@ -1,0 +1,34 @@
+/*
+ * Every route the broker serves, with the permission it needs.  The one
+ * table serves dispatch, --list-routes (which the OpenAPI test diffs against
+ * docs/api/openapi.yaml) and the route label of /metrics.
+ */
+#include "broker-priv.h"
+
+#define ANY_CALLER (-1)
+
+const struct brk_route brk_routes[] = {
+    {"GET", "/healthz", brk_api_healthz, BRK_ROUTE_PUBLIC, ANY_CALLER, "/healthz"},
+    {"GET", "/metrics", brk_api_metrics, BRK_ROUTE_PUBLIC, ANY_CALLER, "/metrics"},
+
+    {"POST", "/api/v1/login", brk_api_login, BRK_ROUTE_PUBLIC, ANY_CALLER, "/api/v1/login"},
+    {"POST", "/api/v1/logout", brk_api_logout, 0, ANY_CALLER, "/api/v1/logout"},
+    {"GET", "/api/v1/me", brk_api_me, 0, ANY_CALLER, "/api/v1/me"},
+
+    {"GET", "/api/v1/tokens", brk_api_tokens_list, 0, AUTH_ACTION_USER_WRITE, "/api/v1/tokens"},
+    {"POST", "/api/v1/tokens", brk_api_tokens_create, 0, AUTH_ACTION_USER_WRITE,
+     "/api/v1/tokens"},
+    {"DELETE", "/api/v1/tokens/{id}", brk_api_tokens_delete, 0, AUTH_ACTION_USER_WRITE,
+     "/api/v1/tokens/{id}"},
+
+    {"GET", "/api/v1/hosts", brk_api_hosts, 0, AUTH_ACTION_READ, "/api/v1/hosts"},
+    {"GET", "/api/v1/tasks", brk_api_tasks, 0, AUTH_ACTION_READ, "/api/v1/tasks"},
+    {"GET", "/api/v1/tasks/{id}", brk_api_task_get, 0, AUTH_ACTION_READ, "/api/v1/tasks/{id}"},
+    {"GET", "/api/v1/audit", brk_api_audit, 0, AUTH_ACTION_AUDIT_READ, "/api/v1/audit"},
+    {"GET", "/api/v1/users", brk_api_users, 0, AUTH_ACTION_READ, "/api/v1/users"},
+    {"GET", "/api/v1/groups", brk_api_groups, 0, AUTH_ACTION_READ, "/api/v1/groups"},
+    {"GET", "/api/v1/pools", brk_api_pools, 0, AUTH_ACTION_READ, "/api/v1/pools"},
+    {"GET", "/api/v1/vms", brk_api_vms, 0, AUTH_ACTION_READ, "/api/v1/vms"},
+    {"GET", "/api/v1/sessions", brk_api_sessions, 0, AUTH_ACTION_READ, "/api/v1/sessions"},
+    {0},
+};
