@@ -20,8 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Upper bound on groups read for one person; bounds what NSS can make us allocate. */
+/* Upper bounds on groups read for one person and on the buffer for one
+ * group entry (big directory groups list thousands of members): they bound
+ * what NSS can make us allocate. */
 #define PAM_MAX_GROUPS 4096
+#define PAM_MAX_NSS_BUF (4 * 1024 * 1024)
 
 struct conv_data {
     const char *username;
@@ -110,6 +113,15 @@ static int pam_to_errno(int pr)
     }
 }
 
+/* getgrgid_r returning its error as POSIX says, also for NSS shims (such as
+ * nss_wrapper) that return -1 and leave the error in errno. */
+static int grgid(gid_t gid, struct group *gr, char *buf, size_t size, struct group **ret)
+{
+    errno = 0;
+    int e = getgrgid_r(gid, gr, buf, size, ret);
+    return e < 0 ? errno : e;
+}
+
 /* The Unix groups of @username as a new string vector (empty when NSS does not know them). */
 static int unix_groups(const char *username, char ***ret_groups)
 {
@@ -161,8 +173,18 @@ static int unix_groups(const char *username, char ***ret_groups)
     }
     for (int i = 0; i < ngroups; i++) {
         struct group gr, *grp = NULL;
+        while ((e = grgid(gids[i], &gr, buf, (size_t)bufsize, &grp)) == ERANGE &&
+               bufsize < PAM_MAX_NSS_BUF) {
+            char *bigger = realloc(buf, (size_t)bufsize * 2);
+            if (!bigger) {
+                r = -ENOMEM;
+                goto out;
+            }
+            buf = bigger;
+            bufsize *= 2;
+        }
         /* A gid without a name (stale /etc/group) cannot be entitled: skip it. */
-        if (getgrgid_r(gids[i], &gr, buf, (size_t)bufsize, &grp) != 0 || !grp)
+        if (e != 0 || !grp)
             continue;
         v[n_out] = strdup(grp->gr_name);
         if (!v[n_out]) {

@@ -42,6 +42,7 @@ static void test_pam_check_accepts_right_password_and_reports_unix_groups(void *
     assert_non_null(groups);
     assert_true(strv_has(groups, "carol"));
     assert_true(strv_has(groups, "engineering"));
+    assert_true(strv_has(groups, "bigdept"));
     assert_false(strv_has(groups, "sales"));
     auth_strv_free(groups);
 }
