@@ -130,6 +130,13 @@ struct atr_config {
         char *tls_cert;
         char *tls_key;
     } display;
+    struct {
+        int provision_timeout_s; /* a clone not ready by then is destroyed and retried */
+        int failure_limit;       /* failures within failure_window stop a pool's provisioning */
+        int failure_window_s;
+        int host_stale_s;        /* a host silent this long is skipped and its VMs are lost */
+        int cpu_overcommit;      /* vCPUs offered per host CPU */
+    } poold;
 };
 
 /*

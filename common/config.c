@@ -73,6 +73,13 @@ static const struct key_def key_table[] = {
      false},
     {"display", "tls_key", KT_STR, OFF(display.tls_key), "/etc/atrium/tls/key.pem", 0, 0, NULL,
      false},
+    {"poold", "provision_timeout", KT_INT, OFF(poold.provision_timeout_s), "300", 10, 86400, NULL,
+     false},
+    {"poold", "failure_limit", KT_INT, OFF(poold.failure_limit), "3", 1, 1000, NULL, false},
+    {"poold", "failure_window", KT_INT, OFF(poold.failure_window_s), "1200", 10, 604800, NULL,
+     false},
+    {"poold", "host_stale", KT_INT, OFF(poold.host_stale_s), "10", 3, 3600, NULL, false},
+    {"poold", "cpu_overcommit", KT_INT, OFF(poold.cpu_overcommit), "8", 1, 64, NULL, false},
 };
 
 #define N_KEYS (sizeof(key_table) / sizeof(key_table[0]))

@@ -85,3 +85,86 @@ int db_image_version_list(struct db *db, const char *image_name,
                           struct db_image_version **ret_versions, size_t *ret_n);
 /* Delete a version no pool or VM uses: -EBUSY when in use. */
 int db_image_version_delete(struct db *db, int64_t id);
+
+/* ------------------------------------------------- pool manager (poold) -- */
+
+/* VMs of one pool by phase (VMs being deleted are not counted). */
+struct db_pool_counts {
+    int ready;    /* spare, waiting for a person */
+    int inflight; /* provisioning, booting, refreshing */
+    int in_use;   /* assigned, connected, disconnected, logging_off */
+    int other;    /* stopped, failed, lost, migrating */
+    int total;    /* all of the above */
+};
+int db_pool_counts(struct db *db, int64_t pool_id, struct db_pool_counts *ret);
+
+/* Take the next VM number of a pool (numbers only grow).  Sets *ret_n. */
+int db_pool_next_vm_number(struct db *db, int64_t pool_id, int64_t *ret_n);
+
+/* Record the pool's status if it changed (so an unchanged status fires no NOTIFY). */
+int db_pool_set_status(struct db *db, int64_t pool_id, const char *status, const char *detail);
+
+/* Mark the pool failing (stop provisioning) or clear it (an admin's decision). */
+int db_pool_set_failing(struct db *db, int64_t pool_id, bool failing);
+/* Is provisioning stopped for repeated failures? */
+int db_pool_is_failing(struct db *db, int64_t pool_id, bool *ret);
+
+/* Provisioning failures of a pool in the last @window_s seconds (from the audit log). */
+int db_pool_failures(struct db *db, int64_t pool_id, int window_s, int *ret_n);
+
+/* A host able to take VMs, with what is left of its capacity. */
+struct db_host_room {
+    int64_t host_id;
+    char name[64];
+    int64_t free_memory_mb; /* memory capacity minus memory of its VMs */
+    int free_vcpus;         /* vCPU capacity (cpu_capacity x overcommit) minus vCPUs of its VMs */
+    int pool_vms;           /* VMs of the pool asked about already there (for spreading) */
+};
+
+/*
+ * Online hosts whose heartbeat is younger than @stale_s seconds, with their
+ * room for more VMs (@overcommit multiplies each host's cpu_capacity) and how
+ * many VMs of @pool_id each holds.  *ret_rooms is malloc'd (free()).
+ */
+int db_host_rooms(struct db *db, int64_t pool_id, int stale_s, int overcommit,
+                  struct db_host_room **ret_rooms, size_t *ret_n);
+
+/*
+ * Mark VMs on hosts whose heartbeat is older than @stale_s seconds `lost`.
+ * Returns how many were marked.
+ */
+int db_vms_mark_lost(struct db *db, int stale_s);
+
+/* A VM the pool manager retired or sent to refresh: which, where, why. */
+struct db_vm_brief {
+    int64_t id;
+    int64_t host_id;
+    char name[64];
+    char state[16];       /* the state it is in now */
+    char last_error[256];
+};
+
+/*
+ * State transitions the pool manager makes on pool @pool_id; each returns
+ * the VMs it changed in *ret (malloc'd, free()) and their count in *ret_n.
+ *
+ * retire_broken:  failed or lost VMs nobody holds a live session on
+ *                 -> deleting (desired 'deleted')
+ * retire_late:    provisioning/booting/refreshing longer than @timeout_s
+ *                 -> deleting, last_error says so
+ * retire_stale:   VMs on another image version than the pool's: unowned
+ *                 spares -> deleting; VMs in use -> image_stale (replaced at logoff)
+ * after_logoff:   logging_off VMs -> refreshing (same image) or deleting
+ *                 (stale image); dedicated VMs whose image is stale and whose
+ *                 owner has no live session -> deleting
+ */
+int db_pool_retire_broken(struct db *db, int64_t pool_id, struct db_vm_brief **ret, size_t *ret_n);
+int db_pool_retire_late(struct db *db, int64_t pool_id, int timeout_s, struct db_vm_brief **ret,
+                        size_t *ret_n);
+int db_pool_retire_stale(struct db *db, int64_t pool_id, int64_t image_version_id,
+                         struct db_vm_brief **ret, size_t *ret_n);
+int db_pool_after_logoff(struct db *db, int64_t pool_id, struct db_vm_brief **ret,
+                         size_t *ret_n);
+
+/* Delete rows of deleting VMs that were never placed on a host (no hostd will). */
+int db_pool_drop_unplaced(struct db *db, int64_t pool_id);

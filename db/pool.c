@@ -381,3 +381,278 @@ int db_image_version_delete(struct db *db, int64_t id)
     PQclear(res);
     return r;
 }
+
+/* ------------------------------------------------- pool manager (poold) -- */
+
+int db_pool_counts(struct db *db, int64_t pool_id, struct db_pool_counts *ret)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "SELECT count(*) FILTER (WHERE state = 'ready' AND NOT image_stale),"
+                    " count(*) FILTER (WHERE state IN ('provisioning', 'booting', 'refreshing')),"
+                    " count(*) FILTER (WHERE state IN ('assigned', 'connected', 'disconnected',"
+                    "   'logging_off')),"
+                    " count(*) FILTER (WHERE state IN ('stopped', 'failed', 'lost', 'migrating')"
+                    "   OR (state = 'ready' AND image_stale)),"
+                    " count(*)"
+                    " FROM vms WHERE pool_id = $1 AND state <> 'deleting'"
+                    " AND desired_power <> 'deleted'",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    ret->ready = (int)db_get_i64(res, 0, 0);
+    ret->inflight = (int)db_get_i64(res, 0, 1);
+    ret->in_use = (int)db_get_i64(res, 0, 2);
+    ret->other = (int)db_get_i64(res, 0, 3);
+    ret->total = (int)db_get_i64(res, 0, 4);
+    PQclear(res);
+    return 0;
+}
+
+int db_pool_next_vm_number(struct db *db, int64_t pool_id, int64_t *ret_n)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE pools SET next_vm_number = next_vm_number + 1 WHERE id = $1"
+                    " RETURNING next_vm_number - 1",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        *ret_n = db_get_i64(res, 0, 0);
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_pool_set_status(struct db *db, int64_t pool_id, const char *status, const char *detail)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id), status, detail ? detail : ""};
+    return db_exec(db,
+                   "UPDATE pools SET status = $2, status_detail = $3 WHERE id = $1"
+                   " AND (status <> $2 OR status_detail <> $3)",
+                   3, v, NULL, NULL);
+}
+
+int db_pool_set_failing(struct db *db, int64_t pool_id, bool failing)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id), failing ? "true" : "false"};
+    return db_exec(db,
+                   "UPDATE pools SET failing_since = CASE WHEN $2::boolean"
+                   " THEN coalesce(failing_since, now()) END WHERE id = $1",
+                   2, v, NULL, NULL);
+}
+
+int db_pool_is_failing(struct db *db, int64_t pool_id, bool *ret)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    PGresult *res;
+    int r = db_exec(db, "SELECT failing_since IS NOT NULL FROM pools WHERE id = $1", 1, v, &res,
+                    NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        *ret = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_pool_failures(struct db *db, int64_t pool_id, int window_s, int *ret_n)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, window_s)};
+    PGresult *res;
+    /* Failures counted since the later of the window start and the last
+     * time an admin cleared the pool, so clearing really gives a fresh start. */
+    int r = db_exec(db,
+                    "SELECT count(*) FROM audit_log WHERE action = 'pool.vm_failed'"
+                    " AND target_type = 'pool' AND target_id = $1::text"
+                    " AND at > now() - make_interval(secs => $2::int)"
+                    " AND at > coalesce((SELECT max(at) FROM audit_log WHERE action = 'pool.clear'"
+                    "   AND target_type = 'pool' AND target_id = $1::text), '-infinity')",
+                    2, v, &res, NULL);
+    if (r < 0)
+        return r;
+    *ret_n = (int)db_get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int db_host_rooms(struct db *db, int64_t pool_id, int stale_s, int overcommit,
+                  struct db_host_room **ret_rooms, size_t *ret_n)
+{
+    char b1[24], b2[24], b3[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, stale_s),
+                       db_param_i64(b3, overcommit)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "SELECT h.id, h.name,"
+                    " h.memory_capacity_mb - coalesce(sum(v.memory_mb), 0),"
+                    " h.cpu_capacity * $3::int - coalesce(sum(v.vcpus), 0),"
+                    " count(v.id) FILTER (WHERE v.pool_id = $1)"
+                    " FROM hosts h LEFT JOIN vms v ON v.host_id = h.id"
+                    "   AND v.desired_power <> 'deleted' AND v.state NOT IN ('deleting', 'lost')"
+                    " WHERE h.state = 'online'"
+                    "   AND h.heartbeat_at > now() - make_interval(secs => $2::int)"
+                    " GROUP BY h.id ORDER BY 3 DESC, h.id",
+                    3, v, &res, NULL);
+    if (r < 0)
+        return r;
+    int n = PQntuples(res);
+    struct db_host_room *rooms = calloc(n > 0 ? (size_t)n : 1, sizeof(*rooms));
+    if (!rooms) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        rooms[i].host_id = db_get_i64(res, i, 0);
+        snprintf(rooms[i].name, sizeof(rooms[i].name), "%s", PQgetvalue(res, i, 1));
+        rooms[i].free_memory_mb = db_get_i64(res, i, 2);
+        rooms[i].free_vcpus = (int)db_get_i64(res, i, 3);
+        rooms[i].pool_vms = (int)db_get_i64(res, i, 4);
+    }
+    PQclear(res);
+    *ret_rooms = rooms;
+    *ret_n = (size_t)n;
+    return 0;
+}
+
+int db_vms_mark_lost(struct db *db, int stale_s)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, stale_s)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE vms SET state = 'lost',"
+                    " last_error = 'host ' || h.name || ' stopped sending heartbeats'"
+                    " FROM hosts h WHERE vms.host_id = h.id"
+                    " AND vms.state NOT IN ('lost', 'deleting')"
+                    " AND (h.heartbeat_at IS NULL"
+                    "      OR h.heartbeat_at < now() - make_interval(secs => $1::int))",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}
+
+static int briefs(struct db *db, const char *sql, int n, const char *const *v,
+                  struct db_vm_brief **ret, size_t *ret_n)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, n, v, &res, NULL);
+    if (r < 0)
+        return r;
+    int rows = PQntuples(res);
+    struct db_vm_brief *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof(*out));
+    if (!out) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < rows; i++) {
+        out[i].id = db_get_i64(res, i, 0);
+        out[i].host_id = db_get_i64(res, i, 1);
+        snprintf(out[i].name, sizeof(out[i].name), "%s", PQgetvalue(res, i, 2));
+        snprintf(out[i].state, sizeof(out[i].state), "%s", PQgetvalue(res, i, 3));
+        snprintf(out[i].last_error, sizeof(out[i].last_error), "%s", PQgetvalue(res, i, 4));
+    }
+    PQclear(res);
+    *ret = out;
+    *ret_n = (size_t)rows;
+    return 0;
+}
+
+#define BRIEF " RETURNING vms.id, coalesce(vms.host_id, 0), vms.name, vms.state, vms.last_error"
+
+int db_pool_retire_broken(struct db *db, int64_t pool_id, struct db_vm_brief **ret, size_t *ret_n)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    return briefs(db,
+                  "UPDATE vms SET state = 'deleting', desired_power = 'deleted',"
+                  " assigned_user_id = NULL, assigned_at = NULL"
+                  " WHERE pool_id = $1 AND state IN ('failed', 'lost')"
+                  " AND NOT EXISTS (SELECT 1 FROM desktop_sessions s WHERE s.vm_id = vms.id"
+                  "   AND s.state <> 'ended')" BRIEF,
+                  1, v, ret, ret_n);
+}
+
+int db_pool_retire_late(struct db *db, int64_t pool_id, int timeout_s, struct db_vm_brief **ret,
+                        size_t *ret_n)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, timeout_s)};
+    return briefs(db,
+                  "UPDATE vms SET state = 'deleting', desired_power = 'deleted',"
+                  " last_error = 'not ready within ' || $2::text || ' s (was ' || state || ')'"
+                  " WHERE pool_id = $1 AND state IN ('provisioning', 'booting', 'refreshing')"
+                  " AND state_changed_at < now() - make_interval(secs => $2::int)" BRIEF,
+                  2, v, ret, ret_n);
+}
+
+int db_pool_retire_stale(struct db *db, int64_t pool_id, int64_t image_version_id,
+                         struct db_vm_brief **ret, size_t *ret_n)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, image_version_id)};
+    int r = db_exec(db,
+                    "UPDATE vms SET image_stale = true WHERE pool_id = $1 AND NOT image_stale"
+                    " AND image_version_id IS DISTINCT FROM $2::bigint"
+                    " AND state <> 'deleting'",
+                    2, v, NULL, NULL);
+    if (r < 0)
+        return r;
+    /* Only spares nobody owns go now; a row an assignment is claiming this
+     * instant is locked, and READ COMMITTED re-checks state after the wait. */
+    return briefs(db,
+                  "UPDATE vms SET state = 'deleting', desired_power = 'deleted'"
+                  " WHERE pool_id = $1 AND image_stale AND assigned_user_id IS NULL"
+                  " AND state IN ('ready', 'provisioning', 'booting', 'stopped')" BRIEF,
+                  1, v, ret, ret_n);
+}
+
+int db_pool_after_logoff(struct db *db, int64_t pool_id, struct db_vm_brief **ret,
+                         size_t *ret_n)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    return briefs(db,
+                  "UPDATE vms SET"
+                  " state = CASE WHEN image_stale OR state = 'assigned' THEN 'deleting'"
+                  "              ELSE 'refreshing' END,"
+                  " desired_power = CASE WHEN image_stale OR state = 'assigned' THEN 'deleted'"
+                  "              ELSE desired_power END,"
+                  " assigned_user_id = CASE WHEN image_stale THEN NULL ELSE assigned_user_id END"
+                  " WHERE pool_id = $1 AND (state = 'logging_off'"
+                  "   OR (state = 'assigned' AND image_stale AND NOT EXISTS (SELECT 1"
+                  "       FROM desktop_sessions s WHERE s.vm_id = vms.id AND s.state <> 'ended')))"
+                  BRIEF,
+                  1, v, ret, ret_n);
+}
+
+int db_pool_drop_unplaced(struct db *db, int64_t pool_id)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "DELETE FROM vms WHERE pool_id = $1 AND host_id IS NULL"
+                    " AND state = 'deleting'",
+                    1, v, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}

@@ -59,3 +59,39 @@ int pool_session_connected(struct db *db, int64_t session_id, const char *protoc
                            const char *client_addr);
 int pool_session_disconnected(struct db *db, int64_t session_id);
 int pool_session_logoff(struct db *db, int64_t session_id, const char *reason);
+
+/* ------------------------------------------------------------------------ */
+/* Keeping pools true (atrium-poold's one pass)                             */
+/* ------------------------------------------------------------------------ */
+
+struct pool_env {
+    const char *data_dir;     /* overlays go to <data_dir>/overlays/<vm name>.qcow2 */
+    int provision_timeout_s;  /* a VM not ready by then is destroyed and retried */
+    int failure_limit;        /* this many failures ... */
+    int failure_window_s;     /* ... within this window stop provisioning */
+    int host_stale_s;         /* a host silent this long is not used; its VMs are lost */
+    int cpu_overcommit;       /* vCPUs per host CPU */
+    int max_create_per_pass;  /* bound on clones started in one pass per pool */
+};
+
+/* What one pass did, for logs and tests. */
+struct pool_pass {
+    int created;   /* new VMs (clones) asked of hosts */
+    int retired;   /* VMs sent to deletion: broken, late or on an old image */
+    int refreshed; /* VMs sent back to their pristine clone after logoff */
+    int lost;      /* VMs marked lost because their host went silent */
+};
+
+/* Defaults: 300 s provisioning timeout, 3 failures in 20 min, 10 s host staleness, x8 vCPUs. */
+void pool_env_defaults(struct pool_env *env);
+
+/*
+ * One pass over every pool, as the acting poold: mark VMs of silent hosts
+ * lost; per pool retire broken, late and stale VMs, send logged-off VMs to
+ * refresh, then start as many new linked clones as `spare` and `min` ask,
+ * never beyond `max` or a host's capacity, placed on the healthy host with
+ * the most free memory (preferring hosts with fewer VMs of this pool); and
+ * write each pool's status.  Idempotent: running it twice changes nothing the
+ * second time unless the world changed.  Adds what it did to *stats.
+ */
+int pool_reconcile(struct db *db, const struct pool_env *env, struct pool_pass *stats);

@@ -140,6 +140,14 @@ CREATE TABLE pools (
     disconnect_timeout_s integer NOT NULL DEFAULT 3600 CHECK (disconnect_timeout_s >= 0),
     power_policy    text NOT NULL DEFAULT 'on' CHECK (power_policy IN ('on', 'paused', 'off')),
     enabled         boolean NOT NULL DEFAULT true,
+    -- VM numbers only grow, so a name is never given twice (a late clean-up
+    -- of an old VM can never hit a new one)
+    next_vm_number  bigint NOT NULL DEFAULT 1 CHECK (next_vm_number >= 1),
+    -- written by the acting poold: ok | provisioning | no_capacity | failing | no_image | disabled
+    status          text NOT NULL DEFAULT 'ok',
+    status_detail   text NOT NULL DEFAULT '',
+    -- provisioning stopped after repeated failures, until an admin clears it
+    failing_since   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     CHECK (min_size <= max_size),

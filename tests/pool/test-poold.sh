@@ -1,0 +1,90 @@
+#!/bin/bash
+# atrium-poold as processes: exactly one of two acts; kill -9 of the acting
+# one hands over within 5 s; nothing is created twice; SIGTERM stops cleanly;
+# bad config and a newer schema are refused with one clear line.
+set -euo pipefail
+poold=${1:?usage: test-poold.sh ATRIUM_POOLD ATRIUMCTL}
+ctl=${2:?}
+server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
+tmp=$(mktemp -d /tmp/atrium-poold-test.XXXXXX)
+db=poold_$$_$RANDOM
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$server dbname=$db" -c "$1"; }
+fails=0 passes=0
+ok() { echo "ok   $1"; passes=$((passes + 1)); }
+bad() { echo "FAIL $1"; fails=$((fails + 1)); }
+# wait_for FILE REGEX SECONDS: a bounded wait for a log line
+wait_for() {
+    local deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+psql -X -q "$server" -c "CREATE DATABASE $db" >/dev/null
+conf=$tmp/atrium.conf
+printf '[db]\nurl = %s dbname=%s\n[paths]\ndata_dir = %s/data\n[poold]\nhost_stale = 3600\n' \
+    "$server" "$db" "$tmp" >"$conf"
+"$ctl" --config "$conf" db migrate >/dev/null
+q "INSERT INTO hosts (name, state, cpus, memory_mb, cpu_capacity, memory_capacity_mb, heartbeat_at)
+   VALUES ('h1', 'online', 8, 65536, 8, 65536, now());
+   INSERT INTO images (name) VALUES ('img');
+   INSERT INTO image_versions (image_id, version, state, path)
+   SELECT id, 1, 'ready', '/srv/img-1.qcow2' FROM images;
+   INSERT INTO pools (name, image_version_id, min_size, spare, max_size, memory_mb)
+   SELECT 'office', id, 0, 2, 10, 512 FROM image_versions;"
+
+"$poold" --config "$conf" >"$tmp/a.log" 2>&1 &
+pids+=($!)
+a=$!
+wait_for "$tmp/a.log" 'msg="acting as pool manager"' 10 && ok "first poold acts" || bad "first poold acts"
+"$poold" --config "$conf" >"$tmp/b.log" 2>&1 &
+pids+=($!)
+b=$!
+wait_for "$tmp/a.log" 'vm=office-2' 10 && ok "spares provisioned" || bad "spares provisioned"
+wait_for "$tmp/b.log" 'msg=starting' 10 || true
+sleep 2 # give the standby every chance to (wrongly) act
+if grep -q 'acting as pool manager' "$tmp/b.log"; then bad "standby does not act"; else ok "standby does not act"; fi
+[[ $(q "SELECT count(*) FROM vms") == 2 ]] && ok "exactly 2 VMs" || bad "exactly 2 VMs: $(q 'SELECT count(*) FROM vms')"
+
+kill -9 "$a"
+t0=$(date +%s%N)
+if wait_for "$tmp/b.log" 'msg="acting as pool manager"' 5; then
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    ok "standby took over in ${ms} ms (limit 5000)"
+else
+    bad "standby took over within 5 s"
+fi
+q "UPDATE pools SET spare = 3" >/dev/null
+wait_for "$tmp/b.log" 'vm=office-3' 10 && ok "new leader provisions" || bad "new leader provisions"
+[[ $(q "SELECT count(*) || ' ' || string_agg(name, ',' ORDER BY id) FROM vms") == "3 office-1,office-2,office-3" ]] &&
+    ok "nothing created twice" || bad "nothing created twice: $(q "SELECT string_agg(name, ',') FROM vms")"
+[[ $(q "SELECT status FROM pools") == provisioning ]] && ok "pool status provisioning" || bad "pool status"
+
+kill -TERM "$b"
+rc=0
+timeout 10 tail --pid="$b" -f /dev/null || rc=$?
+wait "$b" && ok "SIGTERM stops cleanly" || bad "SIGTERM exit status"
+
+# refusals: bad config, newer schema
+printf '[poold]\nfailure_limit = many\n' >"$tmp/bad.conf"
+rc=0
+"$poold" --config "$tmp/bad.conf" >"$tmp/bad.out" 2>&1 || rc=$?
+[[ $rc -eq 3 ]] && grep -q "bad.conf:2: bad value 'many' for \[poold\] failure_limit" "$tmp/bad.out" &&
+    ok "bad config refused (exit 3)" || { bad "bad config refused: rc=$rc"; cat "$tmp/bad.out"; }
+q "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')" >/dev/null
+rc=0
+timeout 20 "$poold" --config "$conf" >"$tmp/new.out" 2>&1 || rc=$?
+[[ $rc -eq 1 ]] && grep -q 'newer than this Atrium' "$tmp/new.out" &&
+    ok "newer schema refused" || { bad "newer schema refused: rc=$rc"; cat "$tmp/new.out"; }
+
+echo "$passes passed, $fails failed"
+[[ $fails -eq 0 ]]
