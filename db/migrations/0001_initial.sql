@@ -289,6 +289,12 @@ CREATE TABLE console_tickets (
     expires_at      timestamptz NOT NULL,
     used_at         timestamptz,
     used_by_addr    inet,
+    -- classic VNC auth (8 characters, DES over a challenge) needs the clear
+    -- text to check an answer: kept only for short VNC tickets, only until
+    -- used or expired (displayd wipes it), and those live 10 s at most
+    vnc_password    text CHECK (vnc_password IS NULL OR (protocol = 'vnc'
+                                AND length(vnc_password) = 8
+                                AND expires_at <= created_at + interval '10 seconds')),
     CHECK (expires_at > created_at AND expires_at <= created_at + interval '30 seconds')
 );
 CREATE INDEX console_tickets_expires_idx ON console_tickets (expires_at);
