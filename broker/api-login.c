@@ -159,25 +159,6 @@ int brk_api_tokens_list(struct brk_request *req, struct brk_reply *rep)
                                     "offset", (json_int_t)page.offset));
 }
 
-static void audit(struct brk_request *req, const char *action, const char *target_type,
-                  const char *target_id, json_t *detail)
-{
-    struct db_audit_entry e = {
-        .actor_user_id = req->caller.user_id,
-        .actor = req->caller.username,
-        .client_addr = req->client_addr[0] ? req->client_addr : NULL,
-        .action = action,
-        .target_type = target_type,
-        .target_id = target_id,
-        .outcome = "success",
-        .detail = detail,
-    };
-    int r = db_audit_add(req->conn->db, &e);
-    if (r < 0)
-        log_error("cannot write audit row", "action", action, "errno", LOG_INT(-r));
-    json_decref(detail);
-}
-
 int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep)
 {
     const char *username = NULL, *name = "";
@@ -219,7 +200,7 @@ int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep)
     db_user_free(u);
     if (r < 0)
         return r;
-    audit(req, "token.create", "user", username,
+    brk_audit(req, "token.create", "user", username,
           json_pack("{s:I, s:s}", "token_id", (json_int_t)id, "name", name));
     /* The token is shown here once; only its hash is kept. */
     return brk_reply_json(rep, 201,
@@ -238,6 +219,6 @@ int brk_api_tokens_delete(struct brk_request *req, struct brk_reply *rep)
         return r;
     char idbuf[24];
     snprintf(idbuf, sizeof(idbuf), "%lld", (long long)req->ids[0]);
-    audit(req, "token.revoke", "token", idbuf, NULL);
+    brk_audit(req, "token.revoke", "token", idbuf, NULL);
     return brk_reply_json(rep, 200, json_pack("{s:b}", "revoked", 1));
 }

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "common.h"
 #include "db.h"
+#include "pool.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -87,6 +88,14 @@ int brk_filter_id(const struct brk_query *q, const char *key, int64_t *ret, char
 /* A time filter: NULL when absent; -EINVAL unless it looks like RFC 3339. */
 int brk_filter_time(const struct brk_query *q, const char *key, const char **ret, char *why,
                     size_t why_len);
+
+/*
+ * Overlay the members of a pool body on @p (create: pool_defaults; update:
+ * the stored pool).  Unknown members, wrong types and out-of-range numbers
+ * are -EINVAL with @why; the rules between fields are pool_validate's.
+ * @p is changed only on success.
+ */
+int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_t why_len);
 
 /* ------------------------------------------------------------------------ */
 /* Tokens (token.c)                                                         */
@@ -254,6 +263,14 @@ int brk_session_authenticate(struct brk_request *req);
 /* True when @req (cookie-authenticated, non-GET) carries the right CSRF token. */
 bool brk_session_csrf_ok(const struct brk_request *req);
 
+/*
+ * One audit_log row for an admin act of the caller (outcome success).
+ * Steals @detail (may be NULL).  A failure to write is logged, not
+ * returned: the act itself already happened.
+ */
+void brk_audit(struct brk_request *req, const char *action, const char *target_type,
+               const char *target_id, json_t *detail);
+
 /* ------------------------------------------------------------------------ */
 /* Metrics (metrics.c)                                                      */
 /* ------------------------------------------------------------------------ */
@@ -307,3 +324,12 @@ int brk_api_groups(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pools(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vms(struct brk_request *req, struct brk_reply *rep);
 int brk_api_sessions(struct brk_request *req, struct brk_reply *rep);
+
+int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
+int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);
+int brk_api_group_create(struct brk_request *req, struct brk_reply *rep);
+int brk_api_group_member_add(struct brk_request *req, struct brk_reply *rep);
+int brk_api_pool_create(struct brk_request *req, struct brk_reply *rep);
+int brk_api_pool_update(struct brk_request *req, struct brk_reply *rep);
+int brk_api_pool_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep);

@@ -236,3 +236,99 @@ int brk_filter_time(const struct brk_query *q, const char *key, const char **ret
     *ret = v;
     return 0;
 }
+
+/* An integer member within [min, max], when present. */
+static int opt_int(const json_t *body, const char *key, long long min, long long max, int *io,
+                   char *why, size_t why_len)
+{
+    long long v;
+    int r = atr_json_get_int(body, key, min, max, &v);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0) {
+        snprintf(why, why_len, "%s must be an integer from %lld to %lld", key, min, max);
+        return -EINVAL;
+    }
+    *io = (int)v;
+    return 0;
+}
+
+/* A string member of at most @size - 1 bytes copied into @buf, when present. */
+static int opt_str(const json_t *body, const char *key, char *buf, size_t size, char *why,
+                   size_t why_len)
+{
+    const char *s;
+    int r = atr_json_get_str(body, key, &s);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0 || strlen(s) >= size) {
+        snprintf(why, why_len, "%s must be a string of at most %zu bytes", key, size - 1);
+        return -EINVAL;
+    }
+    memcpy(buf, s, strlen(s) + 1);
+    return 0;
+}
+
+int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_t why_len)
+{
+    static const char *const known[] = {
+        "name",      "description", "image_version_id", "vcpus",          "memory_mb",
+        "disk_gb",   "protocols",   "assignment",       "min_size",       "max_size",
+        "spare",     "name_pattern", "idle_timeout_s",  "disconnect_timeout_s",
+        "power_policy", "enabled",  NULL};
+    struct db_pool n = *p;
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)body, key, val)
+    {
+        const char *const *k = known;
+        while (*k && strcmp(*k, key) != 0)
+            k++;
+        if (!*k) {
+            snprintf(why, why_len, "unknown member '%.64s'", key);
+            return -EINVAL;
+        }
+    }
+    long long image = 0;
+    int r = atr_json_get_int(body, "image_version_id", 0, INT64_MAX, &image);
+    if (r == -EINVAL)
+        return fail(why, why_len, "image_version_id must be an id (0: none)");
+    if (r == 0)
+        n.image_version_id = image;
+    if (opt_str(body, "name", n.name, sizeof(n.name), why, why_len) < 0 ||
+        opt_str(body, "description", n.description, sizeof(n.description), why, why_len) < 0 ||
+        opt_str(body, "assignment", n.assignment, sizeof(n.assignment), why, why_len) < 0 ||
+        opt_str(body, "name_pattern", n.name_pattern, sizeof(n.name_pattern), why, why_len) < 0 ||
+        opt_str(body, "power_policy", n.power_policy, sizeof(n.power_policy), why, why_len) < 0 ||
+        opt_int(body, "vcpus", 1, 256, &n.vcpus, why, why_len) < 0 ||
+        opt_int(body, "memory_mb", 64, 4194304, &n.memory_mb, why, why_len) < 0 ||
+        opt_int(body, "disk_gb", 1, 65536, &n.disk_gb, why, why_len) < 0 ||
+        opt_int(body, "min_size", 0, 10000, &n.min_size, why, why_len) < 0 ||
+        opt_int(body, "max_size", 0, 10000, &n.max_size, why, why_len) < 0 ||
+        opt_int(body, "spare", 0, 10000, &n.spare, why, why_len) < 0 ||
+        opt_int(body, "idle_timeout_s", 0, INT32_MAX, &n.idle_timeout_s, why, why_len) < 0 ||
+        opt_int(body, "disconnect_timeout_s", 0, INT32_MAX, &n.disconnect_timeout_s, why,
+                why_len) < 0)
+        return -EINVAL;
+    r = atr_json_get_bool(body, "enabled", &n.enabled);
+    if (r == -EINVAL)
+        return fail(why, why_len, "enabled must be true or false");
+    const json_t *protos = json_object_get(body, "protocols");
+    if (protos) {
+        if (!json_is_array(protos) || json_array_size(protos) < 1 || json_array_size(protos) > 4)
+            return fail(why, why_len, "protocols must be a list of spice, rdp, vnc, browser");
+        unsigned bits = 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(protos, i, v)
+        {
+            unsigned b = json_is_string(v) ? db_protocol_from_name(json_string_value(v)) : 0;
+            if (!b)
+                return fail(why, why_len, "protocols must be a list of spice, rdp, vnc, browser");
+            bits |= b;
+        }
+        n.protocols = bits;
+    }
+    *p = n;
+    return 0;
+}

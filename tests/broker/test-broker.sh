@@ -240,6 +240,98 @@ req GET "/api/v1/users?role=operator" "${B[@]}"
 [[ $(jget '[i["username"] for i in j["items"]]') == "['oscar']" ]] && ok "users filter by role" || fail "users role" "$tmp/body"
 [[ $(jget 'any("password_hash" in i or "totp_secret" in i for i in j["items"])') == False ]] && ok "user list has no secrets" || fail "user list leaks" "$tmp/body"
 
+# ------------------------------------------------------ admin writes ---
+req POST /api/v1/users "${B[@]}" "${J[@]}" --data-binary '{"username":"newbie","password":"new pw 1","role":"user"}'
+expect "admin creates a local user" 201
+newbie=$(jget 'j["id"]')
+login newbie 'new pw 1'
+expect "the new user can log in" 200
+req POST /api/v1/users "${B[@]}" "${J[@]}" --data-binary '{"username":"newbie","password":"x"}'
+expect "a taken user name is 409" 409
+req POST /api/v1/users "${B[@]}" "${J[@]}" --data-binary '{"username":"r","password":"x","role":"root"}'
+expect "an unknown role is 400" 400
+req POST /api/v1/users "${B[@]}" "${J[@]}" --data-binary '{"username":"r","password":"x","admin":true}'
+expect "unknown members in a user body are 400" 400
+req POST /api/v1/users "${B[@]}" "${J[@]}" --data-binary "{\"username\":\"x'; DROP TABLE users; --\",\"password\":\"x\"}"
+expect "SQL metacharacters in a new user name are 400" 400
+[[ $(psql_db "SELECT count(*) FROM users WHERE username LIKE 'x%' OR username = 'r'") == 0 ]] && ok "refused users were not created" || fail "refused user created"
+req PATCH "/api/v1/users/$newbie" "${B[@]}" "${J[@]}" --data-binary '{"role":"operator"}'
+expect "admin changes a role" 200
+[[ $(psql_db "SELECT role FROM users WHERE id = $newbie") == operator ]] && ok "role changed in the database" || fail "role not changed"
+req PATCH "/api/v1/users/$newbie" "${B[@]}" "${J[@]}" --data-binary '{"role":"admin","password":""}'
+expect "an update with a refused password is 400" 400
+[[ $(psql_db "SELECT role FROM users WHERE id = $newbie") == operator ]] && ok "a refused update changes nothing (one transaction)" || fail "partial update applied"
+alice_id=$(psql_db "SELECT id FROM users WHERE username = 'alice'")
+req PATCH "/api/v1/users/$alice_id" "${B[@]}" "${J[@]}" --data-binary '{"role":"user"}'
+expect "an admin cannot demote themselves" 409
+req PATCH "/api/v1/users/$newbie" "${B[@]}" "${J[@]}" --data-binary '{"disabled":true}'
+expect "admin disables a user" 200
+login newbie 'new pw 1'
+[[ $status == 403 || $status == 401 ]] && ok "a disabled user cannot log in ($status)" || fail "disabled login: $status" "$tmp/body"
+req PATCH "/api/v1/users/999999" "${B[@]}" "${J[@]}" --data-binary '{"role":"user"}'
+expect "updating a missing user is 404" 404
+
+req POST /api/v1/groups "${B[@]}" "${J[@]}" --data-binary '{"name":"staff","description":"everyone"}'
+expect "admin creates a group" 201
+staff=$(jget 'j["id"]')
+uma_id=$(psql_db "SELECT id FROM users WHERE username = 'uma'")
+req POST "/api/v1/groups/$staff/members" "${B[@]}" "${J[@]}" --data-binary "{\"user_id\":$uma_id}"
+expect "admin adds a member" 200
+req POST "/api/v1/groups/$staff/members" "${B[@]}" "${J[@]}" --data-binary '{"user_id":999999}'
+expect "adding a missing user to a group is 404" 404
+
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"office","max_size":5,"spare":1,"protocols":["spice","rdp"]}'
+expect "admin creates a pool" 201
+office=$(jget 'j["id"]')
+[[ $(psql_db "SELECT protocols FROM pools WHERE id = $office") == '{spice,rdp}' ]] && ok "pool stored with its protocols" || fail "pool protocols"
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"office"}'
+expect "a taken pool name is 409" 409
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"big","max_size":2,"spare":3}'
+expect "spare above max is 400" 400
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"x; DROP TABLE pools"}'
+expect "a bad pool name is 400" 400
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"p2","protocols":["telnet"]}'
+expect "an unknown protocol is 400" 400
+req PATCH "/api/v1/pools/$office" "${B[@]}" "${J[@]}" --data-binary '{"description":"front desk"}'
+expect "admin updates a pool" 200
+[[ $(psql_db "SELECT description || max_size FROM pools WHERE id = $office") == 'front desk5' ]] && ok "update keeps the other fields" || fail "pool update"
+before=$(snapshot)
+req PATCH "/api/v1/pools/$office" "${O[@]}" "${J[@]}" --data-binary '{"description":"operator was here"}'
+expect "an operator cannot change a pool" 403
+req POST /api/v1/pools "${O[@]}" "${J[@]}" --data-binary '{"name":"oppool"}'
+expect "an operator cannot create a pool" 403
+req PATCH "/api/v1/users/$uma_id" "${O[@]}" "${J[@]}" --data-binary '{"role":"admin"}'
+expect "an operator cannot change roles" 403
+req PATCH "/api/v1/pools/$office" "${C[@]}" "${J[@]}" --data-binary '{"description":"no csrf"}'
+expect "a pool change with the cookie but no CSRF token is 403" 403
+[[ $(snapshot) == "$before" && $(psql_db "SELECT description FROM pools WHERE id = $office") == 'front desk' ]] &&
+    ok "refused pool and user writes changed nothing" || fail "refused writes changed rows"
+
+req POST "/api/v1/pools/$office/entitlements" "${B[@]}" "${J[@]}" --data-binary "{\"group_id\":$staff}"
+expect "admin entitles a group to a pool" 201
+req POST "/api/v1/pools/$office/entitlements" "${B[@]}" "${J[@]}" --data-binary "{\"group_id\":$staff}"
+expect "a repeated entitlement is 409" 409
+req POST "/api/v1/pools/$office/entitlements" "${B[@]}" "${J[@]}" --data-binary "{\"group_id\":$staff,\"user_id\":$uma_id}"
+expect "user_id and group_id together are 400" 400
+login uma 'user pw'
+req GET /api/v1/me -H "Cookie: atrium_session=$cookie"
+[[ $(jget 'j["entitled_pool_ids"]') == "[$office]" ]] && ok "a group member sees the pool entitled to the group" || fail "entitled pools" "$tmp/body"
+login oscar 'operator pw'
+req GET /api/v1/me -H "Cookie: atrium_session=$cookie"
+[[ $(jget 'j["entitled_pool_ids"]') == "[]" ]] && ok "a user outside the group is not entitled" || fail "oscar entitled" "$tmp/body"
+O=(-H "Cookie: atrium_session=$cookie" -H "X-CSRF-Token: $csrf")
+
+psql_db "INSERT INTO vms (name, pool_id) VALUES ('office-1', $office)" >/dev/null
+req DELETE "/api/v1/pools/$office" "${B[@]}"
+expect "a pool with VMs cannot be deleted (409)" 409
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"scratch"}'
+scratch=$(jget 'j["id"]')
+req DELETE "/api/v1/pools/$scratch" "${B[@]}"
+expect "an empty pool is deleted" 200
+[[ $(psql_db "SELECT count(*) FROM pools WHERE id = $scratch") == 0 ]] && ok "deleted pool is gone" || fail "pool not deleted"
+[[ $(psql_db "SELECT count(*) FROM audit_log WHERE action IN ('user.create','user.update','group.create','pool.create','pool.update','pool.delete','entitlement.add') AND actor = 'alice'") -ge 8 ]] &&
+    ok "admin writes are audited" || fail "admin writes not audited"
+
 # ------------------------------------------------- expiry and logout ---
 login uma 'user pw'
 psql_db "UPDATE logins SET expires_at = now() - interval '1 second' WHERE token_hash = sha256(convert_to('$cookie', 'UTF8'))" >/dev/null

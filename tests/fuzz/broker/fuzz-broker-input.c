@@ -48,6 +48,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (strlen(in.username) > DB_USERNAME_MAX || strlen(in.password) > AUTH_PASSWORD_MAX))
             abort();
         check_query(body);
+        struct db_pool pool;
+        pool_defaults(&pool);
+        if (brk_pool_input_apply(body, &pool, why, sizeof(why)) == 0 &&
+            (pool.vcpus < 1 || pool.max_size < 0 || pool.protocols & ~(unsigned)DB_PROTO_ALL ||
+             memchr(pool.name, '\0', sizeof(pool.name)) == NULL))
+            abort(); /* accepted values stay within their bounds and buffers */
         json_decref(body);
     }
 
