@@ -36,3 +36,5 @@ struct ctl_command {
 };
 
 int ctl_cmd_db(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_image(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv);

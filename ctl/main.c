@@ -12,6 +12,8 @@
 
 static const struct ctl_command commands[] = {
     {"db", "database schema: migrate, status", ctl_cmd_db},
+    {"image", "golden images: import, list, show, delete", ctl_cmd_image},
+    {"pool", "desktop pools: create, list, show, resize, set-image, clear, delete", ctl_cmd_pool},
 };
 
 static void usage(FILE *out)
