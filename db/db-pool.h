@@ -166,5 +166,12 @@ int db_pool_retire_stale(struct db *db, int64_t pool_id, int64_t image_version_i
 int db_pool_after_logoff(struct db *db, int64_t pool_id, struct db_vm_brief **ret,
                          size_t *ret_n);
 
+/*
+ * Retire up to @count unowned ready (or stopped) VMs of the pool, newest
+ * first, because the pool shrank.  VMs in use are never touched.
+ */
+int db_pool_retire_extra(struct db *db, int64_t pool_id, int count, struct db_vm_brief **ret,
+                         size_t *ret_n);
+
 /* Delete rows of deleting VMs that were never placed on a host (no hostd will). */
 int db_pool_drop_unplaced(struct db *db, int64_t pool_id);

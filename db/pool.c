@@ -656,3 +656,17 @@ int db_pool_drop_unplaced(struct db *db, int64_t pool_id)
     PQclear(res);
     return r;
 }
+
+int db_pool_retire_extra(struct db *db, int64_t pool_id, int count, struct db_vm_brief **ret,
+                         size_t *ret_n)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, count)};
+    /* SKIP LOCKED: a spare an assignment is claiming right now is not ours */
+    return briefs(db,
+                  "UPDATE vms SET state = 'deleting', desired_power = 'deleted'"
+                  " WHERE id IN (SELECT id FROM vms WHERE pool_id = $1"
+                  "   AND assigned_user_id IS NULL AND state IN ('stopped', 'ready')"
+                  "   ORDER BY state = 'ready', id DESC LIMIT $2 FOR UPDATE SKIP LOCKED)" BRIEF,
+                  2, v, ret, ret_n);
+}

@@ -229,6 +229,31 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
     if (want > env->max_create_per_pass)
         want = env->max_create_per_pass;
 
+    /* the pool shrank: spares beyond `spare` (but not below `min`) and
+     * anything beyond `max` go, never a VM in use */
+    if (want < 0) {
+        int extra = -want;
+        int above_min = c.total - p->min_size;
+        if (c.total <= p->max_size && extra > above_min)
+            extra = above_min;
+        if (extra > 0) {
+            r = db_pool_retire_extra(db, p->id, extra, &vms, &n);
+            if (r < 0)
+                return r;
+            for (size_t i = 0; i < n; i++)
+                log_info("spare retired: pool shrank", "pool", p->name, "vm", vms[i].name);
+            stats->retired += (int)n;
+            vms = atr_free(vms);
+            r = db_pool_drop_unplaced(db, p->id);
+            if (r < 0)
+                return r;
+            r = db_pool_counts(db, p->id, &c);
+            if (r < 0)
+                return r;
+        }
+        want = 0;
+    }
+
     struct db_host_room *rooms = NULL;
     size_t nrooms = 0;
     int made = 0;

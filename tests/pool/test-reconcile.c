@@ -352,6 +352,33 @@ static void test_silent_host_loses_its_vms_and_spares_are_rebuilt_elsewhere(void
                      2);
 }
 
+static void test_shrinking_a_pool_retires_spares_but_never_vms_in_use(void **state)
+{
+    struct fx *fx = *state;
+    sql(fx, "UPDATE pools SET min_size = 0, spare = 4, max_size = 6");
+    assert_int_equal(pass(fx).created, 4);
+    all_ready(fx);
+    sql(fx, "INSERT INTO users (username) VALUES ('a')");
+    struct db_assignment a;
+    assert_int_equal(pool_assign(fx->db, qi(fx, "SELECT id FROM users"), fx->pool, "spice", NULL,
+                                 &a),
+                     0);
+    assert_int_equal(pass(fx).created, 1); /* back to 4 spares */
+    all_ready(fx);
+    sql(fx, "UPDATE pools SET spare = 1, min_size = 3");
+    struct pool_pass st = pass(fx);
+    assert_int_equal(st.retired, 2); /* 5 VMs, min 3: two spares go, newest first */
+    assert_int_equal(qi(fx, "SELECT count(*) FROM vms WHERE state <> 'deleting'"), 3);
+    assert_int_equal(qi(fx, "SELECT count(*) FROM vms WHERE id = %lld AND state = 'assigned'",
+                        (long long)a.vm_id),
+                     1);
+    sql(fx, "UPDATE pools SET min_size = 0, spare = 0, max_size = 0");
+    st = pass(fx);
+    assert_int_equal(st.retired, 2);
+    assert_int_equal(qi(fx, "SELECT count(*) FROM vms WHERE state <> 'deleting'"), 1);
+    assert_int_equal(pass(fx).retired, 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -365,6 +392,7 @@ int main(void)
         T(test_logoff_refreshes_floating_vm_on_its_host),
         T(test_push_image_replaces_spares_now_and_used_vms_at_logoff),
         T(test_silent_host_loses_its_vms_and_spares_are_rebuilt_elsewhere),
+        T(test_shrinking_a_pool_retires_spares_but_never_vms_in_use),
     };
     return cmocka_run_group_tests_name("pool.reconcile", tests, NULL, NULL);
 }
