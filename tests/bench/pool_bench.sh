@@ -1,0 +1,71 @@
+#!/bin/bash
+# pool_bench: what provisioning costs (Release build; ctest -L bench -R pool -V).
+#   - 50 linked clones, disk only: sequential median/total, 4 threads at once
+#   - disk use of a clone vs its golden image
+#   - time from an assignment to its replacement spare being ready, with the
+#     real atrium-hostd (TCG guests) and atrium-poold, median of 3
+set -euo pipefail
+clones=${1:?usage: pool_bench.sh POOL_BENCH_CLONES HOSTD POOLD ATRIUMCTL POOL_ASSIGN GUEST_DIR}
+hostd=$2 poold=$3 ctl=$4 assign=$5 guest=$6
+server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
+tmp=$(mktemp -d /tmp/atrium-pool-bench.XXXXXX)
+db=poolbench_$$_$RANDOM
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    pkill -9 -f "$tmp/run/" 2>/dev/null || true
+    psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    chmod -R u+w "$tmp" 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$server dbname=$db" -c "$1"; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+mkdir -p "$tmp/clones"
+cp "$guest/disk.qcow2" "$tmp/base.qcow2"
+"$clones" "$tmp/base.qcow2" "$tmp/clones" >"$tmp/clones.out"
+val() { sed -n "s/^$1 //p" "$tmp/clones.out"; }
+
+psql -X -q "$server" -c "CREATE DATABASE $db" >/dev/null
+mkdir -p "$tmp/run" "$tmp/data"
+conf=$tmp/atrium.conf
+printf '[db]\nurl = %s dbname=%s\n[paths]\nruntime_dir = %s/run\ndata_dir = %s/data\n[hostd]\nname = bench\naccel = tcg\n' \
+    "$server" "$db" "$tmp" "$tmp" >"$conf"
+"$ctl" --config "$conf" db migrate >/dev/null
+"$ctl" --config "$conf" image import "$guest/disk.qcow2" --name guest --kernel "$guest/vmlinuz" \
+    --initrd "$guest/initrd.img" --cmdline "$(cat "$guest/cmdline")" >/dev/null
+"$ctl" --config "$conf" pool create bench --image guest --min 0 --spare 1 --max 8 --memory 256 --vcpus 1 >/dev/null
+"$hostd" --config "$conf" >"$tmp/hostd.log" 2>&1 &
+pids+=($!)
+"$poold" --config "$conf" >"$tmp/poold.log" 2>&1 &
+pids+=($!)
+wait_ready() { # wait until the pool has a ready VM other than those assigned; bounded
+    local deadline=$((SECONDS + 300))
+    while ((SECONDS < deadline)); do
+        [[ $(q "SELECT count(*) FROM vms WHERE state = 'ready'") -ge 1 ]] && return 0
+        sleep 0.2
+    done
+    echo "pool_bench: no ready VM within 300 s" >&2
+    return 1
+}
+wait_ready
+samples=()
+for i in 1 2 3; do
+    t0=$(now_ms)
+    "$assign" "$server dbname=$db" assign "user$i" bench >/dev/null
+    wait_ready
+    samples+=($(($(now_ms) - t0)))
+done
+median=$(printf '%s\n' "${samples[@]}" | sort -n | sed -n 2p)
+
+printf '%-56s %12s\n' "pool_bench (TCG guests, 2 cores)" "result"
+printf '%-56s %9s ms\n' "linked clone, disk only (median of 50)" "$(val clone_median_ms)"
+printf '%-56s %9s ms\n' "linked clone, disk only (p90 of 50)" "$(val clone_p90_ms)"
+printf '%-56s %9s s\n' "50 linked clones one after another" "$(val clones_50_sequential_s)"
+printf '%-56s %9s s\n' "50 linked clones from 4 threads at once" "$(val clones_50_parallel_s)"
+printf '%-56s %9s\n' "clones failed on a storage lock" "$(val clones_parallel_failures)"
+printf '%-56s %9s KiB\n' "disk use of a fresh clone" "$(($(val clone_disk_bytes) / 1024))"
+printf '%-56s %9s KiB\n' "disk use of its golden image" "$(($(val base_disk_bytes) / 1024))"
+printf '%-56s %9s ms\n' "assignment -> replacement spare ready (median of 3)" "$median"
+printf '%-56s %12s\n' "  samples (ms)" "${samples[*]}"
