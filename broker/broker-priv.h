@@ -98,6 +98,30 @@ int brk_filter_time(const struct brk_query *q, const char *key, const char **ret
 int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_t why_len);
 
 /* ------------------------------------------------------------------------ */
+/* Connection files (connfile.c)                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The host viewers should use for the gateway: @public_address when set,
+ * else the host part of the request's Host header (name, IPv4, or [IPv6];
+ * any :port dropped).  -EINVAL when it is not a plain host name or address
+ * (so nothing else can reach a connection file).
+ */
+int brk_gateway_host(const char *public_address, const char *host_header, char *buf,
+                     size_t size);
+
+struct brk_conn_target {
+    const char *gateway; /* from brk_gateway_host */
+    int spice_port, rdp_port, vnc_port;
+    const char *title;    /* pool name */
+    const char *username; /* schema-restricted characters */
+};
+
+/* A remote-viewer .vv file / an .rdp file carrying @ticket.  malloc'd; NULL on ENOMEM. */
+char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket);
+char *brk_connfile_rdp(const struct brk_conn_target *t, const char *ticket);
+
+/* ------------------------------------------------------------------------ */
 /* Tokens (token.c)                                                         */
 /* ------------------------------------------------------------------------ */
 
@@ -333,3 +357,8 @@ int brk_api_pool_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pool_update(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pool_delete(struct brk_request *req, struct brk_reply *rep);
 int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep);
+
+int brk_api_desktops(struct brk_request *req, struct brk_reply *rep);
+int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep);
+int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep);
+int brk_api_session_logoff(struct brk_request *req, struct brk_reply *rep);

@@ -14,6 +14,11 @@ const struct brk_route brk_routes[] = {
     {"POST", "/api/v1/login", brk_api_login, BRK_ROUTE_PUBLIC, ANY_CALLER, "/api/v1/login"},
     {"POST", "/api/v1/logout", brk_api_logout, 0, ANY_CALLER, "/api/v1/logout"},
     {"GET", "/api/v1/me", brk_api_me, 0, ANY_CALLER, "/api/v1/me"},
+    {"GET", "/api/v1/desktops", brk_api_desktops, 0, AUTH_ACTION_CONSOLE_OWN, "/api/v1/desktops"},
+    {"POST", "/api/v1/desktops/{id}/connect", brk_api_desktop_connect, 0,
+     AUTH_ACTION_CONSOLE_OWN, "/api/v1/desktops/{id}/connect"},
+    {"POST", "/api/v1/desktops/{id}/logoff", brk_api_desktop_logoff, 0, AUTH_ACTION_CONSOLE_OWN,
+     "/api/v1/desktops/{id}/logoff"},
 
     {"GET", "/api/v1/tokens", brk_api_tokens_list, 0, AUTH_ACTION_USER_WRITE, "/api/v1/tokens"},
     {"POST", "/api/v1/tokens", brk_api_tokens_create, 0, AUTH_ACTION_USER_WRITE,
@@ -30,6 +35,8 @@ const struct brk_route brk_routes[] = {
     {"GET", "/api/v1/pools", brk_api_pools, 0, AUTH_ACTION_READ, "/api/v1/pools"},
     {"GET", "/api/v1/vms", brk_api_vms, 0, AUTH_ACTION_READ, "/api/v1/vms"},
     {"GET", "/api/v1/sessions", brk_api_sessions, 0, AUTH_ACTION_READ, "/api/v1/sessions"},
+    {"POST", "/api/v1/sessions/{id}/logoff", brk_api_session_logoff, 0,
+     AUTH_ACTION_SESSION_MANAGE, "/api/v1/sessions/{id}/logoff"},
 
     {"POST", "/api/v1/users", brk_api_user_create, 0, AUTH_ACTION_USER_WRITE, "/api/v1/users"},
     {"PATCH", "/api/v1/users/{id}", brk_api_user_update, 0, AUTH_ACTION_USER_WRITE,

@@ -2,11 +2,14 @@
  * Test set-up for the broker's script tests, through the real libraries:
  *   brk-seed migrate CONNINFO                     apply the built-in schema
  *   brk-seed user CONNINFO NAME PASSWORD ROLE     local user (argon2id, as auth/ makes them)
+ *   brk-seed redeem CONNINFO TICKET PROTOCOL      consume a console ticket as displayd does;
+ *                                                 prints the VM id, exit 3 when refused
  * Exit 0 on success; prints why on failure.
  */
 #include "auth.h"
 #include "db.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,6 +50,22 @@ int main(int argc, char **argv)
             goto out;
         }
         printf("%lld\n", (long long)id);
+        rc = 0;
+    } else if (strcmp(argv[1], "redeem") == 0 && argc == 5) {
+        struct db_ticket_grant g;
+        enum db_ticket_refusal why = DB_TICKET_OK;
+        int r = db_ticket_consume(db, argv[3], db_protocol_from_name(argv[4]), "127.0.0.1", &g,
+                                  &why);
+        if (r == -EACCES) {
+            printf("refused %s\n", db_ticket_refusal_name(why));
+            rc = 3;
+            goto out;
+        }
+        if (r < 0) {
+            fprintf(stderr, "brk-seed: redeem failed: %s\n", strerror(-r));
+            goto out;
+        }
+        printf("%lld\n", (long long)g.vm_id);
         rc = 0;
     } else {
         fprintf(stderr, "brk-seed: bad arguments\n");

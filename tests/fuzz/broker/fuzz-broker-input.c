@@ -3,7 +3,8 @@
  * body and go through the same parsing a request does (brk_body_parse,
  * then the login checks); the members of a parsed object also serve as the
  * query string for the paging and filter checks; and the bytes are matched
- * as a path against the route table.  Any crash, leak or sanitizer report
+ * as a path against the route table and as a Host header for connection
+ * files.  Any crash, leak or sanitizer report
  * is a bug in our glue — the parsing itself is jansson's and
  * libmicrohttpd's.
  */
@@ -75,6 +76,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     }
     brk_token_well_formed(path);
+
+    /* The bytes as a Host header: whatever is accepted must not be able to
+     * add a line (or a field) to a connection file. */
+    char host[256];
+    if (brk_gateway_host(NULL, path, host, sizeof(host)) == 0) {
+        if (strpbrk(host, "\r\n=/?#@ \t"))
+            abort();
+        struct brk_conn_target t = {host, 3128, 3389, 5900, "pool", "user"};
+        char *vv = brk_connfile_vv(&t, "00000000000000000000000000000000");
+        char *rdp = brk_connfile_rdp(&t, "00000000000000000000000000000000");
+        free(vv);
+        free(rdp);
+    }
     free(path);
     return 0;
 }
