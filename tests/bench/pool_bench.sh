@@ -7,19 +7,10 @@
 set -euo pipefail
 clones=${1:?usage: pool_bench.sh POOL_BENCH_CLONES HOSTD POOLD ATRIUMCTL POOL_ASSIGN GUEST_DIR}
 hostd=$2 poold=$3 ctl=$4 assign=$5 guest=$6
-server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
-tmp=$(mktemp -d /tmp/atrium-pool-bench.XXXXXX)
-db=poolbench_$$_$RANDOM
+. "$(dirname "$0")/../harness/lib.sh"
+atr_init pool-bench
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    pkill -9 -f "$tmp/run/" 2>/dev/null || true
-    psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    chmod -R u+w "$tmp" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$server dbname=$db" -c "$1"; }
+atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; pkill -9 -f "$tmp/run/"'
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 mkdir -p "$tmp/clones"
@@ -27,7 +18,6 @@ cp "$guest/disk.qcow2" "$tmp/base.qcow2"
 "$clones" "$tmp/base.qcow2" "$tmp/clones" >"$tmp/clones.out"
 val() { sed -n "s/^$1 //p" "$tmp/clones.out"; }
 
-psql -X -q "$server" -c "CREATE DATABASE $db" >/dev/null
 mkdir -p "$tmp/run" "$tmp/data"
 conf=$tmp/atrium.conf
 printf '[db]\nurl = %s dbname=%s\n[paths]\nruntime_dir = %s/run\ndata_dir = %s/data\n[hostd]\nname = bench\naccel = tcg\n' \
@@ -53,7 +43,7 @@ wait_ready
 samples=()
 for i in 1 2 3; do
     t0=$(now_ms)
-    "$assign" "$server dbname=$db" assign "user$i" bench >/dev/null
+    "$assign" "$dbci" assign "user$i" bench >/dev/null
     wait_ready
     samples+=($(($(now_ms) - t0)))
 done

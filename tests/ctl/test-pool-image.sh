@@ -3,34 +3,8 @@
 # with real qemu-img imports into a temp data dir.
 set -euo pipefail
 ctl=${1:?usage: test-pool-image.sh ATRIUMCTL}
-server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
-tmp=$(mktemp -d /tmp/atrium-ctl-pool.XXXXXX)
-db=ctlpool_$$_$RANDOM
-cleanup() {
-    psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    chmod -R u+w "$tmp" 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$server dbname=$db" -c "$1"; }
-fails=0 passes=0
-check() { # check NAME WANT_RC CMD...
-    local name=$1 want=$2 rc=0
-    shift 2
-    "$@" >"$tmp/out" 2>&1 || rc=$?
-    if [[ $rc -eq $want ]]; then echo "ok   $name"; passes=$((passes + 1))
-    else echo "FAIL $name: exit $rc, wanted $want"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1)); fi
-}
-expect() { # expect NAME REGEX
-    if grep -Eq -- "$2" "$tmp/out"; then echo "ok   $1"; passes=$((passes + 1))
-    else echo "FAIL $1: no /$2/ in:"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1)); fi
-}
-truth() { # truth NAME SQL-returning-t
-    if [[ $(q "$2") == t ]]; then echo "ok   $1"; passes=$((passes + 1))
-    else echo "FAIL $1"; fails=$((fails + 1)); fi
-}
-
-psql -X -q "$server" -c "CREATE DATABASE $db" >/dev/null
+. "$(dirname "$0")/../harness/lib.sh"
+atr_init ctl-pool
 conf=$tmp/atrium.conf
 printf '[db]\nurl = %s dbname=%s\n[paths]\ndata_dir = %s/data\n' "$server" "$db" "$tmp" >"$conf"
 mkdir -p "$tmp/data"
@@ -53,11 +27,11 @@ truth "files are read-only qcow2 in data_dir/images" \
     "SELECT bool_and(path LIKE '$tmp/data/images/%.qcow2' AND state = 'ready') FROM image_versions"
 [[ ! -w $(q "SELECT path FROM image_versions WHERE version = 1 LIMIT 1") || $(id -u) -eq 0 ]] &&
     [[ $(stat -c %a "$(q "SELECT path FROM image_versions WHERE version = 1 LIMIT 1")") == 444 ]] &&
-    { echo "ok   golden file mode 0444"; passes=$((passes + 1)); } ||
-    { echo "FAIL golden file mode"; fails=$((fails + 1)); }
+    ok "golden file mode 0444" ||
+    bad "golden file mode"
 qemu-img info "$(q "SELECT path FROM image_versions WHERE version = 2 AND image_id = (SELECT id FROM images WHERE name = 'demo')")" |
-    grep -q 'file format: qcow2' && { echo "ok   imported as qcow2"; passes=$((passes + 1)); } ||
-    { echo "FAIL imported as qcow2"; fails=$((fails + 1)); }
+    grep -q 'file format: qcow2' && ok "imported as qcow2" ||
+    bad "imported as qcow2"
 
 check "import missing file" 1 a image import "$tmp/nope.raw" --name demo
 expect "missing file message" "nope.raw: not a readable file"
@@ -105,8 +79,8 @@ check "image in use cannot go" 1 a image delete demo:1
 expect "in use message" 'demo:1 is still used by a pool or a VM'
 path2=$(q "SELECT path FROM image_versions v JOIN images i ON i.id = v.image_id WHERE i.name = 'demo' AND version = 2")
 check "unused image version deleted" 0 a image delete demo:2
-[[ ! -e $path2 ]] && { echo "ok   its file is gone"; passes=$((passes + 1)); } ||
-    { echo "FAIL file left: $path2"; fails=$((fails + 1)); }
+[[ ! -e $path2 ]] && ok "its file is gone" ||
+    bad "file left: $path2"
 check "image delete needs a version" 2 a image delete demo
 check "pool clear" 0 a pool clear office
 check "pool show missing" 1 a pool show nothing
@@ -120,5 +94,4 @@ truth "audit trail" "SELECT count(*) = 5 FROM audit_log WHERE actor = 'atriumctl
 check "pool help" 0 a pool --help
 check "image help" 0 a image --help
 
-echo "$passes passed, $fails failed"
-[[ $fails -eq 0 ]]
+atr_summary

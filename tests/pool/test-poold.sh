@@ -5,31 +5,10 @@
 set -euo pipefail
 poold=${1:?usage: test-poold.sh ATRIUM_POOLD ATRIUMCTL}
 ctl=${2:?}
-server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
-tmp=$(mktemp -d /tmp/atrium-poold-test.XXXXXX)
-db=poold_$$_$RANDOM
+. "$(dirname "$0")/../harness/lib.sh"
+atr_init poold
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-q() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$server dbname=$db" -c "$1"; }
-fails=0 passes=0
-ok() { echo "ok   $1"; passes=$((passes + 1)); }
-bad() { echo "FAIL $1"; fails=$((fails + 1)); }
-# wait_for FILE REGEX SECONDS: a bounded wait for a log line
-wait_for() {
-    local deadline=$((SECONDS + $3))
-    while ((SECONDS < deadline)); do
-        grep -Eq -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-psql -X -q "$server" -c "CREATE DATABASE $db" >/dev/null
+atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done'
 conf=$tmp/atrium.conf
 printf '[db]\nurl = %s dbname=%s\n[paths]\ndata_dir = %s/data\n[poold]\nhost_stale = 3600\n' \
     "$server" "$db" "$tmp" >"$conf"
@@ -86,5 +65,4 @@ timeout 20 "$poold" --config "$conf" >"$tmp/new.out" 2>&1 || rc=$?
 [[ $rc -eq 1 ]] && grep -q 'newer than this Atrium' "$tmp/new.out" &&
     ok "newer schema refused" || { bad "newer schema refused: rc=$rc"; cat "$tmp/new.out"; }
 
-echo "$passes passed, $fails failed"
-[[ $fails -eq 0 ]]
+atr_summary
