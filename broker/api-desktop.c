@@ -122,8 +122,11 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
     struct db_assignment a;
     const char *addr = req->client_addr[0] ? req->client_addr : NULL;
     r = pool_assign(req->conn->db, req->caller.user_id, pool.id, protocol, addr, &a);
+    if (r == -EAGAIN)
+        brk_metrics_assignment(BRK_ASSIGN_NONE_READY);
     if (r < 0)
         return connect_refused(rep, r);
+    brk_metrics_assignment(a.reconnect ? BRK_ASSIGN_RECONNECT : BRK_ASSIGN_NEW);
 
     unsigned proto = db_protocol_from_name(protocol);
     struct db_ticket_request tr = {

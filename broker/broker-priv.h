@@ -301,10 +301,31 @@ void brk_audit(struct brk_request *req, const char *action, const char *target_t
 
 void brk_metrics_request(size_t route_index, int status, int64_t duration_us);
 void brk_metrics_login(bool ok);
+enum { BRK_ASSIGN_NEW, BRK_ASSIGN_RECONNECT, BRK_ASSIGN_NONE_READY };
+void brk_metrics_assignment(int result); /* one of BRK_ASSIGN_ */
 /* Prometheus text exposition; @db_stats from db_admin_stats, may be NULL. */
 char *brk_metrics_render(const json_t *db_stats);
 /* False when the route table outgrew the metric arrays (checked at start-up). */
 bool brk_metrics_routes_fit(void);
+
+/* ------------------------------------------------------------------------ */
+/* Web console files (web.c)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* [broker] web_root, or the installed default when it is empty. */
+const char *brk_web_root(const struct atr_config *cfg);
+
+/* True when a GET/HEAD of @path that matched no route is the web console's:
+ * not under /api/, and the web root exists. */
+bool brk_web_claims(const struct atr_config *cfg, const char *path);
+
+/*
+ * Answer @path from the web root on @mhd_conn (a struct MHD_Connection):
+ * the file, index.html for page routes, or a 404/403.  Sets *ret_status;
+ * returns libmicrohttpd's MHD_YES/MHD_NO.
+ */
+int brk_web_serve(const struct atr_config *cfg, void *mhd_conn, const char *path,
+                  int *ret_status);
 
 /* ------------------------------------------------------------------------ */
 /* Server (server.c)                                                        */

@@ -31,6 +31,7 @@ static atomic_uint_least64_t requests[MAX_ROUTES][N_STATUS + 1];
 static atomic_uint_least64_t latency_bucket[MAX_ROUTES][N_BUCKETS + 1];
 static atomic_uint_least64_t latency_sum_us[MAX_ROUTES];
 static atomic_uint_least64_t logins_ok, logins_failed;
+static atomic_uint_least64_t assign_ok, assign_reconnect, assign_none_ready;
 
 void brk_metrics_request(size_t route_index, int status, int64_t duration_us)
 {
@@ -55,6 +56,14 @@ void brk_metrics_request(size_t route_index, int status, int64_t duration_us)
 void brk_metrics_login(bool ok)
 {
     atomic_fetch_add_explicit(ok ? &logins_ok : &logins_failed, 1, memory_order_relaxed);
+}
+
+void brk_metrics_assignment(int result)
+{
+    atomic_uint_least64_t *c = result == BRK_ASSIGN_NEW         ? &assign_ok
+                               : result == BRK_ASSIGN_RECONNECT ? &assign_reconnect
+                                                                : &assign_none_ready;
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
 static uint64_t get(atomic_uint_least64_t *c)
@@ -192,6 +201,14 @@ char *brk_metrics_render(const json_t *db_stats)
         "# HELP atrium_login_failures_total Refused log-ins through this broker.\n"
         "# TYPE atrium_login_failures_total counter\natrium_login_failures_total %llu\n",
         (unsigned long long)get(&logins_ok), (unsigned long long)get(&logins_failed));
+    add(&b,
+        "# HELP atrium_assignments_total Desktop connects through this broker by result.\n"
+        "# TYPE atrium_assignments_total counter\n"
+        "atrium_assignments_total{result=\"new\"} %llu\n"
+        "atrium_assignments_total{result=\"reconnect\"} %llu\n"
+        "atrium_assignments_total{result=\"none_ready\"} %llu\n",
+        (unsigned long long)get(&assign_ok), (unsigned long long)get(&assign_reconnect),
+        (unsigned long long)get(&assign_none_ready));
     if (db_stats)
         render_db(&b, db_stats);
     add(&b, "# HELP atrium_database_up Whether this scrape could read the database.\n"

@@ -198,6 +198,11 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
     }
     const struct brk_route *route =
         brk_route_match(method, path, req.ids, &req.n_ids, &path_known);
+    if (!route && !path_known && is_safe_method(method) && brk_web_claims(s->cfg, path)) {
+        ret = (enum MHD_Result)brk_web_serve(s->cfg, conn, path, &st->status);
+        st->replied = true;
+        goto out;
+    }
     if (!route) {
         ret = path_known ? send_error(s, conn, st, 405, "method_not_allowed",
                                       "this resource does not support that method")

@@ -191,4 +191,10 @@ rush_one "$n"
 [[ $(cat "$tmp/rush/$n.status") == 200 && $(python3 -c "import json; j=json.load(open('$tmp/rush/$n.body')); print(j['vm']['id'], j['reconnect'])") == "$vmA True" ]] &&
     ok "a person from the rush connecting again gets the same VM" || fail "rush reconnect" "$tmp/rush/$n.body"
 
+req GET /metrics
+grep -q '^atrium_assignments_total{result="new"} 5[0-9]$' "$tmp/body" &&
+    grep -q '^atrium_assignments_total{result="none_ready"} 450$' "$tmp/body" &&
+    grep -q '^atrium_assignments_total{result="reconnect"} [1-9]' "$tmp/body" &&
+    ok "metrics count assignments by result" || fail "assignment metrics" "$tmp/body"
+
 finish
