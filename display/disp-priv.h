@@ -1,0 +1,125 @@
+/*
+ * Private to display/: the core every front end plugs into, and the glue
+ * that must parse a few bytes before a library takes over (fuzzed in
+ * tests/fuzz/display/).
+ */
+#pragma once
+
+#include "disp.h"
+#include "hv.h"
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct disp_core;
+struct disp_frontend;
+
+/* ------------------------------------------------------------------------ */
+/* Poll set shared by all front ends for one loop iteration                 */
+/* ------------------------------------------------------------------------ */
+
+struct disp_pollset {
+    struct pollfd *fds;
+    size_t n, cap;
+    int timeout_ms; /* -1: none yet */
+};
+
+/* Append @fd; returns its index or -ENOMEM. */
+int disp_pollset_add(struct disp_pollset *ps, int fd, short events);
+/* Lower the timeout to @ms if it is nearer (ms >= 0). */
+void disp_pollset_timeout(struct disp_pollset *ps, int ms);
+/* revents of the entry at @idx, 0 when @idx < 0. */
+short disp_pollset_revents(const struct disp_pollset *ps, int idx);
+
+/* ------------------------------------------------------------------------ */
+/* Front ends                                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One protocol.  The core calls, in every loop iteration, prepare() of each
+ * front end (add descriptors and deadlines), poll(), then dispatch() of
+ * each.  The core never knows which protocol it serves.
+ */
+struct disp_frontend_ops {
+    const char *name; /* "vnc", "spice", ... for logs */
+    /* Bind listeners; fill *ret_state.  -errno with a sentence in @err. */
+    int (*open)(struct disp_core *core, const struct atr_config *cfg, void **ret_state,
+                struct atr_error *err);
+    int (*prepare)(void *state, struct disp_pollset *ps);
+    void (*dispatch)(void *state, const struct disp_pollset *ps);
+    /* Close everything; accepts NULL. */
+    void (*close)(void *state);
+};
+
+extern const struct disp_frontend_ops disp_vnc_ops;
+extern const struct disp_frontend_ops disp_spice_ops;
+
+/* ------------------------------------------------------------------------ */
+/* Core services for front ends                                             */
+/* ------------------------------------------------------------------------ */
+
+struct db *disp_core_db(struct disp_core *core);
+
+/* The VM's runtime paths (vnc.sock, spice.sock, qmp.sock). */
+int disp_core_vm_paths(struct disp_core *core, int64_t vm_id, struct hv_vm_paths *ret_paths);
+
+/*
+ * Redeem @ticket for @protocol from @client_addr: throttle, consume, audit
+ * (db_ticket_redeem) and log one line either way.  0 and *ret_grant, or
+ * -EACCES (refused) / -errno.
+ */
+int disp_core_redeem(struct disp_core *core, const char *ticket, unsigned protocol,
+                     const char *client_addr, struct db_ticket_grant *ret_grant);
+
+/* Backoff applied to failed console attempts per client address. */
+const struct db_backoff *disp_core_backoff(struct disp_core *core);
+
+/*
+ * A viewer of @session_id (0: none, nothing is reported) attached or left.
+ * The first viewer makes the session `connected`, the last one leaving makes
+ * it `disconnected` (through pool.h); a disconnect never ends the session.
+ */
+void disp_core_viewer_joined(struct disp_core *core, int64_t session_id, unsigned protocol,
+                             const char *client_addr);
+void disp_core_viewer_left(struct disp_core *core, int64_t session_id);
+
+/* ------------------------------------------------------------------------ */
+/* Sockets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Listen on TCP @addr:@port (non-blocking, SO_REUSEADDR, CLOEXEC). Sets *ret_fd. */
+int disp_net_listen(const char *addr, int port, int *ret_fd);
+/* accept4 non-blocking; sets *ret_fd and the peer's textual address in @ret_addr. */
+int disp_net_accept(int listen_fd, int *ret_fd, char ret_addr[static 64]);
+/* Connect to unix socket @path (blocking connect, then non-blocking). */
+int disp_net_connect_unix(const char *path, int *ret_fd);
+
+/* ------------------------------------------------------------------------ */
+/* Bytes before a library takes over (fuzzed)                               */
+/* ------------------------------------------------------------------------ */
+
+#define DISP_HTTP_HEAD_MAX 4096
+
+/*
+ * Where the HTTP request head in @buf (@len bytes, not NUL-terminated) ends:
+ * returns the length including the blank line, 0 when incomplete, -EMSGSIZE
+ * when no end is found within DISP_HTTP_HEAD_MAX bytes.
+ */
+int disp_http_head_len(const char *buf, size_t len);
+
+/*
+ * The ticket of an HTTP CONNECT request head (@len bytes): the ticket is the
+ * host of "CONNECT <ticket>:<port> HTTP/1.x".  Copies it (NUL-terminated)
+ * into @ret_ticket (size @size).  -EBADMSG for anything else, -ENAMETOOLONG
+ * when it does not fit.
+ */
+int disp_http_connect_ticket(const char *head, size_t len, char *ret_ticket, size_t size);
+
+/*
+ * The ticket of a WebSocket upgrade request head: "GET <path>?...ticket=<t>..."
+ * (noVNC's "path" setting).  Same returns as disp_http_connect_ticket.
+ */
+int disp_http_ws_ticket(const char *head, size_t len, char *ret_ticket, size_t size);

@@ -1,0 +1,257 @@
+#!/bin/bash
+# displayd end to end: a TCG test guest, atrium-displayd in front of its
+# console sockets, and real viewers.
+#
+#   e2e.sh vnc     vncsnapshot with a one-time VNC password gets the guest's
+#                  screen (compared with QEMU's own screendump); a used, a
+#                  wrong and an expired password are refused and audited;
+#                  a noVNC-style WebSocket with a ticket in its URL is admitted
+#                  once, refused the second time and for another protocol
+#   e2e.sh spice   remote-viewer under Xvfb opens a .vv file through the
+#                  CONNECT proxy, shows the guest, and keys typed with xdotool
+#                  come back on the guest's serial log; a used ticket is refused
+#
+# Needs: ATRIUM_BINARY_DIR, ATRIUM_SOURCE_DIR, ATRIUM_GUEST_DIR,
+# ATRIUM_TEST_PG_FILE (ctest sets them).  Every process it starts lives in
+# this script's process group and is killed on exit, also on failure.
+set -euo pipefail
+
+mode=${1:?usage: e2e.sh vnc|spice}
+bin=${ATRIUM_BINARY_DIR:?}
+src=${ATRIUM_SOURCE_DIR:?}
+guest=${ATRIUM_GUEST_DIR:-$bin/guest}
+tool=$bin/tests/display/display-ticket-tool
+helper=$src/tests/display/helper.py
+limit=${ATRIUM_DISPLAY_E2E_TIMEOUT:-240}
+
+tmp=$(mktemp -d /tmp/atrium-display.XXXXXX)
+pids=()
+server=$(cat "${ATRIUM_TEST_PG_FILE:?}")
+dbname=display_e2e_${mode}_$$
+conninfo="$server dbname=$dbname"
+
+cleanup() {
+    local rc=$?
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    psql "$server" -qXc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
+    if [[ $rc -ne 0 ]]; then
+        echo "--- displayd log"; tail -n 40 "$tmp/displayd.log" 2>/dev/null || true
+        echo "--- serial log"; tail -n 20 "$tmp/serial.log" 2>/dev/null || true
+    fi
+    if [[ $rc -ne 0 && -n ${ATRIUM_DISPLAY_KEEP:-} ]]; then
+        echo "kept $tmp"
+    else
+        rm -rf "$tmp"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 124' ALRM TERM INT
+# the whole test is bounded, whatever hangs
+(
+    trap 'kill $s 2>/dev/null; exit 0' TERM
+    sleep "$limit" & s=$!
+    wait $s && kill -ALRM $$
+) >/dev/null 2>&1 &
+pids+=($!)
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok: $*"; }
+sql() { psql "$conninfo" -qXAtc "$1"; }
+
+# wait_line FILE PATTERN SECONDS: block until a line matches (inotify via tail -F)
+wait_line() {
+    local fd tp rc=0
+    exec {fd}< <(exec timeout "$3" tail -F -n +1 "$1" 2>/dev/null)
+    tp=$!
+    grep -q -m1 -- "$2" <&"$fd" || rc=1
+    kill "$tp" 2>/dev/null || true
+    exec {fd}<&-
+    return $rc
+}
+
+# ------------------------------------------------------------------ database
+psql "$server" -qXc "CREATE DATABASE $dbname" >/dev/null
+"$tool" migrate "$conninfo"
+sql "INSERT INTO users (username) VALUES ('alice')"
+sql "INSERT INTO vms (name, state) VALUES ('vm-1', 'assigned')"
+vm=$(sql "SELECT id FROM vms")
+user=$(sql "SELECT id FROM users")
+sql "INSERT INTO desktop_sessions (user_id, vm_id, state) VALUES ($user, $vm, 'assigned')"
+session=$(sql "SELECT id FROM desktop_sessions")
+
+# ------------------------------------------------------------------ the guest
+run=$tmp/run
+vmdir=$run/vms/$vm
+mkdir -p "$vmdir"
+qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
+: >"$tmp/serial.log"
+qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
+    -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
+    -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
+    -vga qxl -display none -nic none \
+    -vnc "unix:$vmdir/vnc.sock" \
+    -spice "unix=on,addr=$vmdir/spice.sock,disable-ticketing=on" \
+    -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
+    -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
+pids+=($!)
+wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
+ok "guest booted"
+
+# ------------------------------------------------------------------ displayd
+vnc_port=$("$helper" freeport)
+spice_port=$("$helper" freeport)
+rdp_port=$("$helper" freeport)
+cat >"$tmp/atrium.conf" <<CONF
+[db]
+url = $conninfo
+[paths]
+runtime_dir = $run
+[log]
+level = debug
+[display]
+listen = 127.0.0.1
+vnc_port = $vnc_port
+spice_port = $spice_port
+rdp_port = $rdp_port
+CONF
+: >"$tmp/displayd.log"
+"$bin/display/atrium-displayd" --config "$tmp/atrium.conf" 2>"$tmp/displayd.log" &
+pids+=($!)
+wait_line "$tmp/displayd.log" 'msg="displayd ready"' 20 || fail "displayd did not start"
+ok "displayd ready"
+
+audit() { sql "SELECT count(*) FROM audit_log WHERE action = 'console.ticket' AND outcome = '$1' AND detail->>'reason' = '$2'"; }
+
+# non-black pixels of an image (the guest's text)
+lit() { convert "$1" -colorspace gray -threshold 25% -format '%[fx:int(mean*w*h)]' info:; }
+
+# differing pixels between two same-sized images (tolerating JPEG noise)
+diffpx() { compare -metric AE -fuzz 20% "$1" "$2" null: 2>&1 | cut -d' ' -f1 || true; }
+
+check_screen() { # IMAGE what
+    local img=$1 what=$2
+    "$helper" screendump "$vmdir/qmp.sock" "$tmp/qemu.ppm"
+    local a b
+    a=$(identify -format '%wx%h' "$img"); b=$(identify -format '%wx%h' "$tmp/qemu.ppm")
+    [[ $a == "$b" ]] || fail "$what: size $a, QEMU's screen is $b"
+    local n total d
+    n=$(lit "$img")
+    total=$(identify -format '%[fx:w*h]' "$img")
+    (( n > 500 )) || fail "$what: only $n lit pixels (QEMU's own: $(lit "$tmp/qemu.ppm")), the guest's text is missing"
+    d=$(diffpx "$img" "$tmp/qemu.ppm")
+    (( d * 100 < total )) || fail "$what: $d of $total pixels differ from QEMU's screendump"
+    ok "$what matches QEMU's screendump ($a, $n lit pixels, $d differ)"
+}
+
+# ------------------------------------------------------------------ VNC
+if [[ $mode == vnc ]]; then
+    # a native viewer with a one-time 8-character VNC password
+    pw=$("$tool" issue-vnc "$conninfo" "$vm" "$session" 10)
+    "$tool" vncpasswd "$pw" "$tmp/passwd"
+    timeout 60 vncsnapshot -quiet -passwd "$tmp/passwd" -quality 100 \
+        "127.0.0.1::$vnc_port" "$tmp/vnc.jpg" || fail "vncsnapshot with a valid VNC password"
+    check_screen "$tmp/vnc.jpg" "VNC through displayd"
+    [[ $(audit success ok) == 1 ]] || fail "success not audited"
+    [[ $(sql "SELECT state FROM desktop_sessions") =~ ^(connected|disconnected)$ ]] ||
+        fail "session state not reported"
+    wait_line "$tmp/displayd.log" 'msg="session disconnected"' 10 || fail "disconnect not reported"
+    [[ $(sql "SELECT state FROM desktop_sessions") == disconnected ]] || fail "session not disconnected"
+    ok "session reported connected, then disconnected"
+
+    # the same password again: refused
+    if timeout 30 vncsnapshot -quiet -passwd "$tmp/passwd" "127.0.0.1::$vnc_port" "$tmp/again.jpg"; then
+        fail "a used VNC password was accepted"
+    fi
+    [[ $(audit failure unknown) == 1 ]] || fail "refusal of the used password not audited"
+    ok "used VNC password refused and audited"
+
+    # a password nobody issued
+    "$tool" vncpasswd "Wr0ngPw9" "$tmp/wrong"
+    if timeout 30 vncsnapshot -quiet -passwd "$tmp/wrong" "127.0.0.1::$vnc_port" "$tmp/wrong.jpg"; then
+        fail "a forged VNC password was accepted"
+    fi
+    [[ $(audit failure unknown) == 2 ]] || fail "forged password not audited"
+    ok "forged VNC password refused and audited"
+
+    # an expired one
+    pw=$("$tool" issue-vnc "$conninfo" "$vm" "$session" 10)
+    sql "UPDATE console_tickets SET created_at = now() - interval '11 s', expires_at = now() - interval '1 s' WHERE used_at IS NULL"
+    "$tool" vncpasswd "$pw" "$tmp/expired"
+    if timeout 30 vncsnapshot -quiet -passwd "$tmp/expired" "127.0.0.1::$vnc_port" "$tmp/exp.jpg"; then
+        fail "an expired VNC password was accepted"
+    fi
+    [[ $(sql "SELECT count(*) FROM console_tickets WHERE vnc_password IS NOT NULL") == 0 ]] ||
+        fail "expired VNC password still stored in clear"
+    ok "expired VNC password refused and wiped"
+
+    # noVNC: WebSocket on the same port, full ticket in the URL
+    t=$("$tool" issue "$conninfo" "$vm" "$session" browser 30)
+    greeting=$("$helper" ws 127.0.0.1 "$vnc_port" "/websockify?ticket=$t") ||
+        fail "WebSocket with a valid ticket refused"
+    [[ $greeting == "RFB 003.008" ]] || fail "WebSocket greeting was '$greeting'"
+    ok "WebSocket viewer admitted with its ticket ($greeting)"
+    st=0; "$helper" ws 127.0.0.1 "$vnc_port" "/websockify?ticket=$t" >/dev/null || st=$?
+    [[ $st == 3 ]] || fail "a used WebSocket ticket was not refused (exit $st)"
+    [[ $(audit failure used) == 1 ]] || fail "used WebSocket ticket not audited"
+    t=$("$tool" issue "$conninfo" "$vm" "$session" spice 30)
+    st=0; "$helper" ws 127.0.0.1 "$vnc_port" "/websockify?ticket=$t" >/dev/null || st=$?
+    [[ $st == 3 ]] || fail "a SPICE ticket opened a WebSocket (exit $st)"
+    [[ $(audit failure wrong_protocol) == 1 ]] || fail "wrong protocol not audited"
+    ok "used and wrong-protocol WebSocket tickets refused and audited"
+fi
+
+# ------------------------------------------------------------------ SPICE
+if [[ $mode == spice ]]; then
+    # Xvfb picks a free display and writes its number once it accepts clients
+    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
+    pids+=($!)
+    read -r -t 20 -u "$xfd" disp || fail "Xvfb did not start"
+    export DISPLAY=:$disp
+
+    t=$("$tool" issue "$conninfo" "$vm" "$session" spice 30)
+    cat >"$tmp/console.vv" <<VV
+[virt-viewer]
+type=spice
+host=$t
+port=5900
+password=$t
+proxy=http://127.0.0.1:$spice_port
+title=atrium-e2e
+delete-this-file=0
+fullscreen=0
+VV
+    remote-viewer "$tmp/console.vv" >"$tmp/viewer.log" 2>&1 &
+    pids+=($!)
+    win=$(timeout 60 xdotool search --sync --name atrium-e2e | head -n1) || fail "no remote-viewer window"
+    wait_line "$tmp/displayd.log" 'msg="spice viewer joined"' 30 || fail "viewer never joined"
+    ok "remote-viewer connected through the CONNECT proxy"
+
+    # keys typed into the viewer reach the guest
+    xdotool windowfocus --sync "$win" 2>/dev/null || xdotool windowfocus "$win"
+    word=spice$$
+    for i in 1 2 3 4 5; do
+        xdotool mousemove --window "$win" 200 200 click 1
+        xdotool type --delay 50 "$word"
+        xdotool key Return
+        if wait_line "$tmp/serial.log" "ATRIUM-TYPED: .*$word" 5; then break; fi
+    done
+    grep -q "ATRIUM-TYPED: .*$word" "$tmp/serial.log" || fail "typed keys never reached the guest"
+    ok "keys typed in remote-viewer came back on the guest serial ($word)"
+
+    # the screen the viewer shows has the guest's text
+    xwd -root -silent | convert xwd:- "$tmp/viewer.png"
+    n=$(lit "$tmp/viewer.png")
+    (( n > 500 )) || fail "remote-viewer window shows no text ($n lit pixels)"
+    ok "remote-viewer shows the guest's screen ($n lit pixels)"
+
+    # the ticket again, from a fresh proxy client after the grant window: refused
+    # (curl speaks the same CONNECT as remote-viewer)
+    st=$(timeout 10 curl -s -o /dev/null -w '%{http_code}' -p -x "http://127.0.0.1:$spice_port" \
+        "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" || true)
+    [[ $st == 403 ]] || fail "a forged SPICE ticket got '$st'"
+    [[ $(audit failure unknown) -ge 1 ]] || fail "forged SPICE ticket not audited"
+    ok "forged SPICE ticket refused and audited"
+fi
+echo "PASS"
