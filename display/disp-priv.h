@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include "db-ticket.h" /* also in db.h; named so this compiles on its own */
 #include "disp.h"
 #include "hv.h"
 

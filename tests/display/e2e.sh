@@ -82,6 +82,8 @@ sql "INSERT INTO desktop_sessions (user_id, vm_id, state) VALUES ($user, $vm, 'a
 session=$(sql "SELECT id FROM desktop_sessions")
 
 # ------------------------------------------------------------------ the guest
+# SPICE with ticketing on and no password: nobody gets in until displayd sets
+# one through QMP (with disable-ticketing=on QEMU refuses set_password).
 run=$tmp/run
 vmdir=$run/vms/$vm
 mkdir -p "$vmdir"
@@ -92,7 +94,7 @@ qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
     -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
     -vga qxl -display none -nic none \
     -vnc "unix:$vmdir/vnc.sock" \
-    -spice "unix=on,addr=$vmdir/spice.sock,disable-ticketing=on" \
+    -spice "unix=on,addr=$vmdir/spice.sock" \
     -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
     -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
 pids+=($!)
@@ -223,7 +225,8 @@ delete-this-file=0
 fullscreen=0
 VV
     remote-viewer "$tmp/console.vv" >"$tmp/viewer.log" 2>&1 &
-    pids+=($!)
+    viewer=$!
+    pids+=($viewer)
     win=$(timeout 60 xdotool search --sync --name atrium-e2e | head -n1) || fail "no remote-viewer window"
     wait_line "$tmp/displayd.log" 'msg="spice viewer joined"' 30 || fail "viewer never joined"
     ok "remote-viewer connected through the CONNECT proxy"
@@ -246,12 +249,26 @@ VV
     (( n > 500 )) || fail "remote-viewer window shows no text ($n lit pixels)"
     ok "remote-viewer shows the guest's screen ($n lit pixels)"
 
-    # the ticket again, from a fresh proxy client after the grant window: refused
-    # (curl speaks the same CONNECT as remote-viewer)
-    st=$(timeout 10 curl -s -o /dev/null -w '%{http_code}' -p -x "http://127.0.0.1:$spice_port" \
-        "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" || true)
+    # curl speaks the same CONNECT as remote-viewer
+    connect_status() {
+        timeout 10 curl -s -o /dev/null -w '%{http_connect}' -p -x "http://127.0.0.1:$spice_port" \
+            "http://$1:5900/" || true
+    }
+    # the viewer quits: the grant ends with its last channel, the ticket is spent
+    kill "$viewer"
+    wait_line "$tmp/displayd.log" 'msg="spice viewer left"' 10 || fail "viewer never left"
+    wait_line "$tmp/displayd.log" 'msg="session disconnected"' 10 || fail "disconnect not reported"
+    [[ $(sql "SELECT state FROM desktop_sessions") == disconnected ]] || fail "session not disconnected"
+    ok "session reported disconnected when the viewer quit"
+    st=$(connect_status "$t")
+    [[ $st == 403 ]] || fail "a used SPICE ticket got '$st'"
+    [[ $(audit failure used) == 1 ]] || fail "used SPICE ticket not audited"
+    st=$(connect_status deadbeefdeadbeefdeadbeefdeadbeef)
     [[ $st == 403 ]] || fail "a forged SPICE ticket got '$st'"
-    [[ $(audit failure unknown) -ge 1 ]] || fail "forged SPICE ticket not audited"
-    ok "forged SPICE ticket refused and audited"
+    [[ $(audit failure unknown) == 1 ]] || fail "forged SPICE ticket not audited"
+    st=$(connect_status "$("$tool" issue "$conninfo" "$vm" "$session" vnc 30)")
+    [[ $st == 403 ]] || fail "a VNC ticket opened SPICE ('$st')"
+    [[ $(audit failure wrong_protocol) == 1 ]] || fail "wrong protocol not audited"
+    ok "used, forged and wrong-protocol SPICE tickets refused and audited"
 fi
 echo "PASS"
