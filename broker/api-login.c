@@ -15,6 +15,7 @@
 #define API_TOKEN_TTL_DAYS_DEFAULT 90
 #define API_TOKEN_TTL_DAYS_MAX 3650
 #define API_TOKEN_NAME_MAX 128
+#define ENROL_TTL_S 900 /* an enrolment-only session: long enough to scan a QR code */
 
 static json_t *time_json(int64_t us)
 {
@@ -39,9 +40,6 @@ static int login_refused(struct brk_reply *rep, const struct auth_login_result *
     case AUTH_NEED_TOTP:
         return brk_reply_error(rep, 401, "totp_required",
                                "send the code from your authenticator app as \"totp\"");
-    case AUTH_NEED_TOTP_ENROLL:
-        return brk_reply_error(rep, 403, "totp_enrollment_required",
-                               "your role requires a second factor; ask an admin to enrol it");
     case AUTH_LOCKED:
         snprintf(retry, sizeof(retry), "%d", res->retry_after_s > 0 ? res->retry_after_s : 1);
         brk_reply_error(rep, 429, "locked", "too many failed log-ins; try again later");
@@ -76,7 +74,10 @@ int brk_api_login(struct brk_request *req, struct brk_reply *rep)
         return brk_reply_error(rep, 400, "bad_request", "incomplete log-in request");
     if (r < 0)
         return r;
-    if (res.outcome != AUTH_OK) {
+    /* A right password whose role needs a second factor not yet enrolled
+     * gets a short session that can do nothing but enrol one. */
+    bool enrol_only = res.outcome == AUTH_NEED_TOTP_ENROLL;
+    if (res.outcome != AUTH_OK && !enrol_only) {
         brk_metrics_login(false);
         return login_refused(rep, &res);
     }
@@ -86,12 +87,14 @@ int brk_api_login(struct brk_request *req, struct brk_reply *rep)
     if (brk_token_new(token, token_hash) < 0 || brk_token_new(csrf, csrf_hash) < 0)
         return -EIO;
     int ttl = brk_server_config(req->server)->broker.session_ttl_s;
+    if (enrol_only && ttl > ENROL_TTL_S)
+        ttl = ENROL_TTL_S;
     struct db_login_new l = {
         .token_hash = token_hash,
         .csrf_hash = csrf_hash,
         .user_id = res.user_id,
         .kind = "browser",
-        .mfa_passed = in.totp != NULL,
+        .mfa_passed = !enrol_only,
         .client_addr = areq.client_addr,
         .user_agent = req->user_agent,
         .ttl_s = ttl,
@@ -105,10 +108,11 @@ int brk_api_login(struct brk_request *req, struct brk_reply *rep)
     if (r < 0)
         return r;
     return brk_reply_json(rep, 200,
-                          json_pack("{s:{s:I, s:s, s:s}, s:s, s:o}", "user", "id",
+                          json_pack("{s:{s:I, s:s, s:s}, s:s, s:o, s:b}", "user", "id",
                                     (json_int_t)res.user_id, "username", res.username, "role",
                                     auth_role_to_string(res.role), "csrf_token", csrf,
-                                    "expires_at", time_json(expires_us)));
+                                    "expires_at", time_json(expires_us),
+                                    "totp_enrollment_required", enrol_only));
 }
 
 int brk_api_logout(struct brk_request *req, struct brk_reply *rep)
@@ -193,6 +197,7 @@ int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep)
             .client_addr = req->client_addr[0] ? req->client_addr : NULL,
             .user_agent = req->user_agent,
             .name = name,
+            .mfa_passed = true, /* made by an admin for automation: no second factor to ask */
             .ttl_s = (int)(days * 86400),
         };
         r = db_login_create(req->conn->db, &l, &id, &expires_us);

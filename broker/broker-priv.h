@@ -183,6 +183,7 @@ struct brk_caller {
     bool via_cookie; /* browser session: non-GET requests need the CSRF header */
     bool via_bearer; /* API token */
     unsigned char csrf_hash[DB_TOKEN_HASH_LEN]; /* via_cookie: what X-CSRF-Token must hash to */
+    bool enrol_only; /* password right, second factor still to enrol: BRK_ROUTE_ENROL only */
 };
 
 #define BRK_MAX_PATH_IDS 4
@@ -242,6 +243,7 @@ typedef int (*brk_handler_fn)(struct brk_request *req, struct brk_reply *rep);
 enum brk_route_flags {
     BRK_ROUTE_PUBLIC = 1 << 0, /* no authentication needed */
     BRK_ROUTE_NO_DB = 1 << 1,  /* handler does not use the database */
+    BRK_ROUTE_ENROL = 1 << 2,  /* open to an enrolment-only session (see api-totp.c) */
 };
 
 struct brk_route {
@@ -378,6 +380,11 @@ int brk_api_pool_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pool_update(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pool_delete(struct brk_request *req, struct brk_reply *rep);
 int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep);
+
+int brk_api_totp_begin(struct brk_request *req, struct brk_reply *rep);
+int brk_api_totp_confirm(struct brk_request *req, struct brk_reply *rep);
+int brk_api_user_totp_reset(struct brk_request *req, struct brk_reply *rep);
+int brk_api_user_unlock(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_desktops(struct brk_request *req, struct brk_reply *rep);
 int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep);

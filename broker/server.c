@@ -255,6 +255,11 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
                              "header from the login reply");
             goto out;
         }
+        if (req.caller.enrol_only && !(route->flags & BRK_ROUTE_ENROL)) {
+            ret = send_error(s, conn, st, 403, "totp_enrollment_required",
+                             "enrol a second factor first (POST /api/v1/me/totp)");
+            goto out;
+        }
         if (route->action >= 0 &&
             !auth_role_allows(req.caller.role, (enum auth_action)route->action)) {
             ret = send_error(s, conn, st, 403, "forbidden",

@@ -50,6 +50,7 @@ static int lookup(struct brk_request *req, const char *token, bool bearer)
     c->via_bearer = bearer;
     c->via_cookie = !bearer;
     memcpy(c->csrf_hash, l.csrf_hash, sizeof(c->csrf_hash));
+    c->enrol_only = !l.mfa_passed;
     return 0;
 }
 

@@ -19,7 +19,7 @@ struct db_login_new {
     const unsigned char *csrf_hash;  /* DB_TOKEN_HASH_LEN bytes, or NULL (API tokens) */
     int64_t user_id;
     const char *kind;        /* "browser" or "api" */
-    bool mfa_passed;
+    bool mfa_passed;         /* passed every factor the user needs (false: enrolment only) */
     const char *client_addr; /* textual IP or NULL */
     const char *user_agent;  /* NULL = "" */
     const char *name;        /* API tokens: what the admin called it; NULL = "" */
@@ -40,6 +40,7 @@ struct db_login {
     unsigned char csrf_hash[DB_TOKEN_HASH_LEN];
     bool has_csrf;
     int64_t expires_us;
+    bool mfa_passed; /* false: the user must enrol a second factor before anything else */
     bool stale_seen; /* last_seen_at is more than a minute old: worth a touch */
 };
 
@@ -48,6 +49,9 @@ struct db_login {
  * none (unknown, expired, revoked, or the user is disabled).
  */
 int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_login *ret_login);
+
+/* Login @id has now passed every factor its user needs (TOTP enrolment finished). */
+int db_login_set_mfa_passed(struct db *db, int64_t id);
 
 /* Record that login @id was used now. */
 int db_login_touch(struct db *db, int64_t id);

@@ -81,7 +81,7 @@ int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_lo
     int r = db_exec(db,
                     "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
                     " (extract(epoch from l.expires_at) * 1000000)::bigint,"
-                    " l.last_seen_at < now() - interval '1 minute'"
+                    " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
                     " FROM logins l JOIN users u ON u.id = l.user_id"
                     " WHERE l.token_hash = $1::bytea AND l.revoked_at IS NULL"
                     " AND l.expires_at > now() AND NOT u.disabled",
@@ -109,9 +109,17 @@ int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_lo
     }
     l.expires_us = db_get_i64(res, 0, 6);
     l.stale_seen = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
+    l.mfa_passed = strcmp(PQgetvalue(res, 0, 8), "t") == 0;
     PQclear(res);
     *ret_login = l;
     return 0;
+}
+
+int db_login_set_mfa_passed(struct db *db, int64_t id)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id)};
+    return db_exec(db, "UPDATE logins SET mfa_passed = true WHERE id = $1", 1, p, NULL, NULL);
 }
 
 int db_login_touch(struct db *db, int64_t id)

@@ -24,8 +24,8 @@ J=(-H 'Content-Type: application/json')
 token_for() { # token_for USERNAME N -> prints a 43-character token
     local t
     t=$(printf 't%042d' "$2")
-    psql_db "INSERT INTO logins (token_hash, user_id, kind, expires_at)
-             SELECT sha256(convert_to('$t', 'UTF8')), id, 'api', now() + interval '1 hour'
+    psql_db "INSERT INTO logins (token_hash, user_id, kind, mfa_passed, expires_at)
+             SELECT sha256(convert_to('$t', 'UTF8')), id, 'api', true, now() + interval '1 hour'
              FROM users WHERE username = '$1'" >/dev/null
     printf '%s' "$t"
 }
@@ -133,8 +133,8 @@ expect "an operator logs off anyone's session" 200
 psql_db "UPDATE vms SET state = 'stopped' WHERE pool_id = $office" >/dev/null
 psql_db "INSERT INTO users (username, source) SELECT 'rush' || i, 'pam' FROM generate_series(1, 500) i" >/dev/null
 psql_db "INSERT INTO memberships (user_id, group_id) SELECT id, $staff FROM users WHERE username LIKE 'rush%'" >/dev/null
-psql_db "INSERT INTO logins (token_hash, user_id, kind, expires_at)
-         SELECT sha256(convert_to('r' || lpad(substr(username, 5), 42, '0'), 'UTF8')), id, 'api', now() + interval '1 hour'
+psql_db "INSERT INTO logins (token_hash, user_id, kind, mfa_passed, expires_at)
+         SELECT sha256(convert_to('r' || lpad(substr(username, 5), 42, '0'), 'UTF8')), id, 'api', true, now() + interval '1 hour'
          FROM users WHERE username LIKE 'rush%'" >/dev/null
 psql_db "INSERT INTO vms (name, pool_id, state) SELECT 'rush-' || i, $office, 'ready' FROM generate_series(1, 50) i" >/dev/null
 mkdir "$tmp/rush"
