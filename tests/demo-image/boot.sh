@@ -40,7 +40,7 @@ need socat socat
 need convert imagemagick
 need identify imagemagick
 
-# The image's colours (scripts/demo-image: icewm prefoverride, xterm -bg).
+# The image's colours (scripts/demo-image: .jwmrc background, xterm -bg).
 background='#1F4E79'
 terminal_bg='#F4F4F0'
 shot_png=${ATRIUM_DEMO_SCREENSHOT:-$img/last-boot.png}
@@ -162,7 +162,7 @@ screenshot_ok() {
     hist=$(convert "$ppm" -format %c histogram:info:-)
     bg_n=$(awk -v c="$background" 'toupper($0) ~ c { sub(":", "", $1); n += $1 } END { print n + 0 }' <<<"$hist")
     term_n=$(awk -v c="$terminal_bg" 'toupper($0) ~ c { sub(":", "", $1); n += $1 } END { print n + 0 }' <<<"$hist")
-    # Bottom 16 rows: IceWM's taskbar (buttons, clock).
+    # Bottom 16 rows: JWM's taskbar (buttons, window list, clock).
     strip=$(convert "$ppm" -gravity South -crop "${w}x16+0+0" +repage -format '%k %w' info:)
     strip_colours=${strip% *}
     strip_bg=$(convert "$ppm" -gravity South -crop "${w}x16+0+0" +repage -format %c histogram:info:- |
