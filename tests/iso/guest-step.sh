@@ -1,0 +1,157 @@
+#!/bin/sh
+# Runs inside the iso.install_vm guest (Debian 12, systemd, no network), from
+# the test disk mounted at /mnt/t, as root, output on ttyS0.  /mnt/t/STEP says
+# which boot this is:
+#   install  apt-get install the .deb on the fresh system; check the daemons,
+#            database, TLS, users, directories, that a process in hostd's
+#            cgroup outlives `systemctl restart atrium-hostd`; then make data
+#            (an image, a pool, a conffile edit) for the next boot to find
+#   upgrade  (after a reboot) the daemons came back by themselves; install the
+#            next version over it; everything made above survived; purge keeps
+#            the site's data
+# Every check prints "ATRIUM-CHECK ok|fail NAME"; the host side fails the
+# test on any fail or on a missing "ATRIUM-TEST-STEP-EXIT 0".
+T=/mnt/t
+S=/var/lib/atrium-test
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
+step=$(cat $T/STEP)
+fails=0
+mkdir -p $S
+
+check() { # check NAME CMD...: run CMD, report, show its output when it fails
+    name=$1
+    shift
+    if "$@" >/tmp/check.out 2>&1; then
+        echo "ATRIUM-CHECK ok $name"
+    else
+        echo "ATRIUM-CHECK fail $name"
+        tail -n 25 /tmp/check.out | sed 's/^/    | /'
+        fails=$((fails + 1))
+    fi
+}
+phase() { echo "ATRIUM-PHASE $1 $(cut -d' ' -f1 /proc/uptime)"; }
+
+daemons="atrium-hostd atrium-poold atrium-broker"
+[ -e /usr/lib/systemd/system/atrium-displayd.service ] && daemons="$daemons atrium-displayd"
+
+apt_install() { # apt_install LOG DEB: offline install; the log is shown
+    apt-get install -y --no-download -o Dpkg::Options::=--force-confold "$2" >"$1" 2>&1
+    rc=$?
+    sed 's/^/    apt| /' "$1"
+    return $rc
+}
+
+daemons_up() {
+    for d in $daemons; do
+        check "$d is active" systemctl is-active -q "$d"
+    done
+    check "atrium.target is active" systemctl is-active -q atrium.target
+    check "atriumctl db status: up to date" sh -c 'atriumctl db status && atriumctl db status | grep -q "(up to date)"'
+    check "broker /healthz over HTTPS answers 200" curl -fsSk --max-time 20 https://localhost:8443/healthz
+    check "hostd registered this host" sh -c \
+        '[ "$(runuser -u postgres -- psql -d atrium -Atc "SELECT count(*) FROM hosts WHERE heartbeat_at > now() - interval '"'1 minute'"'")" -ge 1 ]'
+}
+
+show_logs() {
+    [ $fails -eq 0 ] && return
+    echo "---- journal of the atrium units"
+    journalctl --no-pager -o short-monotonic -u 'atrium*' -u postgresql@15-main | tail -n 80
+}
+
+case $step in
+install)
+    phase install-start
+    check "atrium is not installed yet" sh -c '! dpkg-query -W atrium 2>/dev/null'
+    check "apt-get install atrium.deb (offline)" apt_install /tmp/apt-install.log $T/atrium.deb
+    phase installed
+    check "dpkg says atrium is installed" sh -c 'dpkg-query -W -f="\${db:Status-Status}" atrium | grep -qx installed'
+    daemons_up
+    for u in $daemons atrium.target; do
+        check "$u is enabled" systemctl is-enabled -q "$u"
+    done
+    check "system user atrium exists" id atrium
+    check "broker runs as atrium" sh -c '[ "$(ps -o user= -C atrium-broker | head -1)" = atrium ]'
+    check "poold runs as atrium" sh -c '[ "$(ps -o user= -C atrium-poold | head -1)" = atrium ]'
+    check "hostd runs as root" sh -c '[ "$(ps -o user= -C atrium-hostd | head -1)" = root ]'
+    check "/run/atrium and /var/lib/atrium/{images,overlays} exist" \
+        test -d /run/atrium -a -d /var/lib/atrium/images -a -d /var/lib/atrium/overlays
+    check "TLS cert + key generated, key 0640 root:atrium" sh -c \
+        'openssl x509 -in /etc/atrium/tls/cert.pem -noout && [ "$(stat -c %a:%U:%G /etc/atrium/tls/key.pem)" = 640:root:atrium ]'
+    check "database atrium owned by role atrium" sh -c \
+        '[ "$(runuser -u postgres -- psql -Atc "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '"'atrium'"'")" = atrium ]'
+    if [ -e /etc/atrium/initial-admin-password ]; then
+        check "first admin password file is 0600" sh -c '[ "$(stat -c %a /etc/atrium/initial-admin-password)" = 600 ]'
+    else
+        check "first admin reported PENDING by postinst (no atriumctl user command)" \
+            grep -q 'PENDING: first admin' /tmp/apt-install.log
+    fi
+    # KillMode=process: a process in hostd's cgroup (as a QEMU would be)
+    # survives a restart of hostd.
+    sleep 100000 &
+    child=$!
+    cg=/sys/fs/cgroup/system.slice/atrium-hostd.service
+    old_main=$(systemctl show -p MainPID --value atrium-hostd)
+    check "test process moved into hostd's cgroup" sh -c "echo $child >$cg/cgroup.procs"
+    check "systemctl restart atrium-hostd" systemctl restart atrium-hostd
+    check "hostd has a new main PID" sh -c "[ \"\$(systemctl show -p MainPID --value atrium-hostd)\" != $old_main ]"
+    check "the process in hostd's cgroup survived the restart" kill -0 $child
+    check "hostd is active again" systemctl is-active -q atrium-hostd
+    kill $child 2>/dev/null
+    phase checked
+    # Data for the upgrade to keep.
+    check "atriumctl image import (data to keep)" atriumctl image import $T/tiny.qcow2 --name pkgtest
+    check "atriumctl pool create (data to keep)" \
+        atriumctl pool create pkgpool --image pkgtest --min 0 --spare 0 --max 2
+    check "edit a conffile (admin's change to keep)" \
+        sed -i 's/^#level = info$/level = debug/' /etc/atrium/atrium.conf
+    check "the edit is there" grep -qx 'level = debug' /etc/atrium/atrium.conf
+    openssl x509 -in /etc/atrium/tls/cert.pem -noout -fingerprint -sha256 >$S/cert.fp
+    runuser -u postgres -- psql -d atrium -Atc "SELECT id, name FROM hosts ORDER BY id" >$S/hosts
+    ls /var/lib/atrium/images >$S/images
+    check "an image file exists under /var/lib/atrium/images" test -s $S/images
+    phase install-end
+    ;;
+upgrade)
+    phase upgrade-start
+    old=$(dpkg-query -W -f='${Version}' atrium)
+    new=$(cat $T/NEW_VERSION)
+    echo "    upgrading $old -> $new"
+    # After the reboot: the units are enabled, so they came up by themselves.
+    daemons_up
+    check "apt-get install the next version over it" apt_install /tmp/apt-upgrade.log $T/atrium-upgrade.deb
+    phase upgraded
+    check "dpkg says version $new" sh -c "[ \"\$(dpkg-query -W -f='\${Version}' atrium)\" = '$new' ]"
+    check "upgrade created no database (kept the site)" sh -c '! grep -q "created database" /tmp/apt-upgrade.log'
+    daemons_up
+    check "image pkgtest survived" sh -c 'atriumctl image list pkgtest | grep -q pkgtest'
+    check "pool pkgpool survived" atriumctl pool show pkgpool
+    check "image files survived" sh -c "[ \"\$(ls /var/lib/atrium/images)\" = \"\$(cat $S/images)\" ]"
+    check "hosts rows unchanged" sh -c \
+        "[ \"\$(runuser -u postgres -- psql -d atrium -Atc 'SELECT id, name FROM hosts ORDER BY id')\" = \"\$(cat $S/hosts)\" ]"
+    check "admin's conffile edit kept" grep -qx 'level = debug' /etc/atrium/atrium.conf
+    check "TLS certificate kept" sh -c \
+        "[ \"\$(openssl x509 -in /etc/atrium/tls/cert.pem -noout -fingerprint -sha256)\" = \"\$(cat $S/cert.fp)\" ]"
+    # Purge: the configuration goes, the site's data stays.
+    apt-get purge -y atrium >/tmp/apt-purge.log 2>&1
+    rc=$?
+    sed 's/^/    apt| /' /tmp/apt-purge.log
+    check "apt-get purge atrium" [ $rc -eq 0 ]
+    check "purge removed /etc/atrium/atrium.conf" test ! -e /etc/atrium/atrium.conf
+    check "purge removed the generated TLS pair" test ! -e /etc/atrium/tls/key.pem
+    check "no atrium daemon runs after purge" sh -c '! pgrep -x "atrium-(hostd|poold|broker|displayd)"'
+    check "purge kept database atrium" sh -c \
+        '[ "$(runuser -u postgres -- psql -Atc "SELECT count(*) FROM pg_database WHERE datname = '"'atrium'"'")" = 1 ]'
+    check "purge kept the image rows" sh -c \
+        '[ "$(runuser -u postgres -- psql -d atrium -Atc "SELECT count(*) FROM images WHERE name = '"'pkgtest'"'")" = 1 ]'
+    check "purge kept the image files" sh -c "[ \"\$(ls /var/lib/atrium/images)\" = \"\$(cat $S/images)\" ]"
+    check "purge said what it kept" grep -q 'Site data was KEPT' /tmp/apt-purge.log
+    phase upgrade-end
+    ;;
+*)
+    echo "ATRIUM-CHECK fail unknown step '$step'"
+    fails=1
+    ;;
+esac
+show_logs
+echo "ATRIUM-TEST-RESULT step=$step failed_checks=$fails"
+[ $fails -eq 0 ]
