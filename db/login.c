@@ -35,6 +35,39 @@ static int unhex(const char *s, unsigned char *out, size_t n)
     return 0;
 }
 
+/*
+ * The log-in lookup runs on every authenticated request, and PostgreSQL
+ * spends longer planning it (~0.3 ms) than running it (~0.03 ms), so it runs
+ * as a prepared statement.  Prepared statements belong to one server
+ * connection and db_ensure may replace the connection, so the statement is
+ * prepared when the server says it does not know it (SQLSTATE 26000) and
+ * the call is repeated once.  Not for use inside a transaction: the unknown-
+ * statement error would abort it.
+ */
+static int exec_prepared(struct db *db, const char *name, const char *sql, int n,
+                         const char *const *params, PGresult **ret_res)
+{
+    for (int attempt = 0;; attempt++) {
+        PGresult *res = PQexecPrepared(db->conn, name, n, params, NULL, NULL, 0);
+        ExecStatusType st = PQresultStatus(res);
+        if (res && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+            *ret_res = res;
+            return 0;
+        }
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        bool unknown = state && strcmp(state, "26000") == 0;
+        int r = db_result_errno(res);
+        PQclear(res);
+        if (!unknown || attempt > 0)
+            return r;
+        res = PQprepare(db->conn, name, sql, n, NULL);
+        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : db_result_errno(res);
+        PQclear(res);
+        if (r < 0)
+            return r;
+    }
+}
+
 int db_login_create(struct db *db, const struct db_login_new *l, int64_t *ret_id,
                     int64_t *ret_expires_us)
 {
@@ -77,15 +110,15 @@ int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_lo
     char th[2 + DB_TOKEN_HASH_LEN * 2 + 1];
     hex_param(th, token_hash);
     const char *p[] = {th};
-    PGresult *res;
-    int r = db_exec(db,
-                    "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
-                    " (extract(epoch from l.expires_at) * 1000000)::bigint,"
-                    " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
-                    " FROM logins l JOIN users u ON u.id = l.user_id"
-                    " WHERE l.token_hash = $1::bytea AND l.revoked_at IS NULL"
-                    " AND l.expires_at > now() AND NOT u.disabled",
-                    1, p, &res, NULL);
+    PGresult *res = NULL;
+    int r = exec_prepared(db, "atrium_login_lookup",
+                          "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
+                          " (extract(epoch from l.expires_at) * 1000000)::bigint,"
+                          " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
+                          " FROM logins l JOIN users u ON u.id = l.user_id"
+                          " WHERE l.token_hash = $1::bytea AND l.revoked_at IS NULL"
+                          " AND l.expires_at > now() AND NOT u.disabled",
+                          1, p, &res);
     if (r < 0)
         return r;
     if (PQntuples(res) != 1) {
