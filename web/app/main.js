@@ -53,10 +53,11 @@ function drawShell(opts) {
     const side = document.getElementById('sidenav');
     const layout = document.getElementById('layout');
     const user = session.user;
-    const bare = !user || opts.bare;
+    const bare = !user || !!opts.bare;
     top.hidden = bare;
     layout.classList.toggle('bare', bare);
     side.hidden = bare || !opts.admin;
+    layout.classList.toggle('no-side', side.hidden);
     if (bare)
         return;
     document.getElementById('who-name').textContent = `${user.username} (${user.role})`;

@@ -1,0 +1,318 @@
+// Browser checks of the web console, run by test-web.sh against a real
+// broker: headers and static serving, the user's portal (wrong password,
+// desktops, .rdp download, log off, no way into the admin console), the
+// browser console's wiring to the gateway, and the admin console (dashboard,
+// pools list, pool form validation and creation, audit filters).  Every
+// page load also collects console errors and CSP violations: there must be
+// none beyond the HTTP errors a check provokes on purpose.
+//
+// usage: node web.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-web.sh)
+
+import { request as httpRequest } from 'node:http';
+import { readFileSync } from 'node:fs';
+
+const { chromium } = await import(process.argv[2]);
+const base = process.env.ATRIUM_WEB_BASE;
+const shots = process.env.ATRIUM_WEB_SHOTS;
+const poolId = process.env.ATRIUM_WEB_POOL;
+const vncPort = process.env.ATRIUM_WEB_VNC_PORT;
+
+let passes = 0, fails = 0;
+function ok(name) { passes++; console.log(`ok   ${name}`); }
+function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
+function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
+async function step(name, fn) {
+    try {
+        await fn();
+    } catch (e) {
+        fail(name, e && e.message ? e.message.split('\n')[0] : String(e));
+    }
+}
+
+// A raw GET with the path exactly as given (fetch would normalise "..").
+function rawGet(path) {
+    return new Promise((resolve, reject) => {
+        const u = new URL(base);
+        const req = httpRequest({ host: u.hostname, port: u.port, path, method: 'GET', timeout: 10000 }, (res) => {
+            let body = '';
+            res.on('data', (c) => { body += c; });
+            res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+    });
+}
+
+// ------------------------------------------------------ static serving ---
+await step('static serving', async () => {
+    const root = await rawGet('/');
+    check(root.status === 200 && /text\/html/.test(root.headers['content-type']), '/ is index.html');
+    const csp = root.headers['content-security-policy'] || '';
+    check(/default-src 'self'/.test(csp) && /script-src 'self'/.test(csp) && /style-src 'self'/.test(csp),
+        'CSP allows scripts and styles from the broker only', csp);
+    check(!/unsafe-inline|unsafe-eval/.test(csp), 'CSP has no unsafe-inline / unsafe-eval', csp);
+    check(/frame-ancestors 'none'/.test(csp), 'CSP forbids framing', csp);
+    check(csp.includes(`ws://127.0.0.1:${vncPort}`), 'CSP connect-src names the display gateway WebSocket', csp);
+    check(root.headers['x-content-type-options'] === 'nosniff', 'nosniff on web files');
+    check(root.headers['referrer-policy'] === 'no-referrer', 'Referrer-Policy no-referrer');
+    check(!!root.headers.etag && /no-cache/.test(root.headers['cache-control'] || ''), 'ETag + Cache-Control: no-cache');
+    const html = readFileSync(new URL('../../web/index.html', import.meta.url), 'utf8');
+    check(!/<script(?![^>]*\bsrc=)[^>]*>/i.test(html) && !/<style/i.test(html) && !/\sstyle=/i.test(html) && !/\son[a-z]+=/i.test(html),
+        'index.html has no inline script, style or handler');
+    const deep = await rawGet('/admin/pools?offset=0');
+    check(deep.status === 200 && deep.body === root.body, 'a page route (/admin/pools) gets index.html');
+    const js = await rawGet('/app/main.js');
+    check(js.status === 200 && /^text\/javascript/.test(js.headers['content-type']), 'JavaScript has its Content-Type');
+    const css = await rawGet('/app/style.css');
+    check(css.status === 200 && /^text\/css/.test(css.headers['content-type']), 'CSS has its Content-Type');
+    const again = await new Promise((resolve, reject) => {
+        const u = new URL(base);
+        httpRequest({ host: u.hostname, port: u.port, path: '/app/main.js', headers: { 'If-None-Match': js.headers.etag } },
+            (res) => { res.resume(); resolve(res.statusCode); }).on('error', reject).end();
+    });
+    check(again === 304, 'a matching If-None-Match gets 304', String(again));
+    const missing = await rawGet('/app/missing.js');
+    check(missing.status === 404 && !/<html/i.test(missing.body), 'a missing asset is a 404, not the page');
+    for (const p of ['/../../../etc/passwd', '/%2e%2e/%2e%2e/%2e%2e/etc/passwd', '/app/..%2f..%2f..%2f..%2fetc%2fpasswd',
+        '/vendor/../../../../etc/passwd', '/.git/config', '/app/.hidden.js'])
+        check(!(await rawGet(p)).body.includes('root:'), `no file outside web_root through ${p}`);
+    const api404 = await rawGet('/api/v1/nothing');
+    check(api404.status === 404 && /application\/json/.test(api404.headers['content-type']), 'unknown API paths stay JSON 404s');
+});
+
+// ------------------------------------------------------------- browser ---
+const browser = await chromium.launch({
+    executablePath: process.env.ATRIUM_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run',
+        '--disable-component-update', '--disable-sync'],
+});
+
+// A context whose console errors and CSP violations are collected.
+// @allowed: statuses of failed loads that the checks provoke on purpose.
+async function newPage(viewport, allowed = []) {
+    const ctx = await browser.newContext({ viewport, acceptDownloads: true });
+    await ctx.addInitScript(() => {
+        document.addEventListener('securitypolicyviolation', (e) => {
+            console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
+        });
+    });
+    const page = await ctx.newPage();
+    page.problems = [];
+    page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+        if (m.type() !== 'error')
+            return;
+        const t = m.text();
+        const st = /status of (\d+)/.exec(t);
+        if (st && allowed.includes(Number(st[1])))
+            return;
+        page.problems.push(t);
+    });
+    return page;
+}
+
+async function login(page, user, password) {
+    await page.goto(`${base}/`);
+    await page.getByLabel('User name').fill(user);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+function noProblems(page, name) {
+    check(page.problems.length === 0, `${name}: no console errors or CSP violations`, page.problems.join(' | '));
+}
+
+// ------------------------------------------------------------ the user ---
+await step('portal', async () => {
+    const page = await newPage({ width: 1280, height: 800 }, [401]);
+    await login(page, 'uma', 'not her password');
+    const alert = page.locator('.login-form [role=alert]');
+    await alert.waitFor({ timeout: 10000 });
+    check((await alert.textContent()).includes('Wrong user name, password or code'),
+        'a wrong password is shown in words', await alert.textContent());
+    check(new URL(page.url()).pathname === '/login', 'a wrong password stays on the log-in page');
+    check(await page.evaluate(() => localStorage.length === 0), 'nothing is kept in localStorage');
+
+    await page.getByLabel('Password').fill('user pw');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'My desktops' }).waitFor({ timeout: 10000 });
+    check(new URL(page.url()).pathname === '/desktops', 'a user lands on My desktops');
+    const card = page.locator('article.desktop', { hasText: 'office' });
+    await card.waitFor({ timeout: 10000 });
+    ok('the entitled pool is listed');
+    check(await card.getByRole('link', { name: 'Open in browser' }).isVisible(), 'Open in browser offered');
+    check(await page.evaluate(() => localStorage.length === 0 && !document.cookie.includes('atrium_session')),
+        'the session cookie is not readable by scripts, localStorage empty');
+    await page.screenshot({ path: `${shots}/portal-desktop.png`, fullPage: true });
+
+    // .rdp download: a connect through the API, saved as a file.
+    const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 15000 }),
+        card.getByRole('button', { name: 'Download .rdp' }).click()]);
+    check(dl.suggestedFilename() === 'office.rdp', 'the .rdp file is named after the pool', dl.suggestedFilename());
+    const rdp = readFileSync(await dl.path(), 'utf8');
+    check(/full address:s:127\.0\.0\.1/.test(rdp), 'the .rdp file names the gateway', rdp.slice(0, 200));
+    await card.locator('.msg-ok').waitFor({ timeout: 5000 });
+    ok('the download is confirmed on the page');
+
+    // The session now shows, and can be logged off from the card.
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    const logoff = card.getByRole('button', { name: 'Log off' });
+    await logoff.waitFor({ timeout: 10000 });
+    ok('the live session shows on the card');
+    await logoff.click();
+    await page.locator('dialog').getByRole('button', { name: 'Log off' }).click();
+    await page.locator('.toast-ok', { hasText: 'Logged off from office' }).waitFor({ timeout: 10000 });
+    ok('log off gives feedback without a reload');
+
+    // Phone-sized screen.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    await page.locator('article.desktop', { hasText: 'office' }).waitFor({ timeout: 10000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 0, 'the portal fits a phone-sized screen', `${overflow}px too wide`);
+    await page.screenshot({ path: `${shots}/portal-phone.png`, fullPage: true });
+
+    // No way into the admin console.
+    await page.goto(`${base}/admin/pools`);
+    await page.getByRole('heading', { name: 'Not allowed' }).waitFor({ timeout: 10000 });
+    ok('a user gets "Not allowed" on admin pages');
+    const st = await page.evaluate(async () => (await fetch('/api/v1/users')).status);
+    check(st === 403, 'a user gets 403 from the admin API', String(st));
+    page.problems = page.problems.filter((p) => !/status of 403/.test(p));
+
+    // Keyboard: the log-out button is reachable with Tab.
+    await page.goto(`${base}/desktops`);
+    await page.getByRole('heading', { name: 'My desktops' }).waitFor();
+    let reached = false;
+    for (let i = 0; i < 12 && !reached; i++) {
+        await page.keyboard.press('Tab');
+        reached = await page.evaluate(() => document.activeElement && document.activeElement.id === 'logout');
+    }
+    check(reached, 'Log out is reachable with the keyboard');
+    noProblems(page, 'portal');
+
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('heading', { name: 'Log in' }).waitFor({ timeout: 10000 });
+    const me = await page.evaluate(async () => (await fetch('/api/v1/me')).status);
+    check(me === 401, 'after log-out the session is gone', String(me));
+    await page.context().close();
+});
+
+// ---------------------------------------------------- browser console ---
+await step('browser console', async () => {
+    const page = await newPage({ width: 1280, height: 800 });
+    await login(page, 'uma', 'user pw');
+    await page.getByRole('heading', { name: 'My desktops' }).waitFor({ timeout: 10000 });
+    const ws = page.waitForEvent('websocket', { timeout: 15000 });
+    await page.locator('article.desktop', { hasText: 'office' }).getByRole('link', { name: 'Open in browser' }).click();
+    const sock = await ws;
+    check(new RegExp(`^ws://127\\.0\\.0\\.1:${vncPort}/websockify\\?ticket=[A-Za-z0-9_-]{20,}$`).test(sock.url()),
+        'noVNC opens the WebSocket URL the connect API gave, with its ticket', sock.url());
+    // Nobody listens on that port here: the page must say so and retry.
+    const status = page.locator('.console-status');
+    await page.waitForFunction(() => /Reconnecting/.test(document.querySelector('.console-status')?.textContent || ''),
+        null, { timeout: 15000 });
+    ok(`a dropped console connection is retried: "${await status.textContent()}"`);
+    const second = await page.waitForEvent('websocket', { timeout: 15000 });
+    check(second.url() !== sock.url(), 'each reconnection uses a new one-time ticket');
+    await page.getByRole('button', { name: 'Disconnect' }).click();
+    await page.getByRole('heading', { name: 'My desktops' }).waitFor({ timeout: 10000 });
+    ok('Disconnect returns to My desktops');
+    // The failed WebSocket is logged by chromium and by noVNC; everything else counts.
+    page.problems = page.problems.filter((p) => !/WebSocket connection to|Failed when connecting: Connection closed/.test(p));
+    noProblems(page, 'console');
+    await page.context().close();
+});
+
+// ----------------------------------------------------------- the admin ---
+await step('admin', async () => {
+    const page = await newPage({ width: 1280, height: 800 }, [409]);
+    await login(page, 'alice', 'correct horse');
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor({ timeout: 10000 });
+    check(new URL(page.url()).pathname === '/admin', 'an admin lands on the dashboard');
+    await page.locator('#pools-h ~ * td', { hasText: 'office' }).first().waitFor({ timeout: 10000 });
+    ok('the dashboard lists the pool');
+    const vmsStat = await page.locator('#vms-h + .stat').textContent();
+    check(vmsStat.trim() === '3', 'the dashboard counts the VMs', vmsStat);
+    check(await page.getByText('no API').isVisible(), 'the missing metrics API is shown as a gap, not as fake charts');
+    await page.screenshot({ path: `${shots}/admin-dashboard.png`, fullPage: true });
+
+    // Pools: listed, validation, creation.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Pools' }).click();
+    await page.getByRole('heading', { name: 'Pools' }).waitFor();
+    await page.locator('table.list td', { hasText: 'office' }).first().waitFor({ timeout: 10000 });
+    ok('the pools page lists the pool');
+    check(await page.evaluate(() => document.getElementById('main').getBoundingClientRect().left >=
+        document.getElementById('sidenav').getBoundingClientRect().right),
+    'after in-page navigation the admin menu stays beside the page');
+    let posts = 0;
+    page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/api/v1/pools')) posts++; });
+    await page.getByRole('button', { name: 'New pool' }).click();
+    const dlg = page.locator('dialog');
+    await dlg.getByLabel('Name').fill('lab');
+    await dlg.getByLabel('Minimum VMs').fill('5');
+    await dlg.getByLabel('Maximum VMs').fill('2');
+    await dlg.getByLabel('Spare (ready) VMs').fill('1');
+    await dlg.getByRole('button', { name: 'Create pool' }).click();
+    const err = dlg.locator('[role=alert]');
+    await err.waitFor({ timeout: 5000 });
+    check(/minimum size \(5\) must not be larger than the maximum size \(2\)/.test(await err.textContent()),
+        'min > max is refused with words', await err.textContent());
+    check(posts === 0, 'an invalid pool is not sent');
+    await dlg.getByLabel('Name').fill('office');
+    await dlg.getByLabel('Minimum VMs').fill('1');
+    await dlg.getByLabel('Maximum VMs').fill('3');
+    await dlg.getByRole('button', { name: 'Create pool' }).click();
+    await page.waitForFunction(() => /name exists/.test(document.querySelector('dialog [role=alert]')?.textContent || ''),
+        null, { timeout: 10000 });
+    ok("the broker's refusal (duplicate name) is shown in words");
+    await dlg.getByLabel('Name').fill('lab');
+    await dlg.getByRole('button', { name: 'Create pool' }).click();
+    await page.locator('.toast-ok', { hasText: 'Pool lab created' }).waitFor({ timeout: 10000 });
+    await page.locator('table.list td', { hasText: 'lab' }).first().waitFor({ timeout: 10000 });
+    ok('a pool is created from the form and appears without a reload');
+    const pools = await page.evaluate(async () => (await (await fetch('/api/v1/pools')).json()).items);
+    const lab = pools.find((p) => p.name === 'lab');
+    check(lab && lab.min_size === 1 && lab.max_size === 3 && lab.spare === 1, 'the pool has the sizes from the form',
+        JSON.stringify(lab));
+    await page.screenshot({ path: `${shots}/admin-pools.png`, fullPage: true });
+
+    // Audit log, filtered on the server.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Audit log' }).click();
+    await page.getByRole('heading', { name: 'Audit log' }).waitFor();
+    await page.locator('table.list tbody tr').first().waitFor();
+    const asked = page.waitForRequest((r) => r.url().includes('/api/v1/audit?') && r.url().includes('action=pool.create'));
+    await page.getByLabel('Action').fill('pool.create');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await asked;
+    ok('the audit filter is sent to the server');
+    await page.waitForFunction(() => {
+        const cells = [...document.querySelectorAll('table.list td[data-label="Action"]')].map((c) => c.textContent);
+        return cells.length >= 2 && cells.every((c) => c === 'pool.create');
+    }, null, { timeout: 10000 });
+    ok('the audit page shows only pool.create rows (office and lab)');
+    check(new URL(page.url()).searchParams.get('action') === 'pool.create', 'the filter is kept in the page URL');
+    const asked2 = page.waitForRequest((r) => r.url().includes('actor=nobody'));
+    await page.getByLabel('Actor').fill('nobody');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await asked2;
+    await page.getByText('No audit entries match').waitFor({ timeout: 10000 });
+    ok('a filter that matches nothing says so');
+
+    // The phone-sized dashboard.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Dashboard' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    await page.locator('#pools-h ~ * td', { hasText: 'lab' }).first().waitFor({ timeout: 10000 });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(wide <= 0, 'the dashboard fits a phone-sized screen', `${wide}px too wide`);
+    await page.screenshot({ path: `${shots}/admin-dashboard-phone.png`, fullPage: true });
+    noProblems(page, 'admin');
+    await page.context().close();
+});
+
+await browser.close();
+console.log(`${passes} passed, ${fails} failed`);
+process.exit(fails === 0 && passes > 0 ? 0 : 1);
