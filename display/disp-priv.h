@@ -57,6 +57,7 @@ struct disp_frontend_ops {
 
 extern const struct disp_frontend_ops disp_vnc_ops;
 extern const struct disp_frontend_ops disp_spice_ops;
+extern const struct disp_frontend_ops disp_rdp_ops;
 
 /* ------------------------------------------------------------------------ */
 /* Core services for front ends                                             */
@@ -124,3 +125,13 @@ int disp_http_connect_ticket(const char *head, size_t len, char *ret_ticket, siz
  * (noVNC's "path" setting).  Same returns as disp_http_connect_ticket.
  */
 int disp_http_ws_ticket(const char *head, size_t len, char *ret_ticket, size_t size);
+
+/*
+ * The ticket in an RDP client's first bytes: a TPKT-framed X.224 Connection
+ * Request whose routing token is "Cookie: msts=<ticket>\r\n" (the broker's
+ * .rdp file sets it as loadbalanceinfo).  Returns 0 and the ticket, -EAGAIN
+ * while the TPKT is incomplete in @buf (@len bytes), -EBADMSG for anything
+ * else (no ticket, not a Connection Request), -ENAMETOOLONG when it does not
+ * fit @size.
+ */
+int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, size_t size);

@@ -14,6 +14,7 @@
 static const struct disp_frontend_ops *const frontends[] = {
     &disp_vnc_ops,
     &disp_spice_ops,
+    &disp_rdp_ops,
 };
 #define N_FRONTENDS (sizeof(frontends) / sizeof(frontends[0]))
 

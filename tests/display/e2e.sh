@@ -7,6 +7,10 @@
 #                  wrong and an expired password are refused and audited;
 #                  a noVNC-style WebSocket with a ticket in its URL is admitted
 #                  once, refused the second time and for another protocol
+#   e2e.sh rdp     xfreerdp under Xvfb with the ticket as its load-balance
+#                  info (what the broker's .rdp file carries) shows the guest's
+#                  screen (compared with QEMU's screendump) and keys typed in
+#                  it reach the guest; a used and a forged ticket are refused
 #   e2e.sh spice   remote-viewer under Xvfb opens a .vv file through the
 #                  CONNECT proxy, shows the guest, and keys typed with xdotool
 #                  come back on the guest's serial log; a used ticket is refused
@@ -16,7 +20,7 @@
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|spice}
+mode=${1:?usage: e2e.sh vnc|spice|rdp}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -105,6 +109,9 @@ ok "guest booted"
 vnc_port=$("$helper" freeport)
 spice_port=$("$helper" freeport)
 rdp_port=$("$helper" freeport)
+# TLS always (RDP): a throw-away self-signed certificate
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-e2e \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 cat >"$tmp/atrium.conf" <<CONF
 [db]
 url = $conninfo
@@ -117,6 +124,8 @@ listen = 127.0.0.1
 vnc_port = $vnc_port
 spice_port = $spice_port
 rdp_port = $rdp_port
+tls_cert = $tmp/cert.pem
+tls_key = $tmp/key.pem
 CONF
 : >"$tmp/displayd.log"
 "$bin/display/atrium-displayd" --config "$tmp/atrium.conf" 2>"$tmp/displayd.log" &
@@ -204,13 +213,69 @@ if [[ $mode == vnc ]]; then
     ok "used and wrong-protocol WebSocket tickets refused and audited"
 fi
 
-# ------------------------------------------------------------------ SPICE
-if [[ $mode == spice ]]; then
+start_xvfb() {
     # Xvfb picks a free display and writes its number once it accepts clients
     exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
     pids+=($!)
     read -r -t 20 -u "$xfd" disp || fail "Xvfb did not start"
     export DISPLAY=:$disp
+}
+
+# type_until_echoed WINDOW WORD: type WORD + Return until the guest's serial shows it
+type_until_echoed() {
+    local win=$1 word=$2
+    xdotool windowfocus --sync "$win" 2>/dev/null || xdotool windowfocus "$win"
+    for _ in 1 2 3 4 5; do
+        xdotool mousemove --window "$win" 200 200 click 1
+        xdotool type --delay 50 "$word"
+        xdotool key Return
+        if wait_line "$tmp/serial.log" "ATRIUM-TYPED: .*$word" 5; then return 0; fi
+    done
+    return 1
+}
+
+# ------------------------------------------------------------------ RDP
+if [[ $mode == rdp ]]; then
+    start_xvfb
+    rdp_client() { # TICKET LOG: xfreerdp, run with & (exec: $! is xfreerdp itself) with the ticket as routing token (.rdp loadbalanceinfo)
+        exec xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: \
+            /size:720x400 /bpp:32 -wallpaper /t:atrium-rdp \
+            "/load-balance-info:Cookie: msts=$1" >"$2" 2>&1
+    }
+    t=$("$tool" issue "$conninfo" "$vm" "$session" rdp 30)
+    rdp_client "$t" "$tmp/xfreerdp.log" &
+    client=$!
+    pids+=($client)
+    win=$(timeout 60 xdotool search --sync --name atrium-rdp | head -n1) || fail "no xfreerdp window"
+    wait_line "$tmp/displayd.log" 'msg="rdp viewer joined"' 30 || fail "RDP viewer never joined"
+    ok "xfreerdp connected over TLS with its ticket"
+
+    word=rdp$$
+    type_until_echoed "$win" "$word" || fail "keys typed in xfreerdp never reached the guest"
+    ok "keys typed in xfreerdp came back on the guest serial ($word)"
+
+    # the picture: the client's window against QEMU's own screendump
+    # (the typed line is on the screen by now: the picture is current)
+    xwd -id "$win" -silent | convert xwd:- "$tmp/rdp.png"
+    check_screen "$tmp/rdp.png" "RDP through displayd"
+
+    kill "$client"
+    wait_line "$tmp/displayd.log" 'msg="rdp viewer left"' 10 || fail "viewer never left"
+    wait_line "$tmp/displayd.log" 'msg="session disconnected"' 10 || fail "disconnect not reported"
+    st=0; timeout 30 xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: \
+        +auth-only "/load-balance-info:Cookie: msts=$t" >"$tmp/again.log" 2>&1 || st=$?
+    [[ $st != 0 ]] || fail "a used RDP ticket was accepted"
+    [[ $(audit failure used) == 1 ]] || fail "used RDP ticket not audited"
+    st=0; timeout 30 xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: \
+        +auth-only >"$tmp/none.log" 2>&1 || st=$?
+    [[ $st != 0 ]] || fail "an RDP client without a ticket was accepted"
+    [[ $(audit failure unknown) == 1 ]] || fail "RDP client without ticket not audited"
+    ok "used and missing RDP tickets refused and audited"
+fi
+
+# ------------------------------------------------------------------ SPICE
+if [[ $mode == spice ]]; then
+    start_xvfb
 
     t=$("$tool" issue "$conninfo" "$vm" "$session" spice 30)
     cat >"$tmp/console.vv" <<VV
@@ -232,15 +297,8 @@ VV
     ok "remote-viewer connected through the CONNECT proxy"
 
     # keys typed into the viewer reach the guest
-    xdotool windowfocus --sync "$win" 2>/dev/null || xdotool windowfocus "$win"
     word=spice$$
-    for i in 1 2 3 4 5; do
-        xdotool mousemove --window "$win" 200 200 click 1
-        xdotool type --delay 50 "$word"
-        xdotool key Return
-        if wait_line "$tmp/serial.log" "ATRIUM-TYPED: .*$word" 5; then break; fi
-    done
-    grep -q "ATRIUM-TYPED: .*$word" "$tmp/serial.log" || fail "typed keys never reached the guest"
+    type_until_echoed "$win" "$word" || fail "typed keys never reached the guest"
     ok "keys typed in remote-viewer came back on the guest serial ($word)"
 
     # the screen the viewer shows has the guest's text

@@ -1,0 +1,664 @@
+/*
+ * RDP front end: FreeRDP 2's freerdp_peer API, one context (and thread) per
+ * viewer, TLS always.  See docs/ARCHITECTURE.md for why not one shadow
+ * server per VM.
+ *
+ * The gateway thread accepts, peeks at the X.224 Connection Request for the
+ * ticket (routing token "Cookie: msts=<ticket>", the .rdp file's
+ * loadbalanceinfo) and redeems it; only then does a peer thread adopt the
+ * socket with freerdp_peer_new(), so FreeRDP reads the same request itself.
+ * Each peer thread has its own libvncclient connection to the VM's QEMU VNC
+ * socket: QEMU keeps the picture, tracks damage per client and encodes
+ * nothing on a local socket (raw), and the thread turns each damaged
+ * rectangle into 64x64 planar tiles (every RDP 6+ client decodes them).
+ * Keys travel as scancodes (QEMU's extended key event), so the guest sees
+ * the client's keyboard layout-independent keys.
+ *
+ * Peer threads never touch the database or the gateway's state: they report
+ * joined/left over a pipe the gateway thread reads.
+ */
+#include "disp-priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <freerdp/codec/color.h>
+#include <freerdp/codec/planar.h>
+#include <freerdp/freerdp.h>
+#include <freerdp/input.h>
+#include <freerdp/peer.h>
+#include <freerdp/settings.h>
+#include <freerdp/update.h>
+#include <pthread.h>
+#include <rfb/rfbclient.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define HEAD_MS 5000      /* the Connection Request must arrive by then */
+#define MAX_PENDING 256
+#define MAX_PEERS 256
+#define TILE 64
+
+struct disp_rdp;
+
+/* One viewer, owned by its thread until it reports RDP_MSG_DONE. */
+struct rdp_peer {
+    struct disp_rdp *rdp;
+    int fd;
+    char addr[64];
+    int64_t vm_id, session_id;
+    char vnc_path[108];
+    pthread_t thread;
+    struct rdp_peer *next;
+};
+
+enum rdp_msg_kind { RDP_MSG_JOINED, RDP_MSG_DONE };
+
+struct rdp_msg {
+    enum rdp_msg_kind kind;
+    struct rdp_peer *peer;
+};
+
+struct rdp_pending {
+    int fd, idx;
+    char addr[64];
+    int64_t deadline_ms;
+    struct rdp_pending *next;
+};
+
+struct disp_rdp {
+    struct disp_core *core;
+    int listen_fd, listen_idx;
+    int msg_pipe[2], msg_idx; /* peer threads -> gateway thread */
+    int stop_fd;              /* eventfd: every peer thread polls it */
+    char *cert, *key;
+    struct rdp_pending *pending;
+    size_t n_pending;
+    struct rdp_peer *peers; /* threads running */
+    size_t n_peers;
+};
+
+/* The peer's FreeRDP context; rdpContext must come first. */
+struct rdp_ctx {
+    rdpContext base;
+    struct rdp_peer *peer;
+    rfbClient *up;
+    char *fb;
+    BITMAP_PLANAR_CONTEXT *planar;
+    bool activated;
+    int buttons; /* VNC button mask */
+    int dx1, dy1, dx2, dy2; /* damage bounding box; dx2 == 0: none */
+};
+
+static int up_tag;
+
+static void peer_report(struct rdp_peer *p, enum rdp_msg_kind kind)
+{
+    struct rdp_msg m = {.kind = kind, .peer = p};
+    /* smaller than PIPE_BUF: one atomic write, never partial */
+    (void)!write(p->rdp->msg_pipe[1], &m, sizeof(m));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Upstream: the VM's QEMU VNC socket                                        */
+/* ------------------------------------------------------------------------ */
+
+static void damage(struct rdp_ctx *c, int x, int y, int w, int h)
+{
+    if (c->dx2 == 0) {
+        c->dx1 = x, c->dy1 = y, c->dx2 = x + w, c->dy2 = y + h;
+        return;
+    }
+    if (x < c->dx1)
+        c->dx1 = x;
+    if (y < c->dy1)
+        c->dy1 = y;
+    if (x + w > c->dx2)
+        c->dx2 = x + w;
+    if (y + h > c->dy2)
+        c->dy2 = y + h;
+}
+
+static rfbBool up_malloc_fb(rfbClient *up)
+{
+    struct rdp_ctx *c = rfbClientGetClientData(up, &up_tag);
+    size_t w = (size_t)up->width, h = (size_t)up->height;
+    if (w == 0 || h == 0 || w > 8192 || h > 8192)
+        return FALSE;
+    char *fb = calloc(w * h, 4);
+    if (!fb)
+        return FALSE;
+    free(c->fb);
+    c->fb = fb;
+    up->frameBuffer = (uint8_t *)fb;
+    damage(c, 0, 0, (int)w, (int)h);
+    return TRUE;
+}
+
+static void up_update(rfbClient *up, int x, int y, int w, int h)
+{
+    damage(rfbClientGetClientData(up, &up_tag), x, y, w, h);
+}
+
+static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
+{
+    rfbClient *up = rfbGetClient(8, 3, 4);
+    if (!up)
+        return NULL;
+    /* B, G, R, X in memory: FreeRDP's PIXEL_FORMAT_BGRX32 */
+    up->format.redShift = 16;
+    up->format.greenShift = 8;
+    up->format.blueShift = 0;
+    rfbClientSetClientData(up, &up_tag, c);
+    up->MallocFrameBuffer = up_malloc_fb;
+    up->GotFrameBufferUpdate = up_update;
+    up->canHandleNewFBSize = FALSE;
+    free(up->serverHost);
+    up->serverHost = strdup(path);
+    up->connectTimeout = 5;
+    up->appData.encodingsString = "copyrect raw";
+    up->appData.shareDesktop = TRUE;
+    if (!up->serverHost) {
+        rfbClientCleanup(up);
+        return NULL;
+    }
+    /* rfbInitClient frees the client when it fails */
+    return rfbInitClient(up, NULL, NULL) ? up : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Updates: damaged box -> 64x64 planar tiles -> Bitmap Update PDUs          */
+/* ------------------------------------------------------------------------ */
+
+static bool send_tiles(struct rdp_ctx *c)
+{
+    rdpContext *ctx = &c->base;
+    rdpSettings *s = ctx->settings;
+    int W = c->up->width, H = c->up->height;
+    int x1 = c->dx1 & ~(TILE - 1), y1 = c->dy1 & ~(TILE - 1);
+    int x2 = c->dx2 < W ? c->dx2 : W, y2 = c->dy2 < H ? c->dy2 : H;
+    size_t max_tiles = (size_t)((x2 - x1 + TILE - 1) / TILE) * ((y2 - y1 + TILE - 1) / TILE);
+    BITMAP_DATA *tiles = calloc(max_tiles ? max_tiles : 1, sizeof(*tiles));
+    size_t n = 0, bytes = 1024;
+    bool ok = tiles != NULL;
+    c->dx2 = 0;
+
+    for (int ty = y1; ok && ty < y2; ty += TILE) {
+        for (int tx = x1; ok && tx < x2; tx += TILE) {
+            BITMAP_DATA *b = &tiles[n];
+            UINT32 w = (UINT32)(tx + TILE <= W ? TILE : W - tx);
+            UINT32 h = (UINT32)(ty + TILE <= H ? TILE : H - ty);
+            UINT32 size = 0;
+            const BYTE *src = (const BYTE *)c->fb + ((size_t)ty * (size_t)W + (size_t)tx) * 4;
+            BYTE *out = freerdp_bitmap_compress_planar(c->planar, src, PIXEL_FORMAT_BGRX32, w, h,
+                                                       (UINT32)W * 4, NULL, &size);
+            if (!out) {
+                ok = false;
+                break;
+            }
+            *b = (BITMAP_DATA){.destLeft = (UINT32)tx, .destTop = (UINT32)ty,
+                               .destRight = (UINT32)tx + w - 1, .destBottom = (UINT32)ty + h - 1,
+                               .width = w, .height = h, .bitsPerPixel = 32, .compressed = TRUE,
+                               .bitmapDataStream = out, .bitmapLength = size,
+                               .cbCompMainBodySize = size, .cbScanWidth = w * 4,
+                               .cbUncompressedSize = w * h * 4};
+            n++;
+            bytes += size + 32;
+            /* one PDU must stay below what the client reassembles */
+            bool last = tx + TILE >= x2 && ty + TILE >= y2;
+            if (last || bytes + TILE * TILE * 4 + 1024 > s->MultifragMaxRequestSize) {
+                BITMAP_UPDATE bu = {.number = (UINT32)n, .rectangles = tiles};
+                ok = ctx->update->BitmapUpdate(ctx, &bu);
+                for (size_t i = 0; i < n; i++)
+                    free(tiles[i].bitmapDataStream);
+                n = 0;
+                bytes = 1024;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(tiles[i].bitmapDataStream);
+    free(tiles);
+    return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* FreeRDP callbacks                                                         */
+/* ------------------------------------------------------------------------ */
+
+static BOOL on_post_connect(freerdp_peer *client)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)client->context;
+    rdpSettings *s = client->settings;
+    log_info("rdp client connected", "client", c->peer->addr, "width",
+             LOG_INT(s->DesktopWidth), "height", LOG_INT(s->DesktopHeight), "bpp",
+             LOG_INT(s->ColorDepth));
+    /* the desktop is the VM's: tell the client its size */
+    if (s->DesktopWidth != (UINT32)c->up->width || s->DesktopHeight != (UINT32)c->up->height) {
+        s->DesktopWidth = (UINT32)c->up->width;
+        s->DesktopHeight = (UINT32)c->up->height;
+        client->update->DesktopResize(client->context);
+    }
+    return TRUE;
+}
+
+static BOOL on_activate(freerdp_peer *client)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)client->context;
+    c->activated = true;
+    damage(c, 0, 0, c->up->width, c->up->height);
+    return TRUE;
+}
+
+static BOOL on_refresh_rect(rdpContext *context, BYTE count, const RECTANGLE_16 *areas)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)context;
+    (void)count;
+    (void)areas;
+    damage(c, 0, 0, c->up->width, c->up->height);
+    return TRUE;
+}
+
+static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    /* QEMU numbers keys as XT scancodes, 0xE0-prefixed ones with bit 7 set */
+    uint32_t qnum = (code & 0x7f) | ((flags & KBD_FLAGS_EXTENDED) ? 0x80 : 0);
+    SendExtendedKeyEvent(c->up, 0, qnum, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
+    return TRUE;
+}
+
+static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    /* X keysyms: Latin-1 as is, other BMP characters as 0x01000000 + code */
+    uint32_t sym = code < 0x100 ? code : 0x01000000u + code;
+    SendKeyEvent(c->up, sym, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
+    return TRUE;
+}
+
+static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    if (flags & PTR_FLAGS_WHEEL) {
+        int bit = (flags & PTR_FLAGS_WHEEL_NEGATIVE) ? 1 << 4 : 1 << 3;
+        SendPointerEvent(c->up, x, y, c->buttons | bit);
+        SendPointerEvent(c->up, x, y, c->buttons);
+        return TRUE;
+    }
+    int bit = (flags & PTR_FLAGS_BUTTON1) ? 1 : (flags & PTR_FLAGS_BUTTON2) ? 4
+              : (flags & PTR_FLAGS_BUTTON3) ? 2 : 0;
+    if (bit)
+        c->buttons = (flags & PTR_FLAGS_DOWN) ? c->buttons | bit : c->buttons & ~bit;
+    SendPointerEvent(c->up, x, y, c->buttons);
+    return TRUE;
+}
+
+static BOOL on_ext_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    (void)flags;
+    SendPointerEvent(c->up, x, y, c->buttons);
+    return TRUE;
+}
+
+static BOOL on_sync(rdpInput *input, UINT32 flags)
+{
+    (void)input;
+    (void)flags;
+    return TRUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peer thread                                                               */
+/* ------------------------------------------------------------------------ */
+
+static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
+{
+    rdpSettings *s = client->settings;
+    if (!freerdp_settings_set_string(s, FreeRDP_CertificateFile, rdp->cert) ||
+        !freerdp_settings_set_string(s, FreeRDP_PrivateKeyFile, rdp->key) ||
+        !freerdp_settings_set_string(s, FreeRDP_RdpKeyFile, rdp->key))
+        return false;
+    s->TlsSecurity = TRUE;
+    s->NlaSecurity = FALSE; /* CredSSP would need the password's NT hash */
+    s->RdpSecurity = FALSE; /* TLS always */
+    s->ColorDepth = 32;
+    s->RemoteFxCodec = FALSE;
+    s->NSCodec = FALSE;
+    s->SupportGraphicsPipeline = FALSE;
+    s->RefreshRect = TRUE;
+    s->SuppressOutput = FALSE;
+    client->PostConnect = on_post_connect;
+    client->Activate = on_activate;
+    client->input->KeyboardEvent = on_keyboard;
+    client->input->UnicodeKeyboardEvent = on_unicode;
+    client->input->MouseEvent = on_mouse;
+    client->input->ExtendedMouseEvent = on_ext_mouse;
+    client->input->SynchronizeEvent = on_sync;
+    client->update->RefreshRect = on_refresh_rect;
+    return client->Initialize(client) ? true : false;
+}
+
+static void *peer_main(void *arg)
+{
+    struct rdp_peer *p = arg;
+    struct disp_rdp *rdp = p->rdp;
+    freerdp_peer *client = freerdp_peer_new(p->fd);
+    struct rdp_ctx *c = NULL;
+    bool joined = false;
+
+    if (!client) {
+        close(p->fd);
+        goto out;
+    }
+    client->ContextSize = sizeof(struct rdp_ctx);
+    if (!freerdp_peer_context_new(client))
+        goto out;
+    c = (struct rdp_ctx *)client->context;
+    c->peer = p;
+    if (!(c->up = up_connect(c, p->vnc_path))) {
+        log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket",
+                 p->vnc_path);
+        goto out;
+    }
+    if (!(c->planar = freerdp_bitmap_planar_context_new(PLANAR_FORMAT_HEADER_RLE, TILE, TILE)))
+        goto out;
+    if (!peer_setup(client, rdp)) {
+        log_warn("rdp peer setup failed", "client", p->addr);
+        goto out;
+    }
+    peer_report(p, RDP_MSG_JOINED);
+    joined = true;
+
+    for (;;) {
+        void *rfds[32];
+        int rcount = 0;
+        struct pollfd pfd[34];
+        nfds_t n = 0;
+        if (!client->GetFileDescriptor(client, rfds, &rcount))
+            break;
+        for (int i = 0; i < rcount && n < 32; i++)
+            pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = c->up->sock, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = rdp->stop_fd, .events = POLLIN};
+        int timeout = c->up->buffered > 0 ? 0 : -1;
+        if (poll(pfd, n, timeout) < 0 && errno != EINTR)
+            break;
+        if (pfd[n - 1].revents)
+            break;
+        if (!client->CheckFileDescriptor(client))
+            break;
+        if (pfd[n - 2].revents || c->up->buffered > 0) {
+            bool alive = true;
+            do
+                alive = HandleRFBServerMessage(c->up);
+            while (alive && c->up->buffered > 0);
+            if (!alive) {
+                log_warn("rdp: vnc console lost", "vm", LOG_INT(p->vm_id));
+                break;
+            }
+        }
+        if (c->activated && c->dx2 && !send_tiles(c))
+            break;
+    }
+    client->Disconnect(client);
+out:
+    if (c) {
+        if (c->up)
+            rfbClientCleanup(c->up);
+        free(c->fb);
+        freerdp_bitmap_planar_context_free(c->planar);
+    }
+    if (client) {
+        freerdp_peer_context_free(client);
+        freerdp_peer_free(client);
+    }
+    (void)joined;
+    peer_report(p, RDP_MSG_DONE);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Gateway side: accept, peek, redeem, start a peer                          */
+/* ------------------------------------------------------------------------ */
+
+static void pending_close(struct rdp_pending *p)
+{
+    close(p->fd);
+    free(p);
+}
+
+static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char *ticket)
+{
+    struct db_ticket_grant g;
+    struct hv_vm_paths paths;
+    struct rdp_peer *p = NULL;
+    if (disp_core_redeem(rdp->core, ticket, DB_PROTO_RDP, pd->addr, &g) < 0)
+        goto fail;
+    if (rdp->n_peers >= MAX_PEERS || disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0 ||
+        !(p = calloc(1, sizeof(*p))))
+        goto fail;
+    p->rdp = rdp;
+    p->fd = pd->fd;
+    p->vm_id = g.vm_id;
+    p->session_id = g.session_id;
+    snprintf(p->addr, sizeof(p->addr), "%s", pd->addr);
+    snprintf(p->vnc_path, sizeof(p->vnc_path), "%s", paths.vnc);
+    /* FreeRDP's transport wants a blocking socket */
+    int fl = fcntl(p->fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (pthread_create(&p->thread, NULL, peer_main, p) != 0) {
+        free(p);
+        goto fail;
+    }
+    p->next = rdp->peers;
+    rdp->peers = p;
+    rdp->n_peers++;
+    free(pd);
+    return;
+fail:
+    /* no RDP answer: the client reports the connection as refused */
+    pending_close(pd);
+}
+
+static bool pending_step(struct disp_rdp *rdp, struct rdp_pending *pd, int64_t now)
+{
+    unsigned char buf[1024];
+    char ticket[DB_TICKET_LEN + 1];
+    ssize_t n = recv(pd->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        pending_close(pd);
+        return true;
+    }
+    int r = disp_x224_ticket(buf, n > 0 ? (size_t)n : 0, ticket, sizeof(ticket));
+    if (r == -EAGAIN && now < pd->deadline_ms)
+        return false;
+    if (r < 0) {
+        (void)db_ticket_fail(disp_core_db(rdp->core), DB_PROTO_RDP, pd->addr, DB_TICKET_UNKNOWN,
+                             disp_core_backoff(rdp->core));
+        log_warn("console ticket refused", "protocol", "rdp", "client", pd->addr, "reason",
+                 r == -EAGAIN ? "no connection request in time" : "no ticket in request");
+        pending_close(pd);
+        return true;
+    }
+    start_peer(rdp, pd, ticket);
+    return true;
+}
+
+static void rdp_accept(struct disp_rdp *rdp)
+{
+    for (;;) {
+        char addr[64];
+        int fd;
+        int r = disp_net_accept(rdp->listen_fd, &fd, addr);
+        if (r < 0) {
+            if (r != -EAGAIN && r != -EWOULDBLOCK && r != -ECONNABORTED)
+                log_warn("rdp accept failed", "errno", LOG_INT(-r));
+            return;
+        }
+        struct rdp_pending *pd = rdp->n_pending < MAX_PENDING ? calloc(1, sizeof(*pd)) : NULL;
+        if (!pd) {
+            log_warn("rdp connection refused", "client", addr, "reason", "too many connections");
+            close(fd);
+            continue;
+        }
+        pd->fd = fd;
+        pd->idx = -1;
+        snprintf(pd->addr, sizeof(pd->addr), "%s", addr);
+        pd->deadline_ms = atr_now_mono_ms() + HEAD_MS;
+        pd->next = rdp->pending;
+        rdp->pending = pd;
+        rdp->n_pending++;
+    }
+}
+
+static void peer_reap(struct disp_rdp *rdp, struct rdp_peer *p)
+{
+    pthread_join(p->thread, NULL);
+    for (struct rdp_peer **pp = &rdp->peers; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    rdp->n_peers--;
+    free(p);
+}
+
+static void read_messages(struct disp_rdp *rdp)
+{
+    struct rdp_msg m;
+    while (read(rdp->msg_pipe[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+        struct rdp_peer *p = m.peer;
+        if (m.kind == RDP_MSG_JOINED) {
+            log_info("rdp viewer joined", "vm", LOG_INT(p->vm_id), "client", p->addr);
+            disp_core_viewer_joined(rdp->core, p->session_id, DB_PROTO_RDP, p->addr);
+            p->session_id = p->session_id ? -p->session_id : 0; /* reported: leave once */
+        } else {
+            if (p->session_id < 0) {
+                log_info("rdp viewer left", "vm", LOG_INT(p->vm_id), "client", p->addr);
+                disp_core_viewer_left(rdp->core, -p->session_id);
+            }
+            peer_reap(rdp, p);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Front end                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void rdp_close(void *state)
+{
+    struct disp_rdp *rdp = state;
+    if (!rdp)
+        return;
+    if (rdp->stop_fd >= 0) {
+        uint64_t one = 1;
+        (void)!write(rdp->stop_fd, &one, sizeof(one));
+    }
+    /* every thread ends with RDP_MSG_DONE; collect them all */
+    while (rdp->peers) {
+        struct pollfd pfd = {.fd = rdp->msg_pipe[0], .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            break;
+        read_messages(rdp);
+    }
+    while (rdp->pending) {
+        struct rdp_pending *pd = rdp->pending;
+        rdp->pending = pd->next;
+        pending_close(pd);
+    }
+    for (int i = 0; i < 2; i++)
+        if (rdp->msg_pipe[i] >= 0)
+            close(rdp->msg_pipe[i]);
+    if (rdp->stop_fd >= 0)
+        close(rdp->stop_fd);
+    if (rdp->listen_fd >= 0)
+        close(rdp->listen_fd);
+    free(rdp->cert);
+    free(rdp->key);
+    free(rdp);
+}
+
+static int rdp_open(struct disp_core *core, const struct atr_config *cfg, void **ret_state,
+                    struct atr_error *err)
+{
+    struct disp_rdp *rdp = calloc(1, sizeof(*rdp));
+    int r;
+    if (!rdp)
+        return atr_error_set(err, -ENOMEM, "out of memory");
+    rdp->core = core;
+    rdp->listen_fd = rdp->stop_fd = rdp->msg_pipe[0] = rdp->msg_pipe[1] = -1;
+    /* TLS always: no certificate, no RDP */
+    if (access(cfg->display.tls_cert, R_OK) < 0 || access(cfg->display.tls_key, R_OK) < 0) {
+        r = atr_error_set(err, -ENOENT, "RDP needs display.tls_cert and display.tls_key: %s",
+                          strerror(errno));
+        goto fail;
+    }
+    if (!(rdp->cert = strdup(cfg->display.tls_cert)) || !(rdp->key = strdup(cfg->display.tls_key)) ||
+        pipe2(rdp->msg_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+        (rdp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        r = atr_error_set(err, -errno ?: -ENOMEM, "cannot set up RDP: %s", strerror(errno));
+        goto fail;
+    }
+    r = disp_net_listen(cfg->display.listen, cfg->display.rdp_port, &rdp->listen_fd);
+    if (r < 0) {
+        atr_error_set(err, r, "cannot listen for RDP on %s port %d: %s", cfg->display.listen,
+                      cfg->display.rdp_port, strerror(-r));
+        goto fail;
+    }
+    *ret_state = rdp;
+    return 0;
+fail:
+    rdp_close(rdp);
+    return r;
+}
+
+static int rdp_prepare(void *state, struct disp_pollset *ps)
+{
+    struct disp_rdp *rdp = state;
+    int64_t now = atr_now_mono_ms();
+    if ((rdp->listen_idx = disp_pollset_add(ps, rdp->listen_fd, POLLIN)) < 0 ||
+        (rdp->msg_idx = disp_pollset_add(ps, rdp->msg_pipe[0], POLLIN)) < 0)
+        return -ENOMEM;
+    for (struct rdp_pending *pd = rdp->pending; pd; pd = pd->next) {
+        if ((pd->idx = disp_pollset_add(ps, pd->fd, POLLIN)) < 0)
+            return -ENOMEM;
+        disp_pollset_timeout(ps, pd->deadline_ms > now ? (int)(pd->deadline_ms - now) : 0);
+    }
+    return 0;
+}
+
+static void rdp_dispatch(void *state, const struct disp_pollset *ps)
+{
+    struct disp_rdp *rdp = state;
+    int64_t now = atr_now_mono_ms();
+    if (disp_pollset_revents(ps, rdp->msg_idx))
+        read_messages(rdp);
+    if (disp_pollset_revents(ps, rdp->listen_idx))
+        rdp_accept(rdp);
+    for (struct rdp_pending **pp = &rdp->pending; *pp;) {
+        struct rdp_pending *pd = *pp;
+        struct rdp_pending *next = pd->next;
+        bool due = pd->idx >= 0 && (disp_pollset_revents(ps, pd->idx) || now >= pd->deadline_ms);
+        if (due && pending_step(rdp, pd, now)) {
+            *pp = next;
+            rdp->n_pending--;
+        } else {
+            pp = &pd->next;
+        }
+    }
+}
+
+const struct disp_frontend_ops disp_rdp_ops = {
+    .name = "rdp",
+    .open = rdp_open,
+    .prepare = rdp_prepare,
+    .dispatch = rdp_dispatch,
+    .close = rdp_close,
+};
