@@ -1,5 +1,5 @@
 /* The user portal's desktops: entitled pools joined with the person's live session. */
-#include "db-priv.h"
+#include "prepared-priv.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -30,9 +30,10 @@ int db_desktop_list(struct db *db, int64_t user_id, const int64_t *pool_ids, siz
         return -ENOMEM;
     char b1[24];
     const char *p[] = {db_param_i64(b1, user_id), arr};
-    PGresult *res;
-    int r = db_exec(
-        db,
+    PGresult *res = NULL;
+    /* The portal's front page, often reloaded: prepared (prepared-priv.h). */
+    int r = db_exec_prepared(
+        db, "atrium_desktop_list",
         "SELECT coalesce(json_agg(t ORDER BY t.name), '[]')::text FROM ("
         " SELECT p.id, p.name, p.description, p.protocols, p.assignment, p.enabled,"
         "  (SELECT json_build_object('id', s.id, 'state', s.state, 'protocol', s.protocol,"
@@ -41,7 +42,7 @@ int db_desktop_list(struct db *db, int64_t user_id, const int64_t *pool_ids, siz
         "   FROM desktop_sessions s LEFT JOIN vms v ON v.id = s.vm_id"
         "   WHERE s.user_id = $1 AND s.pool_id = p.id AND s.state <> 'ended') AS session"
         " FROM pools p WHERE p.id = ANY($2::bigint[])) t",
-        2, p, &res, NULL);
+        2, p, &res);
     free(arr);
     if (r < 0)
         return r;

@@ -1,5 +1,5 @@
 /* Log-in sessions and API tokens: rows in logins, found by the token's hash. */
-#include "db-priv.h"
+#include "prepared-priv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -33,39 +33,6 @@ static int unhex(const char *s, unsigned char *out, size_t n)
         out[i] = (unsigned char)b;
     }
     return 0;
-}
-
-/*
- * The log-in lookup runs on every authenticated request, and PostgreSQL
- * spends longer planning it (~0.3 ms) than running it (~0.03 ms), so it runs
- * as a prepared statement.  Prepared statements belong to one server
- * connection and db_ensure may replace the connection, so the statement is
- * prepared when the server says it does not know it (SQLSTATE 26000) and
- * the call is repeated once.  Not for use inside a transaction: the unknown-
- * statement error would abort it.
- */
-static int exec_prepared(struct db *db, const char *name, const char *sql, int n,
-                         const char *const *params, PGresult **ret_res)
-{
-    for (int attempt = 0;; attempt++) {
-        PGresult *res = PQexecPrepared(db->conn, name, n, params, NULL, NULL, 0);
-        ExecStatusType st = PQresultStatus(res);
-        if (res && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
-            *ret_res = res;
-            return 0;
-        }
-        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        bool unknown = state && strcmp(state, "26000") == 0;
-        int r = db_result_errno(res);
-        PQclear(res);
-        if (!unknown || attempt > 0)
-            return r;
-        res = PQprepare(db->conn, name, sql, n, NULL);
-        r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : db_result_errno(res);
-        PQclear(res);
-        if (r < 0)
-            return r;
-    }
 }
 
 int db_login_create(struct db *db, const struct db_login_new *l, int64_t *ret_id,
@@ -111,7 +78,8 @@ int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_lo
     hex_param(th, token_hash);
     const char *p[] = {th};
     PGresult *res = NULL;
-    int r = exec_prepared(db, "atrium_login_lookup",
+    /* Every authenticated request: prepared (prepared-priv.h). */
+    int r = db_exec_prepared(db, "atrium_login_lookup",
                           "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
                           " (extract(epoch from l.expires_at) * 1000000)::bigint,"
                           " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
