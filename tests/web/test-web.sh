@@ -71,6 +71,8 @@ EOF
 "$ctl" --config "$conf" db migrate >/dev/null
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 "$seed" user "$conninfo" uma 'user pw' user >/dev/null
+"$seed" user "$conninfo" otto 'otto pw' operator >/dev/null
+psql_db "UPDATE role_policies SET totp_required = true WHERE role = 'operator'" >/dev/null
 
 # Start the broker on an ephemeral port; wait (bounded) for "broker ready".
 fifo=$tmp/broker.fifo

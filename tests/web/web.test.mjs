@@ -10,6 +10,8 @@
 
 import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 
 const { chromium } = await import(process.argv[2]);
 const base = process.env.ATRIUM_WEB_BASE;
@@ -41,6 +43,21 @@ function rawGet(path) {
         req.on('error', reject);
         req.end();
     });
+}
+
+// RFC 6238 code of a base32 secret for time step @step (SHA-1).
+function totp(secretB32, step, digits = 6) {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+    let bits = '';
+    for (const ch of secretB32.replace(/=+$/, '').toUpperCase())
+        bits += alphabet.indexOf(ch).toString(2).padStart(5, '0');
+    const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+    const msg = Buffer.alloc(8);
+    msg.writeBigUInt64BE(BigInt(step));
+    const mac = createHmac('sha1', key).update(msg).digest();
+    const off = mac[mac.length - 1] & 0xf;
+    const n = (mac.readUInt32BE(off) & 0x7fffffff) % 10 ** digits;
+    return String(n).padStart(digits, '0');
 }
 
 // ------------------------------------------------------ static serving ---
@@ -222,6 +239,70 @@ await step('browser console', async () => {
     // The failed WebSocket is logged by chromium and by noVNC; everything else counts.
     page.problems = page.problems.filter((p) => !/WebSocket connection to|Failed when connecting: Connection closed/.test(p));
     noProblems(page, 'console');
+    await page.context().close();
+});
+
+// ----------------------------------------------------- two-step log-in ---
+await step('two-step log-in', async () => {
+    // otto is an operator; the test made TOTP required for operators.
+    const page = await newPage({ width: 1280, height: 800 }, [401, 403]);
+    await login(page, 'otto', 'otto pw');
+    await page.getByRole('heading', { name: 'Set up two-step log-in' }).waitFor({ timeout: 10000 });
+    ok('a role that requires TOTP is sent to enrolment after the password');
+    const blocked = await page.evaluate(async () => (await fetch('/api/v1/pools')).status);
+    check(blocked === 403, 'an enrolment-only session cannot use the admin API', String(blocked));
+    check(await page.locator('svg.qr path').count() === 1, 'the QR code is drawn');
+    const uri = new URL(await page.locator('a.otpauth').getAttribute('href'));
+    const secret = uri.searchParams.get('secret');
+    const period = Number(uri.searchParams.get('period') || 30);
+    const digits = Number(uri.searchParams.get('digits') || 6);
+    check((await page.locator('code.secret').textContent()).replace(/\s/g, '') === secret,
+        'the key is shown as text for typing');
+    await page.screenshot({ path: `${shots}/enrol.png`, fullPage: true });
+    // The QR code must scan to the same URI (zbarimg, Debian's zbar-tools).
+    let zbar = null;
+    try {
+        execFileSync('zbarimg', ['--version'], { stdio: 'ignore' });
+        zbar = 'zbarimg';
+    } catch (e) { /* not installed */ }
+    if (zbar) {
+        await page.locator('svg.qr').screenshot({ path: `${shots}/enrol-qr.png` });
+        const scanned = execFileSync(zbar, ['--raw', '-q', `${shots}/enrol-qr.png`], { stdio: ['ignore', 'pipe', 'ignore'] })
+            .toString().trim();
+        check(scanned === uri.href, 'the QR code scans to the otpauth URI', scanned);
+    } else {
+        console.log('skip the QR code scan: zbarimg (zbar-tools) is not installed');
+    }
+    const stepNow = Math.floor(Date.now() / 1000 / period);
+    await page.getByLabel('Code from the app').fill(totp(secret, stepNow, digits));
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    await page.getByRole('heading', { name: 'Recovery codes' }).waitFor({ timeout: 10000 });
+    const codes = await page.locator('ul.recovery code').count();
+    check(codes >= 4, `recovery codes are shown once (${codes})`);
+    await page.getByRole('button', { name: /continue/ }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor({ timeout: 10000 });
+    ok('after enrolment the operator reaches the console');
+
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('heading', { name: 'Log in' }).waitFor({ timeout: 10000 });
+    await page.getByLabel('User name').fill('otto');
+    await page.getByLabel('Password').fill('otto pw');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    const codeBox = page.getByLabel('Authenticator code');
+    await codeBox.waitFor({ timeout: 10000 });
+    check(!(await page.getByLabel('Password').isVisible()), 'the code is asked for in a second step');
+    await codeBox.fill('000000' === totp(secret, stepNow + 1, digits) ? '111111' : '000000');
+    await page.getByRole('button', { name: 'Verify code' }).click();
+    await page.waitForFunction(() => /Wrong user name, password or code/.test(
+        document.querySelector('.login-form [role=alert]')?.textContent || ''), null, { timeout: 10000 });
+    ok('a wrong code is refused in words');
+    // The enrolment used this step's code, and replays are refused: the
+    // next step's code is inside the broker's window and not used yet.
+    await codeBox.fill(totp(secret, stepNow + 1, digits));
+    await page.getByRole('button', { name: 'Verify code' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor({ timeout: 10000 });
+    ok('password + current code log in');
+    noProblems(page, 'two-step log-in');
     await page.context().close();
 });
 

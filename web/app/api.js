@@ -51,6 +51,12 @@ export function setUnauthenticatedHandler(fn) {
     onUnauthenticated = fn;
 }
 
+// Called when the broker says this session may only enrol a second factor.
+let onEnrolRequired = () => {};
+export function setEnrolHandler(fn) {
+    onEnrolRequired = fn;
+}
+
 export function setCsrf(token) {
     csrf = token;
     if (token)
@@ -93,6 +99,8 @@ export async function api(method, path, body) {
             (data && data.detail) || res.statusText, res.headers.get('Retry-After'));
         if (res.status === 401 && path !== '/login')
             onUnauthenticated(err);
+        if (res.status === 403 && err.code === 'totp_enrollment_required' && path !== '/me')
+            onEnrolRequired(err);
         throw err;
     }
     return data;

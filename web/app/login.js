@@ -13,9 +13,9 @@ export function renderLogin(main) {
         autocapitalize: 'none', spellcheck: 'false', maxlength: '128' });
     const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password',
         required: true });
-    const code = h('input', { name: 'totp', inputmode: 'numeric', autocomplete: 'one-time-code',
-        pattern: '[0-9]{6,8}', maxlength: '8' });
-    const codeField = field('Authenticator code', code, '6 digits from your authenticator app');
+    const code = h('input', { name: 'totp', autocomplete: 'one-time-code', maxlength: '64',
+        autocapitalize: 'none', spellcheck: 'false' });
+    const codeField = field('Authenticator code', code, '6 digits from your authenticator app, or a recovery code');
     codeField.hidden = true;
     const submit = h('button', { type: 'submit', class: 'btn btn-primary btn-block' }, 'Log in');
     const back = h('button', { type: 'button', class: 'btn btn-quiet btn-block', hidden: true,
@@ -39,7 +39,7 @@ export function renderLogin(main) {
     form.addEventListener('submit', async (e) => {
         e.preventDefault();
         msg.hide();
-        const body = pending ? { ...pending, totp: code.value.trim() }
+        const body = pending ? { ...pending, totp: code.value.replace(/\s+/g, '') }
             : { username: user.value.trim(), password: pass.value };
         if (!body.username || !body.password) {
             msg.show('Enter your user name and password.');
@@ -50,7 +50,11 @@ export function renderLogin(main) {
         try {
             const res = await api('POST', '/login', body);
             pending = null;
-            loggedIn(res.user, res.csrf_token);
+            loggedIn(res.user, res.csrf_token, res.totp_enrollment_required);
+            if (res.totp_enrollment_required) {
+                navigate('/enrol', { replace: true });
+                return;
+            }
             const next = new URLSearchParams(location.search).get('next');
             navigate(next && next.startsWith('/') && !next.startsWith('//') ? next
                 : isStaff(res.user) ? '/admin' : '/desktops', { replace: true });

@@ -2,7 +2,7 @@
 // The broker answers every page route with index.html, so a reload or a
 // bookmarked /admin/pools lands here and this file draws the right page.
 
-import { api, setCsrf, setUnauthenticatedHandler, errorText, hasCsrf } from './api.js';
+import { api, setCsrf, setUnauthenticatedHandler, setEnrolHandler, errorText, hasCsrf } from './api.js';
 import { h, clear, toast } from './ui.js';
 
 const ADMIN_LINKS = [
@@ -20,6 +20,7 @@ const ADMIN_LINKS = [
 // path pattern -> module and export that draws it
 const ROUTES = [
     [/^\/login$/, () => import('./login.js'), 'renderLogin', { public: true }],
+    [/^\/enrol$/, () => import('./enrol.js'), 'renderEnrol', { enrol: true }],
     [/^\/(desktops)?$/, () => import('./portal.js'), 'renderDesktops'],
     [/^\/console\/(\d+)$/, () => import('./console.js'), 'renderConsole', { bare: true }],
     [/^\/admin$/, () => import('./admin/dashboard.js'), 'renderDashboard', { admin: true }],
@@ -33,7 +34,9 @@ const ROUTES = [
     [/^\/admin\/audit$/, () => import('./admin/audit.js'), 'renderAudit', { admin: true }],
 ];
 
-export const session = { user: null };
+// enrolOnly: the password was right, but the role requires TOTP and none is
+// enrolled yet; the broker allows nothing but enrolment until it is.
+export const session = { user: null, enrolOnly: false };
 let cleanup = null; // the current page's stop function (timers, connections)
 
 export function isStaff(user) {
@@ -53,7 +56,7 @@ function drawShell(opts) {
     const side = document.getElementById('sidenav');
     const layout = document.getElementById('layout');
     const user = session.user;
-    const bare = !user || !!opts.bare;
+    const bare = !user || !!opts.bare || session.enrolOnly;
     top.hidden = bare;
     layout.classList.toggle('bare', bare);
     side.hidden = bare || !opts.admin;
@@ -82,6 +85,10 @@ async function loadMe() {
         session.user = await api('GET', '/me');
     } catch (e) {
         session.user = null;
+        if (e.code === 'totp_enrollment_required') {
+            session.enrolOnly = true;
+            return;
+        }
         if (e.status !== 401)
             throw e;
     }
@@ -106,7 +113,11 @@ async function route() {
         return;
     }
     const [re, load, name, opts = {}] = found;
-    if (!opts.public && !session.user) {
+    if (session.enrolOnly && !opts.enrol) {
+        navigate('/enrol', { replace: true });
+        return;
+    }
+    if (!opts.public && !session.user && !session.enrolOnly) {
         const back = path + location.search;
         navigate(`/login${back && back !== '/' ? `?next=${encodeURIComponent(back)}` : ''}`, { replace: true });
         return;
@@ -141,12 +152,20 @@ async function route() {
     (heading || main).focus({ preventScroll: true });
 }
 
-export function loggedIn(user, csrf) {
+export function loggedIn(user, csrf, enrolOnly) {
     session.user = user;
+    session.enrolOnly = !!enrolOnly;
     setCsrf(csrf);
 }
 
-async function logout() {
+// TOTP enrolment finished: the session is a full one now.
+export async function enrolled() {
+    session.enrolOnly = false;
+    await loadMe();
+    navigate(isStaff(session.user) ? '/admin' : '/desktops', { replace: true });
+}
+
+export async function logout() {
     try {
         await api('POST', '/logout');
     } catch (e) {
@@ -154,6 +173,7 @@ async function logout() {
             toast(errorText(e), 'error');
     }
     session.user = null;
+    session.enrolOnly = false;
     setCsrf(null);
     navigate('/login');
 }
@@ -166,6 +186,12 @@ async function start() {
         setCsrf(null);
         toast('Your session has ended. Please log in again.', 'error');
         navigate(`/login?next=${encodeURIComponent(location.pathname)}`, { replace: true });
+    });
+    setEnrolHandler(() => {
+        if (session.enrolOnly)
+            return;
+        session.enrolOnly = true;
+        navigate('/enrol', { replace: true });
     });
     document.addEventListener('click', (e) => {
         const a = e.target.closest('a[data-link]');

@@ -100,7 +100,9 @@ export function renderDesktops(main) {
     }
 
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'My desktops'),
-        h('button', { type: 'button', class: 'btn', onclick: reload }, 'Refresh')), msg, list);
+        h('button', { type: 'button', class: 'btn', onclick: reload }, 'Refresh')), msg, list,
+    h('p', { class: 'muted small footer-links' }, h('a', { href: '/enrol', dataset: { link: '' } },
+        'Set up two-step log-in (authenticator app)')));
     reload();
     return () => {
         stopped = true;

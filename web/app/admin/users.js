@@ -2,7 +2,7 @@
 // or enable, set a new password.
 
 import { api } from '../api.js';
-import { h, badge, busy, field, fmtAgo, listView, messageBox, modal, select, toast } from '../ui.js';
+import { h, badge, busy, confirmDialog, field, fmtAgo, listView, messageBox, modal, select, toast } from '../ui.js';
 import { session } from '../main.js';
 
 const ROLES = [['user', 'user'], ['operator', 'operator'], ['admin', 'admin']];
@@ -94,6 +94,22 @@ export function renderUsers(main) {
                     reload();
                 }));
             } }, 'Edit'),
+            u.totp_enabled ? h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
+                if (!await confirmDialog(`Reset two-step log-in of ${u.username}? They set it up again at their next log-in if their role requires it.`, 'Reset'))
+                    return;
+                await busy(e.target, async () => {
+                    await api('DELETE', `/users/${u.id}/totp`);
+                    toast(`Two-step log-in of ${u.username} reset.`, 'ok');
+                    reload();
+                });
+            } }, 'Reset 2-step') : null,
+            u.locked_until && new Date(u.locked_until) > new Date() ? h('button', { type: 'button', class: 'btn', onclick: async (e) => {
+                await busy(e.target, async () => {
+                    await api('POST', `/users/${u.id}/unlock`);
+                    toast(`${u.username} can log in again.`, 'ok');
+                    reload();
+                });
+            } }, 'Unlock') : null,
         ] : undefined,
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Users'), create), list.el);
