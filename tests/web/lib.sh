@@ -1,0 +1,99 @@
+# Shared by the web tests: a database of their own on the run's private
+# PostgreSQL, playwright-core installed into the build dir, processes started
+# in the background and stopped by the EXIT trap (also on failure or when
+# ctest times out), and the broker started on 127.0.0.1 with an ephemeral port.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=${ATRIUM_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
+out=${ATRIUM_BINARY_DIR:?run through ctest}/tests/web
+chromium=${ATRIUM_CHROMIUM:-/usr/bin/chromium}
+
+for need in node npm psql curl python3; do
+    command -v "$need" >/dev/null || { echo "SKIP: $need is not installed"; exit 77; }
+done
+[[ -x $chromium ]] || { echo "SKIP: $chromium is missing (apt-get install chromium)"; exit 77; }
+
+server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
+tmp=$(mktemp -d /tmp/atrium-web.XXXXXX)
+db=web_$$_$RANDOM
+conninfo="$server dbname=$db"
+pids=()
+
+cleanup() {
+    local rc=$? p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # bounded: whatever does not stop within 10 s is killed
+    for p in "${pids[@]}"; do
+        timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true
+    done
+    timeout 20 psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 1' TERM INT
+
+psql_db() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$conninfo" -c "$1"; }
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# playwright-core only (a driver: no browser is downloaded); reinstalled when
+# the lock file changes.
+npm_deps() {
+    mkdir -p "$out/node"
+    if ! cmp -s "$here/package-lock.json" "$out/node/package-lock.json" ||
+        [[ ! -f $out/node/node_modules/playwright-core/package.json ]]; then
+        cp "$here/package.json" "$here/package-lock.json" "$out/node/"
+        (cd "$out/node" && timeout 240 npm ci --no-audit --no-fund --loglevel=error) ||
+            { echo "FAIL: npm ci of playwright-core"; return 1; }
+    fi
+}
+
+create_db() { # create_db ATRIUMCTL CONF
+    psql -X -q -v ON_ERROR_STOP=1 "$server" -c "CREATE DATABASE $db" >/dev/null
+    "$1" --config "$2" db migrate >/dev/null
+}
+
+# start_daemon NAME READY-PATTERN SECONDS CMD...: run CMD with stderr into
+# $tmp/NAME.log; wait (bounded) for a line matching READY-PATTERN.
+start_daemon() {
+    local name=$1 pattern=$2 secs=$3 fifo line fd found=
+    shift 3
+    fifo=$tmp/$name.fifo
+    mkfifo "$fifo"
+    "$@" 2>"$fifo" &
+    pids+=("$!")
+    exec {fd}<"$fifo"
+    : >"$tmp/$name.log"
+    while IFS= read -r -t "$secs" line <&"$fd"; do
+        printf '%s\n' "$line" >>"$tmp/$name.log"
+        if [[ $line == *'msg="broker listening"'* && $line =~ port=([0-9]+) ]]; then
+            port=${BASH_REMATCH[1]}
+        fi
+        [[ $line == *$pattern* ]] && { found=1; break; }
+    done
+    cat <&"$fd" >>"$tmp/$name.log" &
+    pids+=("$!")
+    exec {fd}<&-
+    [[ -n $found ]] || { echo "FAIL: $name did not become ready"; cat "$tmp/$name.log"; return 1; }
+}
+
+# start_broker BROKER CONF: sets $port and $base
+start_broker() {
+    port=
+    start_daemon broker 'msg="broker ready"' 60 "$1" --config "$2" --port 0
+    base=http://127.0.0.1:$port
+}
+
+# Admin API calls with alice's session (cookie jar + CSRF token).
+admin_login() {
+    local login
+    login=$(curl -sS --max-time 20 -c "$tmp/admin.jar" -H 'Content-Type: application/json' \
+        --data-binary '{"username":"alice","password":"correct horse"}' "$base/api/v1/login")
+    admin_csrf=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["csrf_token"])' "$login")
+}
+admin_post() { # admin_post PATH JSON -> prints the reply's "id"
+    curl -sS --max-time 20 -b "$tmp/admin.jar" -H 'Content-Type: application/json' \
+        -H "X-CSRF-Token: $admin_csrf" --data-binary "$2" "$base/api/v1$1" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin).get("id", ""))'
+}
