@@ -12,16 +12,16 @@
 #include <errno.h>
 
 static const char *const host_states[] = {"online", "offline", "maintenance", NULL};
-static const char *const task_states[] = {"queued", "running", "succeeded", "failed",
-                                          "cancelled", NULL};
+static const char *const task_states[] = {"queued", "running",   "succeeded",
+                                          "failed", "cancelled", NULL};
 static const char *const outcomes[] = {"success", "failure", "denied", NULL};
 static const char *const roles[] = {"admin", "operator", "user", NULL};
-static const char *const vm_states[] = {"provisioning", "booting", "ready", "assigned",
-                                        "connected", "disconnected", "logging_off",
-                                        "refreshing", "stopped", "failed", "migrating",
-                                        "deleting", NULL};
-static const char *const session_states[] = {"assigned", "connected", "disconnected",
-                                             "logging_off", "ended", NULL};
+static const char *const vm_states[] = {
+    "provisioning", "booting",     "ready",      "assigned", "connected",
+    "disconnected", "logging_off", "refreshing", "stopped",  "failed",
+    "migrating",    "deleting",    NULL};
+static const char *const session_states[] = {"assigned",    "connected", "disconnected",
+                                             "logging_off", "ended",     NULL};
 
 /* The page as asked, and the page to read (one row more). */
 static int page_of(struct brk_request *req, struct brk_reply *rep, struct db_page *ret_page,
@@ -44,8 +44,8 @@ static int list_reply(struct brk_reply *rep, int r, const struct db_page *page, 
         return brk_reply_error(rep, 400, "bad_request", "a filter value is not valid");
     if (r < 0)
         return r;
-    json_t *body = json_pack("{s:i, s:I}", "limit", page->limit, "offset",
-                             (json_int_t)page->offset);
+    json_t *body =
+        json_pack("{s:i, s:I}", "limit", page->limit, "offset", (json_int_t)page->offset);
     if (!body) {
         json_decref(items);
         return -ENOMEM;

@@ -95,8 +95,8 @@ static int viewer_info(struct brk_request *req, const char *protocol,
          * path is the credential (display/vnc.c). */
         snprintf(url, sizeof(url), "%s://%s:%d/websockify?ticket=%s",
                  cfg->broker.tls ? "wss" : "ws", t->gateway, t->vnc_port, ticket);
-        *ret = json_pack("{s:s, s:s, s:i, s:s+}", "websocket_url", url, "host", t->gateway,
-                         "port", t->vnc_port, "path", "websockify?ticket=", ticket);
+        *ret = json_pack("{s:s, s:s, s:i, s:s+}", "websocket_url", url, "host", t->gateway, "port",
+                         t->vnc_port, "path", "websockify?ticket=", ticket);
     }
     return *ret ? 0 : -ENOMEM;
 }
@@ -166,8 +166,8 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
     /* A client that asks for the file itself (a plain download link) gets it. */
     const char *accept = brk_request_header(req, "Accept");
     if (accept && (proto == DB_PROTO_SPICE || proto == DB_PROTO_RDP)) {
-        const char *type = proto == DB_PROTO_SPICE ? "application/x-virt-viewer"
-                                                   : "application/x-rdp";
+        const char *type =
+            proto == DB_PROTO_SPICE ? "application/x-virt-viewer" : "application/x-rdp";
         if (strcmp(accept, type) == 0) {
             rep->text = proto == DB_PROTO_SPICE ? brk_connfile_vv(&t, ticket)
                                                 : brk_connfile_rdp(&t, ticket);
@@ -185,12 +185,11 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
     r = viewer_info(req, protocol, &t, ticket, &viewer);
     if (r < 0)
         return r;
-    return brk_reply_json(
-        rep, 200,
-        json_pack("{s:I, s:{s:I, s:s}, s:b, s:s, s:i, s:o}", "session_id",
-                  (json_int_t)a.session_id, "vm", "id", (json_int_t)a.vm_id, "name", a.vm_name,
-                  "reconnect", a.reconnect, "protocol", protocol, "ticket_ttl_s", tr.ttl_s,
-                  protocol, viewer));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:{s:I, s:s}, s:b, s:s, s:i, s:o}", "session_id",
+                                    (json_int_t)a.session_id, "vm", "id", (json_int_t)a.vm_id,
+                                    "name", a.vm_name, "reconnect", a.reconnect, "protocol",
+                                    protocol, "ticket_ttl_s", tr.ttl_s, protocol, viewer));
 }
 
 int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
@@ -210,8 +209,8 @@ int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
     char b[24];
     snprintf(b, sizeof(b), "%lld", (long long)sid);
     brk_audit(req, "desktop.logoff", "session", b, NULL);
-    return brk_reply_json(rep, 200, json_pack("{s:I, s:b}", "session_id", (json_int_t)sid,
-                                              "logged_off", 1));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:b}", "session_id", (json_int_t)sid, "logged_off", 1));
 }
 
 int brk_api_session_logoff(struct brk_request *req, struct brk_reply *rep)
@@ -226,6 +225,6 @@ int brk_api_session_logoff(struct brk_request *req, struct brk_reply *rep)
     char b[24];
     snprintf(b, sizeof(b), "%lld", (long long)req->ids[0]);
     brk_audit(req, "session.logoff", "session", b, NULL);
-    return brk_reply_json(rep, 200, json_pack("{s:I, s:b}", "session_id",
-                                              (json_int_t)req->ids[0], "logged_off", 1));
+    return brk_reply_json(
+        rep, 200, json_pack("{s:I, s:b}", "session_id", (json_int_t)req->ids[0], "logged_off", 1));
 }

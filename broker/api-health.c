@@ -10,9 +10,8 @@ int brk_api_healthz(struct brk_request *req, struct brk_reply *rep)
      * database stopped answering must leave the load balancer's pool. */
     int r = db_admin_ping(req->conn->db);
     if (r < 0)
-        return brk_reply_json(rep, 503,
-                              json_pack("{s:s, s:s}", "status", "unavailable", "database",
-                                        "unreachable"));
+        return brk_reply_json(
+            rep, 503, json_pack("{s:s, s:s}", "status", "unavailable", "database", "unreachable"));
     return brk_reply_json(rep, 200, json_pack("{s:s, s:s}", "status", "ok", "database", "ok"));
 }
 

@@ -110,9 +110,8 @@ int brk_api_login(struct brk_request *req, struct brk_reply *rep)
     return brk_reply_json(rep, 200,
                           json_pack("{s:{s:I, s:s, s:s}, s:s, s:o, s:b}", "user", "id",
                                     (json_int_t)res.user_id, "username", res.username, "role",
-                                    auth_role_to_string(res.role), "csrf_token", csrf,
-                                    "expires_at", time_json(expires_us),
-                                    "totp_enrollment_required", enrol_only));
+                                    auth_role_to_string(res.role), "csrf_token", csrf, "expires_at",
+                                    time_json(expires_us), "totp_enrollment_required", enrol_only));
 }
 
 int brk_api_logout(struct brk_request *req, struct brk_reply *rep)
@@ -171,12 +170,15 @@ int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep)
         return brk_reply_error(rep, 400, "bad_request", "username (string) is required");
     int r = atr_json_get_str(req->body, "name", &name);
     if (r == -EINVAL || strlen(name) > API_TOKEN_NAME_MAX)
-        return brk_reply_error(rep, 400, "bad_request", "name must be a string of at most 128 bytes");
+        return brk_reply_error(rep, 400, "bad_request",
+                               "name must be a string of at most 128 bytes");
     r = atr_json_get_int(req->body, "ttl_days", 1, API_TOKEN_TTL_DAYS_MAX, &days);
     if (r == -EINVAL)
-        return brk_reply_error(rep, 400, "bad_request", "ttl_days must be an integer from 1 to 3650");
+        return brk_reply_error(rep, 400, "bad_request",
+                               "ttl_days must be an integer from 1 to 3650");
     if (json_object_size(req->body) > 3)
-        return brk_reply_error(rep, 400, "bad_request", "only username, name and ttl_days are accepted");
+        return brk_reply_error(rep, 400, "bad_request",
+                               "only username, name and ttl_days are accepted");
 
     struct db_user *u = NULL;
     r = db_user_get_by_name(req->conn->db, username, &u);
@@ -206,13 +208,12 @@ int brk_api_tokens_create(struct brk_request *req, struct brk_reply *rep)
     if (r < 0)
         return r;
     brk_audit(req, "token.create", "user", username,
-          json_pack("{s:I, s:s}", "token_id", (json_int_t)id, "name", name));
+              json_pack("{s:I, s:s}", "token_id", (json_int_t)id, "name", name));
     /* The token is shown here once; only its hash is kept. */
     return brk_reply_json(rep, 201,
-                          json_pack("{s:I, s:s, s:s, s:I, s:s, s:o}", "id", (json_int_t)id,
-                                    "token", token, "username", username, "user_id",
-                                    (json_int_t)user_id, "name", name, "expires_at",
-                                    time_json(expires_us)));
+                          json_pack("{s:I, s:s, s:s, s:I, s:s, s:o}", "id", (json_int_t)id, "token",
+                                    token, "username", username, "user_id", (json_int_t)user_id,
+                                    "name", name, "expires_at", time_json(expires_us)));
 }
 
 int brk_api_tokens_delete(struct brk_request *req, struct brk_reply *rep)

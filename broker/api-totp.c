@@ -62,8 +62,8 @@ int brk_api_totp_confirm(struct brk_request *req, struct brk_reply *rep)
     snprintf(b, sizeof(b), "%lld", (long long)req->caller.user_id);
     brk_audit(req, "totp.enroll", "user", b, NULL);
     /* Shown once: only their hashes are kept. */
-    return brk_reply_json(rep, 200, json_pack("{s:b, s:o}", "totp_enabled", 1,
-                                              "recovery_codes", list));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:b, s:o}", "totp_enabled", 1, "recovery_codes", list));
 }
 
 int brk_api_user_totp_reset(struct brk_request *req, struct brk_reply *rep)

@@ -70,8 +70,9 @@ int brk_api_user_create(struct brk_request *req, struct brk_reply *rep)
     char b[24];
     brk_audit(req, "user.create", "user", id_text(b, id),
               json_pack("{s:s, s:s}", "username", username, "role", role_s));
-    return brk_reply_json(rep, 201, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id,
-                                              "username", username, "role", role_s));
+    return brk_reply_json(
+        rep, 201,
+        json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "username", username, "role", role_s));
 }
 
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep)
@@ -94,7 +95,8 @@ int brk_api_user_update(struct brk_request *req, struct brk_reply *rep)
     if (rr && rd && rp)
         return brk_reply_error(rep, 400, "bad_request", "nothing to change");
     int64_t id = req->ids[0];
-    if (id == req->caller.user_id && ((rr == 0 && role != AUTH_ROLE_ADMIN) || (rd == 0 && disabled)))
+    if (id == req->caller.user_id &&
+        ((rr == 0 && role != AUTH_ROLE_ADMIN) || (rd == 0 && disabled)))
         return brk_reply_error(rep, 409, "self", "admins cannot demote or disable themselves");
 
     /* One transaction: a refused password leaves the role unchanged too. */
@@ -156,8 +158,9 @@ int brk_api_group_create(struct brk_request *req, struct brk_reply *rep)
     char b[24];
     brk_audit(req, "group.create", "group", id_text(b, id),
               json_pack("{s:s, s:s}", "name", name, "source", source));
-    return brk_reply_json(rep, 201, json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "name",
-                                              name, "source", source));
+    return brk_reply_json(
+        rep, 201,
+        json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "name", name, "source", source));
 }
 
 int brk_api_group_member_add(struct brk_request *req, struct brk_reply *rep)
@@ -176,8 +179,9 @@ int brk_api_group_member_add(struct brk_request *req, struct brk_reply *rep)
     char b[24];
     brk_audit(req, "group.member_add", "group", id_text(b, req->ids[0]),
               json_pack("{s:I}", "user_id", (json_int_t)user_id));
-    return brk_reply_json(rep, 200, json_pack("{s:I, s:I}", "group_id", (json_int_t)req->ids[0],
-                                              "user_id", (json_int_t)user_id));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:I}", "group_id", (json_int_t)req->ids[0], "user_id",
+                                    (json_int_t)user_id));
 }
 
 static int pool_error(struct brk_reply *rep, int r, const struct atr_error *err)
@@ -191,8 +195,7 @@ static int pool_error(struct brk_reply *rep, int r, const struct atr_error *err)
     case -ENOENT:
         return brk_reply_error(rep, 404, "not_found", "no such pool");
     case -EBUSY:
-        return brk_reply_error(rep, 409, "busy",
-                               err->msg[0] ? err->msg : "the pool still has VMs");
+        return brk_reply_error(rep, 409, "busy", err->msg[0] ? err->msg : "the pool still has VMs");
     default:
         return r;
     }
@@ -218,8 +221,7 @@ int brk_api_pool_create(struct brk_request *req, struct brk_reply *rep)
         return pool_error(rep, r, &err);
     char b[24];
     brk_audit(req, "pool.create", "pool", id_text(b, id), json_pack("{s:s}", "name", p.name));
-    return brk_reply_json(rep, 201,
-                          json_pack("{s:I, s:s}", "id", (json_int_t)id, "name", p.name));
+    return brk_reply_json(rep, 201, json_pack("{s:I, s:s}", "id", (json_int_t)id, "name", p.name));
 }
 
 int brk_api_pool_update(struct brk_request *req, struct brk_reply *rep)
@@ -279,6 +281,7 @@ int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep)
     brk_audit(req, "entitlement.add", "pool", id_text(b, req->ids[0]),
               ru == 0 ? json_pack("{s:I}", "user_id", (json_int_t)user_id)
                       : json_pack("{s:I}", "group_id", (json_int_t)group_id));
-    return brk_reply_json(rep, 201, json_pack("{s:I, s:I}", "id", (json_int_t)id, "pool_id",
-                                              (json_int_t)req->ids[0]));
+    return brk_reply_json(
+        rep, 201,
+        json_pack("{s:I, s:I}", "id", (json_int_t)id, "pool_id", (json_int_t)req->ids[0]));
 }

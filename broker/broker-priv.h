@@ -43,7 +43,7 @@ int brk_body_parse(const char *buf, size_t len, json_t **ret_obj, char *why, siz
 struct brk_login_input {
     const char *username; /* borrowed from the parsed body */
     const char *password;
-    const char *totp;     /* NULL when absent */
+    const char *totp; /* NULL when absent */
 };
 
 /*
@@ -70,8 +70,7 @@ struct brk_query {
  * ?limit=&offset= with defaults (BRK_LIMIT_DEFAULT, 0) and bounds
  * (1..BRK_LIMIT_MAX, 0..BRK_OFFSET_MAX).  0 or -EINVAL with @why.
  */
-int brk_page_parse(const struct brk_query *q, struct db_page *ret_page, char *why,
-                   size_t why_len);
+int brk_page_parse(const struct brk_query *q, struct db_page *ret_page, char *why, size_t why_len);
 
 /*
  * A text filter: NULL when absent; -EINVAL when empty, longer than
@@ -107,8 +106,7 @@ int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_
  * any :port dropped).  -EINVAL when it is not a plain host name or address
  * (so nothing else can reach a connection file).
  */
-int brk_gateway_host(const char *public_address, const char *host_header, char *buf,
-                     size_t size);
+int brk_gateway_host(const char *public_address, const char *host_header, char *buf, size_t size);
 
 struct brk_conn_target {
     const char *gateway; /* from brk_gateway_host */
@@ -192,15 +190,15 @@ struct brk_request {
     struct brk_server *server;
     const char *method;
     const char *path;
-    const char *client_addr;  /* textual IP */
-    const char *user_agent;   /* "" when absent */
-    json_t *body;             /* parsed object, NULL when there was no body */
+    const char *client_addr; /* textual IP */
+    const char *user_agent;  /* "" when absent */
+    json_t *body;            /* parsed object, NULL when there was no body */
     struct brk_query query;
     int64_t ids[BRK_MAX_PATH_IDS]; /* {id} segments of the path, in order */
     size_t n_ids;
     struct brk_caller caller;
-    struct brk_conn *conn;    /* borrowed database connection; NULL for routes without DB */
-    void *mhd_conn;           /* struct MHD_Connection, for header lookups */
+    struct brk_conn *conn; /* borrowed database connection; NULL for routes without DB */
+    void *mhd_conn;        /* struct MHD_Connection, for header lookups */
 };
 
 /* A header / cookie value of the request, NULL when absent. */
@@ -211,12 +209,12 @@ const char *brk_request_cookie(const struct brk_request *req, const char *name);
 
 struct brk_reply {
     int status;
-    json_t *json;        /* the body; owned */
-    char *text;          /* or a text body (malloc'd, owned), with @content_type */
+    json_t *json; /* the body; owned */
+    char *text;   /* or a text body (malloc'd, owned), with @content_type */
     const char *content_type;
     struct {
         const char *name;
-        char *value;     /* malloc'd, owned */
+        char *value; /* malloc'd, owned */
     } headers[BRK_MAX_HEADERS];
     size_t n_headers;
 };
@@ -247,8 +245,8 @@ enum brk_route_flags {
 };
 
 struct brk_route {
-    const char *method;      /* "GET", "POST", "PATCH", "DELETE" */
-    const char *pattern;     /* "/api/v1/tasks/{id}" */
+    const char *method;  /* "GET", "POST", "PATCH", "DELETE" */
+    const char *pattern; /* "/api/v1/tasks/{id}" */
     brk_handler_fn handler;
     unsigned flags;          /* enum brk_route_flags */
     int action;              /* enum auth_action required, or -1 for any authenticated caller */
@@ -266,8 +264,8 @@ size_t brk_routes_count(void);
  * method (*ret_path_known true: 405).
  */
 const struct brk_route *brk_route_match(const char *method, const char *path,
-                                        int64_t ret_ids[static BRK_MAX_PATH_IDS],
-                                        size_t *ret_n_ids, bool *ret_path_known);
+                                        int64_t ret_ids[static BRK_MAX_PATH_IDS], size_t *ret_n_ids,
+                                        bool *ret_path_known);
 
 /* Print "METHOD PATTERN" lines of every route, sorted, to @out. */
 void brk_routes_print(FILE *out);
@@ -326,8 +324,7 @@ bool brk_web_claims(const struct atr_config *cfg, const char *path);
  * the file, index.html for page routes, or a 404/403.  Sets *ret_status;
  * returns libmicrohttpd's MHD_YES/MHD_NO.
  */
-int brk_web_serve(const struct atr_config *cfg, void *mhd_conn, const char *path,
-                  int *ret_status);
+int brk_web_serve(const struct atr_config *cfg, void *mhd_conn, const char *path, int *ret_status);
 
 /* ------------------------------------------------------------------------ */
 /* Server (server.c)                                                        */

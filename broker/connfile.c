@@ -18,8 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int brk_gateway_host(const char *public_address, const char *host_header, char *buf,
-                     size_t size)
+int brk_gateway_host(const char *public_address, const char *host_header, char *buf, size_t size)
 {
     const char *h = public_address && *public_address ? public_address : host_header;
     if (!h || !*h)
@@ -34,14 +33,15 @@ int brk_gateway_host(const char *public_address, const char *host_header, char *
             if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
                 return -EINVAL;
         n = (size_t)(end - h) + 1;
-        if (end[1] && (end[1] != ':' || !end[2] || strspn(end + 2, "0123456789") != strlen(end + 2)))
+        if (end[1] &&
+            (end[1] != ':' || !end[2] || strspn(end + 2, "0123456789") != strlen(end + 2)))
             return -EINVAL;
     } else {
         n = strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-");
         if (n == 0 || h[0] == '-' || h[0] == '.')
             return -EINVAL;
-        if (h[n] && (h[n] != ':' || !h[n + 1] ||
-                     strspn(h + n + 1, "0123456789") != strlen(h + n + 1)))
+        if (h[n] &&
+            (h[n] != ':' || !h[n + 1] || strspn(h + n + 1, "0123456789") != strlen(h + n + 1)))
             return -EINVAL;
     }
     if (n > 253 || n + 1 > size)

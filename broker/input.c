@@ -75,8 +75,7 @@ int brk_login_input_parse(const json_t *body, struct brk_login_input *ret, char 
     if (r == -EINVAL)
         return fail(why, why_len, "totp must be a string");
     if (!username_ok(in.username))
-        return fail(why, why_len,
-                    "username must be 1 to 128 letters, digits or ._@- (not first)");
+        return fail(why, why_len, "username must be 1 to 128 letters, digits or ._@- (not first)");
     size_t plen = strlen(in.password);
     /* jansson strings may hold no NUL (we do not pass JSON_ALLOW_NUL), so
      * strlen is the real length. */
@@ -104,8 +103,7 @@ static int parse_bounded(const char *v, long long min, long long max, long long 
     return atr_parse_ll(v, min, max, ret);
 }
 
-int brk_page_parse(const struct brk_query *q, struct db_page *ret_page, char *why,
-                   size_t why_len)
+int brk_page_parse(const struct brk_query *q, struct db_page *ret_page, char *why, size_t why_len)
 {
     struct db_page page = {.limit = BRK_LIMIT_DEFAULT, .offset = 0};
     long long n;
@@ -271,11 +269,23 @@ static int opt_str(const json_t *body, const char *key, char *buf, size_t size, 
 
 int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_t why_len)
 {
-    static const char *const known[] = {
-        "name",      "description", "image_version_id", "vcpus",          "memory_mb",
-        "disk_gb",   "protocols",   "assignment",       "min_size",       "max_size",
-        "spare",     "name_pattern", "idle_timeout_s",  "disconnect_timeout_s",
-        "power_policy", "enabled",  NULL};
+    static const char *const known[] = {"name",
+                                        "description",
+                                        "image_version_id",
+                                        "vcpus",
+                                        "memory_mb",
+                                        "disk_gb",
+                                        "protocols",
+                                        "assignment",
+                                        "min_size",
+                                        "max_size",
+                                        "spare",
+                                        "name_pattern",
+                                        "idle_timeout_s",
+                                        "disconnect_timeout_s",
+                                        "power_policy",
+                                        "enabled",
+                                        NULL};
     struct db_pool n = *p;
     const char *key;
     json_t *val;
@@ -307,8 +317,8 @@ int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_
         opt_int(body, "max_size", 0, 10000, &n.max_size, why, why_len) < 0 ||
         opt_int(body, "spare", 0, 10000, &n.spare, why, why_len) < 0 ||
         opt_int(body, "idle_timeout_s", 0, INT32_MAX, &n.idle_timeout_s, why, why_len) < 0 ||
-        opt_int(body, "disconnect_timeout_s", 0, INT32_MAX, &n.disconnect_timeout_s, why,
-                why_len) < 0)
+        opt_int(body, "disconnect_timeout_s", 0, INT32_MAX, &n.disconnect_timeout_s, why, why_len) <
+            0)
         return -EINVAL;
     r = atr_json_get_bool(body, "enabled", &n.enabled);
     if (r == -EINVAL)

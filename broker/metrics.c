@@ -22,7 +22,7 @@ static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
 #define STATUS_OTHER N_STATUS
 
 /* Upper bounds of the latency buckets, in microseconds. */
-static const int64_t bucket_us[] = {1000,   2500,   5000,    10000,   25000,   50000,  100000,
+static const int64_t bucket_us[] = {1000,   2500,   5000,    10000,   25000,   50000,   100000,
                                     250000, 500000, 1000000, 2500000, 5000000, 10000000};
 #define N_BUCKETS (sizeof(bucket_us) / sizeof(bucket_us[0]))
 
@@ -133,17 +133,20 @@ static void render_db(struct buf *b, const json_t *stats)
         add(b, "atrium_vms{state=\"%s\"} %lld\n", key, (long long)json_integer_value(val));
     }
     const json_t *t = json_object_get(stats, "tickets");
-    add(b, "# HELP atrium_console_tickets_issued_total Console tickets issued (site-wide, "
-           "rows kept).\n# TYPE atrium_console_tickets_issued_total counter\n"
-           "atrium_console_tickets_issued_total %lld\n",
+    add(b,
+        "# HELP atrium_console_tickets_issued_total Console tickets issued (site-wide, "
+        "rows kept).\n# TYPE atrium_console_tickets_issued_total counter\n"
+        "atrium_console_tickets_issued_total %lld\n",
         (long long)json_integer_value(json_object_get(t, "issued")));
-    add(b, "# HELP atrium_console_tickets_used_total Console tickets redeemed.\n"
-           "# TYPE atrium_console_tickets_used_total counter\n"
-           "atrium_console_tickets_used_total %lld\n",
+    add(b,
+        "# HELP atrium_console_tickets_used_total Console tickets redeemed.\n"
+        "# TYPE atrium_console_tickets_used_total counter\n"
+        "atrium_console_tickets_used_total %lld\n",
         (long long)json_integer_value(json_object_get(t, "used")));
-    add(b, "# HELP atrium_console_tickets_expired_unused Console tickets that expired unused.\n"
-           "# TYPE atrium_console_tickets_expired_unused gauge\n"
-           "atrium_console_tickets_expired_unused %lld\n",
+    add(b,
+        "# HELP atrium_console_tickets_expired_unused Console tickets that expired unused.\n"
+        "# TYPE atrium_console_tickets_expired_unused gauge\n"
+        "atrium_console_tickets_expired_unused %lld\n",
         (long long)json_integer_value(json_object_get(t, "expired_unused")));
 }
 
@@ -211,8 +214,9 @@ char *brk_metrics_render(const json_t *db_stats)
         (unsigned long long)get(&assign_none_ready));
     if (db_stats)
         render_db(&b, db_stats);
-    add(&b, "# HELP atrium_database_up Whether this scrape could read the database.\n"
-            "# TYPE atrium_database_up gauge\natrium_database_up %d\n",
+    add(&b,
+        "# HELP atrium_database_up Whether this scrape could read the database.\n"
+        "# TYPE atrium_database_up gauge\natrium_database_up %d\n",
         db_stats ? 1 : 0);
     if (b.failed) {
         free(b.s);

@@ -64,8 +64,8 @@ static bool path_match(const char *pattern, const char *path, int64_t ids[BRK_MA
 }
 
 const struct brk_route *brk_route_match(const char *method, const char *path,
-                                        int64_t ret_ids[static BRK_MAX_PATH_IDS],
-                                        size_t *ret_n_ids, bool *ret_path_known)
+                                        int64_t ret_ids[static BRK_MAX_PATH_IDS], size_t *ret_n_ids,
+                                        bool *ret_path_known)
 {
     bool known = false;
     for (const struct brk_route *r = brk_routes; r->method; r++) {

@@ -196,8 +196,7 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
                          "the request body is larger than the broker accepts");
         goto out;
     }
-    const struct brk_route *route =
-        brk_route_match(method, path, req.ids, &req.n_ids, &path_known);
+    const struct brk_route *route = brk_route_match(method, path, req.ids, &req.n_ids, &path_known);
     if (!route && !path_known && is_safe_method(method) && brk_web_claims(s->cfg, path)) {
         ret = (enum MHD_Result)brk_web_serve(s->cfg, conn, path, &st->status);
         st->replied = true;
@@ -228,8 +227,7 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
     if (!(route->flags & BRK_ROUTE_NO_DB)) {
         int r = brk_dbpool_get(s->pool, BRK_DB_WAIT_MS, &req.conn);
         if (r < 0) {
-            log_warn("no database connection for request", "path", path, "errno",
-                     LOG_INT(-r));
+            log_warn("no database connection for request", "path", path, "errno", LOG_INT(-r));
             brk_reply_error(&rep, 503, "unavailable", "the database cannot be reached");
             brk_reply_header(&rep, "Retry-After", "5");
             ret = send_reply(s, conn, st, &rep);
@@ -307,9 +305,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct brk_server *s = cls;
@@ -321,8 +318,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->headers_seen = true;
         snprintf(st->method, sizeof(st->method), "%s", method);
         snprintf(st->path, sizeof(st->path), "%s", url);
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         long long n;
         /* Refuse before reading: the body never reaches memory. */
         if (cl && atr_parse_ll(cl, 0, INT64_MAX, &n) == 0 && (size_t)n > s->max_body) {
@@ -375,14 +372,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     char ms[32];
     snprintf(ms, sizeof(ms), "%.2f", (double)us / 1000.0);
     /* The logger quotes and escapes values, so a hostile path stays one field. */
-    log_info("request", "method", st->method, "path", st->path, "status", LOG_INT(st->status),
-             "ms", ms, "client", st->client_addr, "completed",
+    log_info("request", "method", st->method, "path", st->path, "status", LOG_INT(st->status), "ms",
+             ms, "client", st->client_addr, "completed",
              LOG_BOOL(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     brk_metrics_request(st->route_index, st->status, us);
     free(st->body);
     free(st);
     *con_cls = NULL;
 }
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -503,19 +503,14 @@ int brk_server_start(const struct brk_server_options *opt, struct brk_dbpool *po
     };
     struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->broker.threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->broker.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->broker.connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)BRK_HEADER_MEMORY,
-        MHD_OPTION_STRICT_FOR_CLIENT, 1,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
-        MHD_OPTION_ARRAY, cfg->broker.tls ? tls_opts : no_opts,
-        MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->broker.threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->broker.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->broker.connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)BRK_HEADER_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, s, MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, MHD_OPTION_ARRAY,
+        cfg->broker.tls ? tls_opts : no_opts, MHD_OPTION_END);
     if (!s->mhd) {
         r = atr_error_set(err, -EADDRNOTAVAIL,
                           "cannot listen on %s port %d (address in use, or bad TLS key/cert)",

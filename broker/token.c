@@ -65,6 +65,5 @@ int brk_token_new(char ret_text[static BRK_TOKEN_TEXT_LEN + 1],
 
 bool brk_token_well_formed(const char *text)
 {
-    return text && strlen(text) == BRK_TOKEN_TEXT_LEN &&
-           strspn(text, b64url) == BRK_TOKEN_TEXT_LEN;
+    return text && strlen(text) == BRK_TOKEN_TEXT_LEN && strspn(text, b64url) == BRK_TOKEN_TEXT_LEN;
 }

@@ -39,8 +39,7 @@ int db_admin_ping(struct db *db)
     return db_exec(db, "SELECT 1", 0, NULL, NULL, NULL);
 }
 
-int db_admin_hosts(struct db *db, const struct db_page *page, const char *state,
-                   json_t **ret_items)
+int db_admin_hosts(struct db *db, const struct db_page *page, const char *state, json_t **ret_items)
 {
     if (page_ok(page) < 0)
         return -EINVAL;
@@ -56,18 +55,17 @@ int db_admin_hosts(struct db *db, const struct db_page *page, const char *state,
                       3, p, ret_items);
 }
 
-#define TASK_LIST_COLUMNS                                                                     \
-    "id, kind, state, host_id, vm_id, pool_id, image_version_id, progress, message, error,"  \
+#define TASK_LIST_COLUMNS                                                                          \
+    "id, kind, state, host_id, vm_id, pool_id, image_version_id, progress, message, error,"        \
     " attempts, claimed_by, created_by, created_at, started_at, finished_at"
 
-int db_admin_tasks(struct db *db, const struct db_page *page, const char *state,
-                   const char *kind, json_t **ret_items)
+int db_admin_tasks(struct db *db, const struct db_page *page, const char *state, const char *kind,
+                   json_t **ret_items)
 {
     if (page_ok(page) < 0)
         return -EINVAL;
     char b1[24], b2[24];
-    const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset), state,
-                       kind};
+    const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset), state, kind};
     return json_query(db,
                       "SELECT coalesce(json_agg(t), '[]')::text FROM ("
                       " SELECT " TASK_LIST_COLUMNS " FROM tasks"
@@ -124,8 +122,7 @@ int db_admin_audit(struct db *db, const struct db_page *page, const struct db_au
                       7, p, ret_items);
 }
 
-int db_admin_users(struct db *db, const struct db_page *page, const char *role,
-                   json_t **ret_items)
+int db_admin_users(struct db *db, const struct db_page *page, const char *role, json_t **ret_items)
 {
     if (page_ok(page) < 0)
         return -EINVAL;
@@ -195,8 +192,8 @@ int db_admin_vms(struct db *db, const struct db_page *page, const struct db_vm_f
                       5, p, ret_items);
 }
 
-int db_admin_sessions(struct db *db, const struct db_page *page,
-                      const struct db_session_filter *f, json_t **ret_items)
+int db_admin_sessions(struct db *db, const struct db_page *page, const struct db_session_filter *f,
+                      json_t **ret_items)
 {
     if (page_ok(page) < 0 || !f)
         return -EINVAL;

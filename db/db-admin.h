@@ -29,8 +29,8 @@ int db_admin_ping(struct db *db);
 int db_admin_hosts(struct db *db, const struct db_page *page, const char *state,
                    json_t **ret_items);
 
-int db_admin_tasks(struct db *db, const struct db_page *page, const char *state,
-                   const char *kind, json_t **ret_items);
+int db_admin_tasks(struct db *db, const struct db_page *page, const char *state, const char *kind,
+                   json_t **ret_items);
 
 /* One task as a JSON object; -ENOENT when absent. */
 int db_admin_task_get(struct db *db, int64_t id, json_t **ret_task);
@@ -46,8 +46,7 @@ struct db_audit_filter {
 int db_admin_audit(struct db *db, const struct db_page *page, const struct db_audit_filter *f,
                    json_t **ret_items);
 
-int db_admin_users(struct db *db, const struct db_page *page, const char *role,
-                   json_t **ret_items);
+int db_admin_users(struct db *db, const struct db_page *page, const char *role, json_t **ret_items);
 
 /* Groups with their member count. */
 int db_admin_groups(struct db *db, const struct db_page *page, json_t **ret_items);
@@ -71,8 +70,8 @@ struct db_session_filter {
 };
 
 /* Desktop sessions, newest first. */
-int db_admin_sessions(struct db *db, const struct db_page *page,
-                      const struct db_session_filter *f, json_t **ret_items);
+int db_admin_sessions(struct db *db, const struct db_page *page, const struct db_session_filter *f,
+                      json_t **ret_items);
 
 /*
  * Counters for /metrics as one JSON object:

@@ -36,7 +36,7 @@ struct db_login {
     int64_t user_id;
     char username[129];
     char role[16];
-    char kind[8];                             /* "browser" or "api" */
+    char kind[8]; /* "browser" or "api" */
     unsigned char csrf_hash[DB_TOKEN_HASH_LEN];
     bool has_csrf;
     int64_t expires_us;

@@ -80,13 +80,13 @@ int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_lo
     PGresult *res = NULL;
     /* Every authenticated request: prepared (prepared-priv.h). */
     int r = db_exec_prepared(db, "atrium_login_lookup",
-                          "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
-                          " (extract(epoch from l.expires_at) * 1000000)::bigint,"
-                          " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
-                          " FROM logins l JOIN users u ON u.id = l.user_id"
-                          " WHERE l.token_hash = $1::bytea AND l.revoked_at IS NULL"
-                          " AND l.expires_at > now() AND NOT u.disabled",
-                          1, p, &res);
+                             "SELECT l.id, l.user_id, u.username, u.role, l.kind, l.csrf_hash,"
+                             " (extract(epoch from l.expires_at) * 1000000)::bigint,"
+                             " l.last_seen_at < now() - interval '1 minute', l.mfa_passed"
+                             " FROM logins l JOIN users u ON u.id = l.user_id"
+                             " WHERE l.token_hash = $1::bytea AND l.revoked_at IS NULL"
+                             " AND l.expires_at > now() AND NOT u.disabled",
+                             1, p, &res);
     if (r < 0)
         return r;
     if (PQntuples(res) != 1) {

@@ -28,4 +28,3 @@ int db_exec_prepared(struct db *db, const char *name, const char *sql, int n,
             return r;
     }
 }
-

@@ -54,8 +54,8 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "redeem") == 0 && argc == 5) {
         struct db_ticket_grant g;
         enum db_ticket_refusal why = DB_TICKET_OK;
-        int r = db_ticket_consume(db, argv[3], db_protocol_from_name(argv[4]), "127.0.0.1", &g,
-                                  &why);
+        int r =
+            db_ticket_consume(db, argv[3], db_protocol_from_name(argv[4]), "127.0.0.1", &g, &why);
         if (r == -EACCES) {
             printf("refused %s\n", db_ticket_refusal_name(why));
             rc = 3;
