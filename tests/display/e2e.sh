@@ -11,6 +11,10 @@
 #                  info (what the broker's .rdp file carries) shows the guest's
 #                  screen (compared with QEMU's screendump) and keys typed in
 #                  it reach the guest; a used and a forged ticket are refused
+#   e2e.sh bench BENCH  (not a test: tests/bench/display_bench.c as BENCH)
+#                  VNC through displayd against QEMU's own VNC on 127.0.0.1:
+#                  full-screen frames/s and bytes, updates/s and bytes while the
+#                  guest's screen changes at a steady rate, displayd CPU
 #   e2e.sh spice   remote-viewer under Xvfb opens a .vv file through the
 #                  CONNECT proxy, shows the guest, and keys typed with xdotool
 #                  come back on the guest's serial log; a used ticket is refused
@@ -20,7 +24,7 @@
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|spice|rdp}
+mode=${1:?usage: e2e.sh vnc|spice|rdp|bench BENCH}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -91,13 +95,19 @@ session=$(sql "SELECT id FROM desktop_sessions")
 run=$tmp/run
 vmdir=$run/vms/$vm
 mkdir -p "$vmdir"
+extra_vnc=()
+if [[ $mode == bench ]]; then
+    # QEMU's own VNC on TCP, for comparison only: loopback, bench only
+    direct_display=$(( $("$helper" freeport) % 1000 + 100 ))
+    extra_vnc=(-vnc "127.0.0.1:$direct_display,id=direct")
+fi
 qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
 : >"$tmp/serial.log"
 qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
     -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
     -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
     -vga qxl -display none -nic none \
-    -vnc "unix:$vmdir/vnc.sock" \
+    -vnc "unix:$vmdir/vnc.sock" "${extra_vnc[@]}" \
     -spice "unix=on,addr=$vmdir/spice.sock" \
     -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
     -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
@@ -271,6 +281,46 @@ if [[ $mode == rdp ]]; then
     [[ $st != 0 ]] || fail "an RDP client without a ticket was accepted"
     [[ $(audit failure unknown) == 1 ]] || fail "RDP client without ticket not audited"
     ok "used and missing RDP tickets refused and audited"
+fi
+
+# ------------------------------------------------------------------ bench
+if [[ $mode == bench ]]; then
+    bench=${2:?bench binary}
+    dpid=$(pgrep -f -n "atrium-displayd --config $tmp/atrium.conf")
+    cpu() { awk '{print $14 + $15}' "/proc/$dpid/stat"; }
+    hz=$(getconf CLK_TCK)
+    run() { # TARGET MODE ENCODINGS SECONDS
+        local target=$1 m=$2 enc=$3 secs=$4 out c0 c1 typer_pid=
+        if [[ $m == incr ]]; then
+            "$helper" typer "$vmdir/qmp.sock" 20 "$((secs + 2))" & typer_pid=$!
+        fi
+        c0=$(cpu)
+        if [[ $target == displayd ]]; then
+            pw=$("$tool" issue-vnc "$conninfo" "$vm" "$session" 10)
+            out=$("$bench" 127.0.0.1 "$vnc_port" "$m" "$secs" "$enc" "$pw")
+        else
+            out=$("$bench" 127.0.0.1 "$((5900 + direct_display))" "$m" "$secs" "$enc")
+        fi
+        c1=$(cpu)
+        [[ -n $typer_pid ]] && wait "$typer_pid"
+        read -r updates t bytes size px <<<"$out"
+        # full: frames = pixels received / screen area; incr: frames = updates
+        awk -v tg="$target" -v m="$m" -v e="$enc" -v u="$updates" -v t="$t" -v b="$bytes" \
+            -v s="$size" -v px="$px" -v c=$((c1 - c0)) -v hz="$hz" \
+            -v isd="$([[ $target == displayd ]] && echo 1)" \
+            'BEGIN { split(s, wh, "x"); f = (m == "full") ? px / (wh[1] * wh[2]) : u;
+                     printf "%-9s %-4s %-6s %-8s %8.1f %12.0f %8.1f%% %10s\n", tg, m, e, s, f / t,
+                     f ? b / f : 0, 100 * px / (wh[1] * wh[2]) / (u ? u : 1),
+                     isd ? sprintf("%.1f%%", 100 * c / hz / t) : "-" }'
+    }
+    printf "%-9s %-4s %-6s %-8s %8s %12s %9s %10s\n" target mode enc screen "frames/s" "bytes/frame" \
+        "area/upd" "displayd CPU"
+    for enc in raw tight; do
+        for target in qemu displayd; do
+            run "$target" full "$enc" 5
+            run "$target" incr "$enc" 10
+        done
+    done
 fi
 
 # ------------------------------------------------------------------ SPICE

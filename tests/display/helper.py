@@ -3,6 +3,8 @@
 
   helper.py freeport                         print a free TCP port on 127.0.0.1
   helper.py screendump QMP_SOCKET OUT.ppm    QEMU's own picture of the screen
+  helper.py typer QMP_SOCKET RATE SECONDS   type on the guest's keyboard at RATE keys/s
+                                             (a steady screen change for benches)
   helper.py ws HOST PORT PATH                WebSocket upgrade like noVNC; exit 0 and
                                              print the RFB greeting if admitted,
                                              exit 3 if refused with an HTTP status
@@ -81,12 +83,47 @@ def ws(host, port, path):
     s.close()
 
 
+def typer(path, rate, seconds):
+    import time
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    f = s.makefile("rwb")
+    json.loads(f.readline())
+    f.write(b'{"execute":"qmp_capabilities"}\n')
+    f.flush()
+    f.readline()
+    keys = "abcdefghijklmnopqrstuvwxyz"
+    period = 1.0 / float(rate)
+    t = time.monotonic()
+    end = t + float(seconds)
+    n = 0
+    while t < end:
+        # a line of 60 characters, then Return: the screen scrolls now and then
+        key = "ret" if n % 61 == 60 else keys[n % 26]
+        f.write(json.dumps({"execute": "send-key",
+                            "arguments": {"keys": [{"type": "qcode", "data": key}]}}).encode()
+                + b"\n")
+        f.flush()
+        while True:
+            msg = json.loads(f.readline())
+            if "return" in msg or "error" in msg:
+                break
+        n += 1
+        t += period
+        delay = t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # pacing a load generator, not waiting for state
+    s.close()
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "freeport":
         freeport()
     elif cmd == "screendump" and len(sys.argv) == 4:
         screendump(sys.argv[2], sys.argv[3])
+    elif cmd == "typer" and len(sys.argv) == 5:
+        typer(*sys.argv[2:5])
     elif cmd == "ws" and len(sys.argv) == 5:
         ws(*sys.argv[2:5])
     else:
