@@ -21,7 +21,9 @@ conninfo="$server dbname=$db"
 pids=()
 
 cleanup() {
-    local rc=$? p
+    local rc=$? p f
+    # processes a test's node script started write their pid to $tmp/*.pid
+    for f in "$tmp"/*.pid; do [[ -f $f ]] && pids+=("$(cat "$f")"); done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     # bounded: whatever does not stop within 10 s is killed
     for p in "${pids[@]}"; do
@@ -62,6 +64,7 @@ start_daemon() {
     fifo=$tmp/$name.fifo
     mkfifo "$fifo"
     "$@" 2>"$fifo" &
+    daemon_pid=$!
     pids+=("$!")
     exec {fd}<"$fifo"
     : >"$tmp/$name.log"

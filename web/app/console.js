@@ -87,10 +87,6 @@ export function renderConsole(main, poolId) {
         rfb.addEventListener('securityfailure', (e) => {
             setStatus(`The gateway refused the connection${e.detail.reason ? `: ${e.detail.reason}` : ''}.`, 'bad');
         });
-        rfb.addEventListener('desktopname', (e) => {
-            if (e.detail.name)
-                title.textContent = e.detail.name;
-        });
     }
 
     function retryLater(why) {
