@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@ struct local_vm {
     bool killed_on_timeout;
     int64_t stop_deadline_ms; /* 0: none */
     bool reap;                /* process gone and reported: drop the entry */
+    int64_t refresh_task;     /* vm.refresh under way: reset the overlay once QEMU is gone */
 };
 
 struct hostd {
@@ -73,6 +75,9 @@ static struct local_vm *find_vm(struct hostd *h, int64_t id)
 static void report(struct hostd *h, int64_t id, const struct db_vm_report *rep)
 {
     int r = db_vm_report(h->db, id, rep);
+    log_debug("vm report", "vm", LOG_INT(id), "state", rep->state ? rep->state : "-", "power",
+              rep->actual_power ? rep->actual_power : "-", "pid", LOG_INT(rep->qemu_pid), "result",
+              LOG_INT(r));
     if (r < 0 && r != -ENOENT)
         log_error("cannot record VM state", "vm", LOG_INT(id), "errno", LOG_INT(-r));
 }
@@ -119,6 +124,9 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
     if (!l)
         return;
     struct db_vm_report rep = {.qemu_pid = -1};
+    /* A wish that came while QEMU could not act on it (QMP not ready yet,
+     * e.g. just after adoption) is acted on now. */
+    h->dirty = true;
     switch (hv_vm_power(vm)) {
     case HV_VM_STARTING:
         return;
@@ -137,8 +145,8 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         break;
     case HV_VM_EXITED:
         l->reap = true;
-        if (l->deleting)
-            return; /* finish_delete runs when the entry is reaped */
+        if (l->deleting || l->refresh_task)
+            return; /* finish_delete / finish_refresh run when the entry is reaped */
         rep.qemu_pid = 0;
         if (hv_vm_exit_clean(vm) || l->stop_requested) {
             rep.state = "stopped";
@@ -185,6 +193,38 @@ static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm
     h->vms = l;
 }
 
+/*
+ * A pool VM's disk is a linked clone of its image version, made the first
+ * time the VM starts, on the host that runs it: overlays are host-local files
+ * and only this host's hostd may create them.
+ */
+static int ensure_disk(struct hostd *h, const struct db_vm *row, struct atr_error *err)
+{
+    if (!row->disk_path[0] || !row->image_version_id || access(row->disk_path, F_OK) == 0)
+        return 0;
+    struct db_image_version iv;
+    int r = db_image_version_get(h->db, row->image_version_id, &iv);
+    if (r < 0)
+        return atr_error_set(err, r, "cannot read image version %lld of the VM",
+                             (long long)row->image_version_id);
+    if (strcmp(iv.state, "ready") != 0)
+        return atr_error_set(err, -EINVAL, "image %s version %d is %s, not ready", iv.image_name,
+                             iv.version, iv.state);
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s", row->disk_path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+            return atr_error_set(err, -errno, "cannot create %s: %s", dir, strerror(errno));
+    }
+    r = hv_storage_clone(NULL, iv.path, row->disk_path, err);
+    if (r == 0)
+        log_info("linked clone created", "vm", LOG_INT(row->id), "disk", row->disk_path, "image",
+                 iv.image_name, "version", LOG_INT(iv.version));
+    return r;
+}
+
 static void start_vm(struct hostd *h, const struct db_vm *row)
 {
     struct hv_vm_def def = {
@@ -207,7 +247,9 @@ static void start_vm(struct hostd *h, const struct db_vm *row)
     };
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
-    int r = hv_vm_start(&def, h->cfg->paths.runtime_dir, h->cfg->hostd.qemu, &vm_ops, h, &vm, &err);
+    int r = ensure_disk(h, row, &err);
+    if (r == 0)
+        r = hv_vm_start(&def, h->cfg->paths.runtime_dir, h->cfg->hostd.qemu, &vm_ops, h, &vm, &err);
     if (r < 0) {
         log_error("vm start failed", "vm", LOG_INT(row->id), "name", row->name, "error", err.msg);
         struct db_vm_report rep = {
@@ -309,6 +351,27 @@ static void reconcile(struct hostd *h)
     free(rows);
 }
 
+/*
+ * The refresh of a floating VM after logoff: its overlay goes back to a
+ * pristine clone of the golden image (QEMU must be gone), then the reconcile
+ * loop boots it again and its first RUNNING makes it `ready`.
+ */
+static void finish_refresh(struct hostd *h, int64_t task, int64_t id, const char *disk)
+{
+    struct atr_error err = {0};
+    int r = disk[0] ? hv_storage_reset(NULL, disk, &err) : 0;
+    if (r == -ENOENT)
+        r = 0; /* never started: ensure_disk makes a fresh clone at start */
+    if (r < 0)
+        log_error("vm refresh failed", "vm", LOG_INT(id), "error", err.msg);
+    else
+        log_info("vm refreshed to its golden image", "vm", LOG_INT(id));
+    r = db_task_finish(h->db, task, r < 0 ? err.msg : NULL, NULL);
+    if (r < 0 && r != -ENOENT)
+        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));
+    h->dirty = true;
+}
+
 /* Drop entries whose process is gone; finish deletions. */
 static void reap(struct hostd *h)
 {
@@ -322,6 +385,8 @@ static void reap(struct hostd *h)
         *pp = l->next;
         if (l->deleting)
             finish_delete(h, l->id, l->name, l->disk_path);
+        else if (l->refresh_task)
+            finish_refresh(h, l->refresh_task, l->id, l->disk_path);
         hv_vm_free(l->vm);
         free(l);
         h->dirty = true; /* the row may want the VM back (restart after stop) */
@@ -344,7 +409,7 @@ static void enforce_stop_deadlines(struct hostd *h)
 
 static void run_tasks(struct hostd *h)
 {
-    static const char *const kinds[] = {"vm.reset", NULL};
+    static const char *const kinds[] = {"vm.reset", "vm.refresh", NULL};
     h->tasks_dirty = false;
     for (;;) {
         struct db_task *t = NULL;
@@ -356,6 +421,28 @@ static void run_tasks(struct hostd *h)
         }
         struct local_vm *l = find_vm(h, t->vm_id);
         struct atr_error err = {0};
+        if (strcmp(t->kind, "vm.refresh") == 0) {
+            if (l && (l->deleting || l->refresh_task)) {
+                db_task_finish(h->db, t->id, l->deleting ? "the VM is being deleted" : NULL, NULL);
+            } else if (l) {
+                /* The person logged off: nothing in this VM is worth a clean
+                 * shutdown.  The task is finished once QEMU is gone (reap). */
+                l->refresh_task = t->id;
+                l->stop_requested = true;
+                if (hv_vm_power(l->vm) != HV_VM_EXITED)
+                    hv_vm_kill(l->vm);
+                db_task_progress(h->db, t->id, 20, "stopping the VM");
+                log_info("vm refreshing", "vm", LOG_INT(t->vm_id), "task", LOG_INT(t->id));
+            } else {
+                struct db_vm row;
+                if (db_vm_get(h->db, t->vm_id, &row) == 0)
+                    finish_refresh(h, t->id, t->vm_id, row.disk_path);
+                else
+                    db_task_finish(h->db, t->id, "the VM no longer exists", NULL);
+            }
+            db_task_free(t);
+            continue;
+        }
         if (!l || l->stop_requested || hv_vm_power(l->vm) == HV_VM_EXITED)
             atr_error_set(&err, -ENOTCONN, "VM %lld is not running on this host",
                           (long long)t->vm_id);
@@ -521,6 +608,11 @@ static int run(struct hostd *h)
                 run_tasks(h);
         }
         enforce_stop_deadlines(h);
+        /* libpq reads notifications that arrive while a query runs into its
+         * own queue; the socket then stays quiet, so look there before
+         * sleeping on it. */
+        if (!h->db_retry_ms)
+            drain_notifications(h);
 
         size_t nvm = 0;
         for (struct local_vm *l = h->vms; l; l = l->next)

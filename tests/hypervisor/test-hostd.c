@@ -1,0 +1,724 @@
+/*
+ * atrium-hostd against the real PostgreSQL, the real QEMU (TCG) and the
+ * test guest (tests/guest).  The test only writes desired state into the
+ * database, as the broker and atriumctl do, and watches what hostd and the
+ * guest do: rows (through LISTEN atrium_vm), the guest's serial log
+ * (through inotify), the VM's sockets and processes.
+ *
+ * Clean-up is unconditional: the group teardown kills hostd and the process
+ * group of every QEMU whose pid file is in the test's runtime directory,
+ * waits for them through pidfds, and removes the directory and database.
+ */
+#include "db.h"
+#include "hv.h"
+#include "pgtest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define BOOT_TIMEOUT_MS 120000
+#define STATE_TIMEOUT_MS 30000
+
+static struct {
+    char dir[64]; /* short: unix socket paths must fit sun_path */
+    char runtime[96], data[96], config[96], hostd_log[96], notify_sock[96];
+    char guest[1024];
+    char *conninfo;
+    struct db *db;
+    pid_t hostd;
+    int64_t host_id;
+} T;
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_ms(void)
+{
+    return atr_now_mono_ms();
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+static int count_in_file(const char *path, const char *needle)
+{
+    char *s = slurp(path);
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(s);
+    return n;
+}
+
+/* Wait until @path holds @needle at least @count times (inotify on its directory). */
+static bool wait_serial(const char *path, const char *needle, int count, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    *strrchr(dir, '/') = '\0';
+    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    assert_true(in >= 0);
+    bool ok = false;
+    if (inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE) < 0)
+        goto out;
+    for (;;) {
+        if (count_in_file(path, needle) >= count) {
+            ok = true;
+            break;
+        }
+        struct pollfd p = {.fd = in, .events = POLLIN};
+        int left = atr_deadline_left_ms(deadline);
+        if (left == 0 || poll(&p, 1, left) <= 0)
+            break;
+        char buf[4096];
+        while (read(in, buf, sizeof(buf)) > 0) {
+        }
+    }
+out:
+    close(in);
+    return ok;
+}
+
+typedef bool (*vm_pred)(const struct db_vm *v, const void *arg);
+
+/* Wait until VM @id satisfies @pred (re-read on every atrium_vm notification). */
+static bool wait_vm(int64_t id, vm_pred pred, const void *arg, int timeout_ms, struct db_vm *out)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct db_vm v;
+        int r = db_vm_get(T.db, id, &v);
+        if (r == 0 && pred(&v, arg)) {
+            if (out)
+                *out = v;
+            return true;
+        }
+        if (r == -ENOENT && pred(NULL, arg))
+            return true;
+        int left = atr_deadline_left_ms(deadline);
+        if (left == 0)
+            return false;
+        if (db_wait(T.db, left) < 0)
+            return false;
+        char *ch, *pl;
+        while (db_notify_next(T.db, &ch, &pl) == 1) {
+            free(ch);
+            free(pl);
+        }
+    }
+}
+
+static bool power_is(const struct db_vm *v, const void *arg)
+{
+    return v && strcmp(v->actual_power, arg) == 0;
+}
+
+static bool state_is(const struct db_vm *v, const void *arg)
+{
+    return v && strcmp(v->state, arg) == 0;
+}
+
+static bool row_gone(const struct db_vm *v, const void *arg)
+{
+    (void)arg;
+    return v == NULL;
+}
+
+static void start_hostd(void)
+{
+    int ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(ns >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", T.notify_sock);
+    unlink(T.notify_sock);
+    assert_int_equal(bind(ns, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+    char exe[PATH_MAX];
+    snprintf(exe, sizeof(exe), "%s/hypervisor/atrium-hostd", getenv("ATRIUM_BINARY_DIR"));
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(T.hostd_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setenv("NOTIFY_SOCKET", T.notify_sock, 1);
+        execl(exe, exe, "--config", T.config, "--stop-timeout", "30", (char *)NULL);
+        _exit(127);
+    }
+    T.hostd = pid;
+    /* hostd says READY=1 once it registered, adopted and reconciled. */
+    int64_t deadline = now_ms() + 30000;
+    bool ready = false;
+    while (!ready) {
+        struct pollfd p = {.fd = ns, .events = POLLIN};
+        int left = atr_deadline_left_ms(deadline);
+        if (left == 0 || poll(&p, 1, left) <= 0)
+            break;
+        char buf[256];
+        ssize_t n = recv(ns, buf, sizeof(buf) - 1, 0);
+        if (n > 0) {
+            buf[n] = '\0';
+            ready = strstr(buf, "READY=1") != NULL;
+        }
+    }
+    close(ns);
+    if (!ready) {
+        char *log = slurp(T.hostd_log);
+        print_error("hostd did not become ready; its log:\n%s\n", log ? log : "");
+        free(log);
+        fail();
+    }
+}
+
+static void kill_and_wait(pid_t pid, bool group)
+{
+    int pfd = pidfd_open(pid, 0);
+    if (group)
+        kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    if (pfd >= 0) {
+        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        poll(&p, 1, 5000);
+        close(pfd);
+    }
+    waitpid(pid, NULL, WNOHANG);
+}
+
+static void kill_hostd(void)
+{
+    if (T.hostd > 0) {
+        kill_and_wait(T.hostd, false);
+        waitpid(T.hostd, NULL, 0);
+        T.hostd = -1;
+    }
+}
+
+/* Every QEMU this test's hostd started: by pid file under the runtime dir. */
+static void kill_all_qemu(void)
+{
+    char vms[PATH_MAX];
+    snprintf(vms, sizeof(vms), "%s/vms", T.runtime);
+    DIR *d = opendir(vms);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char pf[PATH_MAX + 300];
+        snprintf(pf, sizeof(pf), "%s/%s/qemu.pid", vms, e->d_name);
+        FILE *f = fopen(pf, "re");
+        int pid = 0;
+        if (f) {
+            if (fscanf(f, "%d", &pid) != 1)
+                pid = 0;
+            fclose(f);
+        }
+        if (pid > 1)
+            kill_and_wait(pid, true); /* QEMU leads its own session and group */
+    }
+    closedir(d);
+}
+
+static int64_t create_vm(const char *name, const char *overlay_leaf)
+{
+    char gold[PATH_MAX], overlay[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], cmdpath[PATH_MAX];
+    snprintf(gold, sizeof(gold), "%s/disk.qcow2", T.guest);
+    snprintf(overlay, sizeof(overlay), "%s/%s", T.data, overlay_leaf);
+    snprintf(kernel, sizeof(kernel), "%s/vmlinuz", T.guest);
+    snprintf(initrd, sizeof(initrd), "%s/initrd.img", T.guest);
+    snprintf(cmdpath, sizeof(cmdpath), "%s/cmdline", T.guest);
+    char *cmdline = slurp(cmdpath);
+    assert_non_null(cmdline);
+    cmdline[strcspn(cmdline, "\n")] = '\0';
+    struct atr_error err = {0};
+    assert_int_equal(hv_storage_clone(NULL, gold, overlay, &err), 0);
+    struct db_vm_new v = {
+        .name = name,
+        .host_id = T.host_id,
+        .vcpus = 1,
+        .memory_mb = 256,
+        .disk_path = overlay,
+        .boot = "kernel",
+        .boot_kernel = kernel,
+        .boot_initrd = initrd,
+        .boot_cmdline = cmdline,
+        .nic_mode = "user",
+    };
+    int64_t id;
+    assert_int_equal(db_vm_create(T.db, &v, &id), 0);
+    free(cmdline);
+    return id;
+}
+
+static void vm_path(char *buf, int64_t id, const char *leaf)
+{
+    snprintf(buf, PATH_MAX, "%s/vms/%lld/%s", T.runtime, (long long)id, leaf);
+}
+
+/* Alive and not a zombie: an orphaned QEMU's exit is reaped by pid 1, maybe late. */
+static bool process_alive(pid_t pid)
+{
+    if (pid <= 0 || kill(pid, 0) < 0)
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')'); /* comm may hold spaces */
+    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+/* The socket inodes of every TCP/UDP socket on the host, from /proc/net. */
+static bool inode_is_inet(const char *inode)
+{
+    static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp",
+                                         "/proc/net/udp6"};
+    for (size_t t = 0; t < 4; t++) {
+        FILE *f = fopen(tables[t], "re");
+        if (!f)
+            continue;
+        char line[512];
+        bool found = false;
+        if (!fgets(line, sizeof(line), f)) { /* header */
+            fclose(f);
+            continue;
+        }
+        while (!found && fgets(line, sizeof(line), f)) {
+            char ino[32];
+            /* sl local rem st tx:rx tr:tm retr uid timeout inode */
+            if (sscanf(line, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %31s", ino) == 1)
+                found = strcmp(ino, inode) == 0;
+        }
+        fclose(f);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* QEMU @pid holds no TCP or UDP socket at all: every listener is a unix socket. */
+static void assert_no_inet_sockets(pid_t pid)
+{
+    char fddir[64];
+    snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(fddir);
+    assert_non_null(d);
+    struct dirent *e;
+    int sockets = 0;
+    while ((e = readdir(d))) {
+        char link[PATH_MAX], target[256];
+        snprintf(link, sizeof(link), "%s/%s", fddir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        char inode[32];
+        if (sscanf(target, "socket:[%31[0-9]]", inode) != 1)
+            continue;
+        sockets++;
+        if (inode_is_inet(inode)) {
+            print_error("QEMU pid %d holds an inet socket (fd %s)\n", (int)pid, e->d_name);
+            fail();
+        }
+    }
+    closedir(d);
+    assert_true(sockets >= 3); /* the unix sockets: QMP, VNC, SPICE at least */
+}
+
+/* The command line QEMU really runs with, checked by hv's own rule. */
+static void assert_cmdline_has_no_tcp(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    char buf[16384];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    bool vnc_unix = false;
+    for (char *p = buf; p < buf + n; p += strlen(p) + 1) {
+        assert_null(strstr(p, "tcp:"));
+        assert_null(strstr(p, "port="));
+        assert_null(strstr(p, "hostfwd"));
+        assert_null(strstr(p, "websocket"));
+        if (strcmp(p, "-vnc") == 0)
+            vnc_unix = strncmp(p + strlen(p) + 1, "unix:", 5) == 0;
+    }
+    assert_true(vnc_unix);
+}
+
+static void assert_vnc_answers_rfb(int64_t id)
+{
+    char path[PATH_MAX];
+    vm_path(path, id, "vnc.sock");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char hello[13] = {0};
+    size_t got = 0;
+    while (got < 12) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        ssize_t n = read(fd, hello + got, 12 - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    close(fd);
+    assert_string_equal(hello, "RFB 003.008\n");
+}
+
+static int64_t reset_task(int64_t vm_id)
+{
+    struct db_task_new t = {.kind = "vm.reset", .host_id = T.host_id, .vm_id = vm_id};
+    int64_t id;
+    assert_int_equal(db_task_create(T.db, &t, &id), 0);
+    return id;
+}
+
+static bool wait_task_done(int64_t task_id, int timeout_ms, char *state, size_t size)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        struct db_task *t = NULL;
+        if (db_task_get(T.db, task_id, &t) == 0) {
+            bool done = strcmp(t->state, "succeeded") == 0 || strcmp(t->state, "failed") == 0;
+            snprintf(state, size, "%s%s%s", t->state, t->error[0] ? ": " : "", t->error);
+            db_task_free(t);
+            if (done)
+                return true;
+        }
+        int left = atr_deadline_left_ms(deadline);
+        if (left == 0 || db_wait(T.db, left) <= 0)
+            return false;
+        char *ch, *pl;
+        while (db_notify_next(T.db, &ch, &pl) == 1) {
+            free(ch);
+            free(pl);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ fixtures */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *gd = getenv("ATRIUM_GUEST_DIR");
+    if (gd && gd[0])
+        snprintf(T.guest, sizeof(T.guest), "%s", gd);
+    else
+        snprintf(T.guest, sizeof(T.guest), "%s/guest", getenv("ATRIUM_BINARY_DIR"));
+    char probe[PATH_MAX];
+    snprintf(probe, sizeof(probe), "%s/vmlinuz", T.guest);
+    if (access(probe, R_OK) < 0) {
+        fprintf(stderr, "test guest missing in %s (fixture.guest.build)\n", T.guest);
+        return -1;
+    }
+    snprintf(T.dir, sizeof(T.dir), "/tmp/ahv-XXXXXX");
+    if (!mkdtemp(T.dir))
+        return -1;
+    snprintf(T.runtime, sizeof(T.runtime), "%s/run", T.dir);
+    snprintf(T.data, sizeof(T.data), "%s/data", T.dir);
+    snprintf(T.config, sizeof(T.config), "%s/atrium.conf", T.dir);
+    snprintf(T.hostd_log, sizeof(T.hostd_log), "%s/hostd.log", T.dir);
+    snprintf(T.notify_sock, sizeof(T.notify_sock), "%s/notify", T.dir);
+    mkdir(T.runtime, 0700);
+    mkdir(T.data, 0700);
+    if (pgt_db_create(&T.conninfo) < 0)
+        return -1;
+    struct atr_error err = {0};
+    if (db_open(T.conninfo, 10, "test-hostd", &T.db, &err) < 0)
+        return -1;
+    size_t n;
+    const struct db_migration *m = db_migrations_builtin(&n);
+    if (db_migrate(T.db, m, n, NULL, NULL, NULL, &err) < 0) {
+        fprintf(stderr, "migrate: %s\n", err.msg);
+        return -1;
+    }
+    if (db_listen(T.db, DB_CHANNEL_VM) < 0 || db_listen(T.db, DB_CHANNEL_TASK) < 0)
+        return -1;
+    FILE *f = fopen(T.config, "we");
+    if (!f)
+        return -1;
+    /* TCG by configuration: the KVM probe has its own test (hv.accel). */
+    fprintf(f,
+            "[db]\nurl = %s\n[paths]\nruntime_dir = %s\ndata_dir = %s\n"
+            "[hostd]\nname = test-%d\naccel = tcg\n[log]\nlevel = debug\n",
+            T.conninfo, T.runtime, T.data, (int)getpid());
+    fclose(f);
+    T.hostd = -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kill_hostd();
+    kill_all_qemu();
+    if (getenv("ATRIUM_TEST_KEEP"))
+        fprintf(stderr, "kept %s\n", T.dir);
+    else if (T.dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", T.dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", T.dir);
+    }
+    db_close(T.db);
+    if (getenv("ATRIUM_TEST_KEEP"))
+        fprintf(stderr, "kept database: %s\n", T.conninfo);
+    else
+        pgt_db_drop(T.conninfo);
+    return 0;
+}
+
+static void ensure_hostd(void)
+{
+    if (T.hostd > 0)
+        return;
+    start_hostd();
+    struct db_host h;
+    char name[64];
+    snprintf(name, sizeof(name), "test-%d", (int)getpid());
+    assert_int_equal(db_host_get_by_name(T.db, name, &h), 0);
+    T.host_id = h.id;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_host_registers_with_capacity_and_accelerator(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    struct db_host h;
+    assert_int_equal(db_host_get(T.db, T.host_id, &h), 0);
+    assert_string_equal(h.state, "online");
+    assert_string_equal(h.accel, "tcg");
+    assert_non_null(strstr(h.accel_note, "configuration"));
+    assert_true(h.cpus >= 1);
+    assert_true(h.memory_mb > 0);
+    assert_true(h.heartbeat_age_ms >= 0 && h.heartbeat_age_ms < 5000);
+    /* Heart-beaten every 2 s.  Hosts rows send no NOTIFY, so the test
+     * waits the interval (plus slack) once and looks again. */
+    int64_t first = h.heartbeat_at_us;
+    poll(NULL, 0, 2500);
+    assert_int_equal(db_host_get(T.db, T.host_id, &h), 0);
+    assert_true(h.heartbeat_at_us > first);
+}
+
+static bool running_with_pid(const struct db_vm *v, const void *arg)
+{
+    (void)arg;
+    return v && strcmp(v->actual_power, "running") == 0 && v->qemu_pid > 0;
+}
+
+static void test_vm_boots_serves_vnc_and_obeys_power_changes(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t t0 = now_ms();
+    int64_t id = create_vm("boot-1", "boot-1.qcow2");
+    struct db_vm v;
+    assert_true(wait_vm(id, power_is, "running", STATE_TIMEOUT_MS, &v));
+    int64_t t_qmp = now_ms();
+    assert_string_equal(v.state, "ready");
+    assert_true(v.qemu_pid > 0);
+    char serial[PATH_MAX];
+    vm_path(serial, id, "serial.log");
+    assert_true(wait_serial(serial, "ATRIUM-BOOT-OK", 1, BOOT_TIMEOUT_MS));
+    int64_t t_boot = now_ms();
+    printf("# measured: insert row -> QEMU running (QMP ready) %lld ms; -> ATRIUM-BOOT-OK %lld ms "
+           "(TCG)\n",
+           (long long)(t_qmp - t0), (long long)(t_boot - t0));
+    /* Fully up (acpid runs) once the guest shows its mark. */
+    assert_true(wait_serial(serial, "ATRIUM-MARK:", 1, BOOT_TIMEOUT_MS));
+
+    assert_vnc_answers_rfb(id);
+    assert_cmdline_has_no_tcp(v.qemu_pid);
+    assert_no_inet_sockets(v.qemu_pid);
+
+    /* Pause and resume go through QMP; the row follows QEMU's events. */
+    assert_int_equal(db_vm_set_desired(T.db, id, "paused"), 0);
+    assert_true(wait_vm(id, power_is, "paused", STATE_TIMEOUT_MS, NULL));
+    assert_int_equal(db_vm_set_desired(T.db, id, "running"), 0);
+    assert_true(wait_vm(id, power_is, "running", STATE_TIMEOUT_MS, NULL));
+
+    /* Stop: ACPI power button, the guest powers off, QEMU exits cleanly. */
+    struct db_vm after;
+    assert_int_equal(db_vm_set_desired(T.db, id, "stopped"), 0);
+    assert_true(wait_vm(id, state_is, "stopped", 60000, &after));
+    assert_string_equal(after.actual_power, "off");
+    assert_int_equal(after.qemu_pid, 0);
+    assert_string_equal(after.last_error, "");
+    assert_true(count_in_file(serial, "ATRIUM-POWEROFF") >= 1);
+    assert_false(process_alive(v.qemu_pid));
+
+    /* Start again: a new QEMU on the same overlay. */
+    assert_int_equal(db_vm_set_desired(T.db, id, "running"), 0);
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+    assert_true(wait_serial(serial, "ATRIUM-BOOT-OK", 1, BOOT_TIMEOUT_MS));
+
+    /* Reset is a task; the guest boots a second time in the same QEMU. */
+    char st[256];
+    int64_t task = reset_task(id);
+    assert_true(wait_task_done(task, STATE_TIMEOUT_MS, st, sizeof(st)));
+    assert_string_equal(st, "succeeded");
+    assert_true(wait_serial(serial, "ATRIUM-BOOT-OK", 2, BOOT_TIMEOUT_MS));
+    assert_int_equal(db_vm_get(T.db, id, &after), 0);
+    assert_int_equal(after.qemu_pid, v.qemu_pid);
+    assert_string_equal(after.actual_power, "running");
+
+    /* Delete: no process, no runtime directory, no overlay, no row. */
+    char overlay[PATH_MAX], rdir[PATH_MAX];
+    snprintf(overlay, sizeof(overlay), "%s/boot-1.qcow2", T.data);
+    snprintf(rdir, sizeof(rdir), "%s/vms/%lld", T.runtime, (long long)id);
+    assert_int_equal(db_vm_set_desired(T.db, id, "deleted"), 0);
+    assert_true(wait_vm(id, row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_false(process_alive(v.qemu_pid));
+    assert_int_equal(access(overlay, F_OK), -1);
+    assert_int_equal(access(rdir, F_OK), -1);
+}
+
+static void test_hostd_killed_then_restarted_readopts_the_same_qemus(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t ids[3];
+    int pids[3];
+    char serial[3][PATH_MAX];
+    for (int i = 0; i < 3; i++) {
+        char name[32], leaf[32];
+        snprintf(name, sizeof(name), "keep-%d", i);
+        snprintf(leaf, sizeof(leaf), "keep-%d.qcow2", i);
+        ids[i] = create_vm(name, leaf);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct db_vm v;
+        assert_true(wait_vm(ids[i], running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+        pids[i] = v.qemu_pid;
+        vm_path(serial[i], ids[i], "serial.log");
+    }
+    for (int i = 0; i < 3; i++)
+        assert_true(wait_serial(serial[i], "ATRIUM-BOOT-OK", 1, BOOT_TIMEOUT_MS));
+
+    kill_hostd(); /* SIGKILL: no goodbye */
+    for (int i = 0; i < 3; i++)
+        assert_true(process_alive(pids[i]));
+    start_hostd();
+
+    for (int i = 0; i < 3; i++) {
+        struct db_vm v;
+        assert_int_equal(db_vm_get(T.db, ids[i], &v), 0);
+        assert_int_equal(v.qemu_pid, pids[i]);
+        assert_string_equal(v.actual_power, "running");
+        assert_true(process_alive(pids[i]));
+    }
+    char *log = slurp(T.hostd_log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "vms_adopted=3"));
+    free(log);
+    /* Re-attached for real: the new hostd drives QEMU over QMP. */
+    assert_int_equal(db_vm_set_desired(T.db, ids[0], "paused"), 0);
+    assert_true(wait_vm(ids[0], power_is, "paused", STATE_TIMEOUT_MS, NULL));
+    assert_int_equal(db_vm_set_desired(T.db, ids[0], "running"), 0);
+    assert_true(wait_vm(ids[0], power_is, "running", STATE_TIMEOUT_MS, NULL));
+    /* Boot count unchanged: nothing was restarted. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(count_in_file(serial[i], "ATRIUM-BOOT-OK"), 1);
+
+    /* kill -9 of one adopted QEMU: failed within 5 s, with QEMU's account. */
+    int64_t t0 = now_ms();
+    kill(pids[1], SIGKILL);
+    struct db_vm v;
+    assert_true(wait_vm(ids[1], state_is, "failed", 5000, &v));
+    printf("# measured: kill -9 QEMU -> VM failed in %lld ms\n", (long long)(now_ms() - t0));
+    assert_string_equal(v.actual_power, "crashed");
+    assert_int_equal(v.qemu_pid, 0);
+    assert_non_null(strstr(v.last_error, "unexpectedly"));
+    /* A failed VM is not restarted behind the admin's back. */
+    assert_int_equal(db_vm_get(T.db, ids[1], &v), 0);
+    assert_string_equal(v.state, "failed");
+
+    /* Delete all three: nothing of them is left. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(db_vm_set_desired(T.db, ids[i], "deleted"), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_true(wait_vm(ids[i], row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+        assert_false(process_alive(pids[i]));
+        char rdir[PATH_MAX], overlay[PATH_MAX];
+        snprintf(rdir, sizeof(rdir), "%s/vms/%lld", T.runtime, (long long)ids[i]);
+        snprintf(overlay, sizeof(overlay), "%s/keep-%d.qcow2", T.data, i);
+        assert_int_equal(access(rdir, F_OK), -1);
+        assert_int_equal(access(overlay, F_OK), -1);
+    }
+}
+
+static void test_qemu_killed_while_hostd_is_down_is_reported_failed(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t id = create_vm("lost-1", "lost-1.qcow2");
+    struct db_vm v;
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+    kill_hostd();
+    kill_and_wait(v.qemu_pid, true);
+    start_hostd();
+    assert_true(wait_vm(id, state_is, "failed", 5000, &v));
+    assert_non_null(strstr(v.last_error, "hostd restarted"));
+    assert_int_equal(db_vm_set_desired(T.db, id, "deleted"), 0);
+    assert_true(wait_vm(id, row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_host_registers_with_capacity_and_accelerator),
+        cmocka_unit_test(test_vm_boots_serves_vnc_and_obeys_power_changes),
+        cmocka_unit_test(test_hostd_killed_then_restarted_readopts_the_same_qemus),
+        cmocka_unit_test(test_qemu_killed_while_hostd_is_down_is_reported_failed),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
