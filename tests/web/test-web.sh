@@ -49,9 +49,13 @@ admin_post "/pools/$office/entitlements" "{\"group_id\":$staff}" >/dev/null
 [[ -n $office && -n $staff ]] || { echo "FAIL: could not set up the pool through the API"; exit 1; }
 psql_db "INSERT INTO vms (name, pool_id, state) SELECT 'office-' || i, $office, 'ready' FROM generate_series(1, 3) i" >/dev/null
 
+# An image version to push (a row only: no file is needed to point a pool at it).
+image=$(psql_db "WITH i AS (INSERT INTO images (name) VALUES ('desktop') RETURNING id)
+                 INSERT INTO image_versions (image_id, version, state) SELECT id, 1, 'ready' FROM i RETURNING id")
+
 mkdir -p "$out/screenshots"
 rc=0
-ATRIUM_WEB_BASE=$base ATRIUM_WEB_SHOTS=$out/screenshots ATRIUM_WEB_POOL=$office \
+ATRIUM_WEB_BASE=$base ATRIUM_WEB_SHOTS=$out/screenshots ATRIUM_WEB_POOL=$office ATRIUM_WEB_IMAGE=$image \
     ATRIUM_WEB_VNC_PORT=$vnc_port ATRIUM_CHROMIUM=$chromium \
     timeout 240 node "$here/web.test.mjs" "$out/node/node_modules/playwright-core/index.mjs" || rc=$?
 if [[ $rc -ne 0 ]]; then

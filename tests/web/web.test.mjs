@@ -381,6 +381,66 @@ await step('admin', async () => {
     await page.getByText('No audit entries match').waitFor({ timeout: 10000 });
     ok('a filter that matches nothing says so');
 
+    // Resize, with the same validation as the form.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Pools' }).click();
+    const labRow = page.locator('table.list tbody tr', { has: page.locator('strong', { hasText: /^lab$/ }) });
+    await labRow.waitFor({ timeout: 10000 });
+    let patches = 0;
+    page.on('request', (r) => { if (r.method() === 'PATCH') patches++; });
+    await labRow.getByRole('button', { name: 'Resize' }).click();
+    const rd = page.locator('dialog');
+    await rd.getByLabel('Minimum VMs').fill('6');
+    await rd.getByLabel('Maximum VMs').fill('5');
+    await rd.getByRole('button', { name: 'Resize' }).click();
+    await rd.locator('[role=alert]').waitFor({ timeout: 5000 });
+    check(/must not be larger/.test(await rd.locator('[role=alert]').textContent()) && patches === 0,
+        'a resize with min > max is refused before sending');
+    await rd.getByLabel('Minimum VMs').fill('0');
+    await rd.getByLabel('Spare (ready) VMs').fill('2');
+    await rd.getByRole('button', { name: 'Resize' }).click();
+    await page.locator('.toast-ok', { hasText: 'lab: 0–5 VMs, 2 spare' }).waitFor({ timeout: 10000 });
+    const lab2 = (await page.evaluate(async () => (await (await fetch('/api/v1/pools')).json()).items))
+        .find((p) => p.name === 'lab');
+    check(lab2.min_size === 0 && lab2.max_size === 5 && lab2.spare === 2, 'the pool is resized', JSON.stringify(lab2));
+
+    // Push an image version to office.
+    const officeRow = page.locator('table.list tbody tr', { has: page.locator('strong', { hasText: /^office$/ }) });
+    await officeRow.getByRole('button', { name: 'Push image' }).click();
+    await page.locator('dialog').getByLabel('Image version id').fill(process.env.ATRIUM_WEB_IMAGE);
+    await page.locator('dialog').getByRole('button', { name: 'Push image' }).click();
+    await page.locator('.toast-ok', { hasText: `image version ${process.env.ATRIUM_WEB_IMAGE}` }).waitFor({ timeout: 10000 });
+    const office2 = (await page.evaluate(async () => (await (await fetch('/api/v1/pools')).json()).items))
+        .find((p) => p.name === 'office');
+    check(String(office2.image_version_id) === process.env.ATRIUM_WEB_IMAGE, 'the image version is pushed to the pool',
+        JSON.stringify(office2.image_version_id));
+    await officeRow.getByText(`version ${process.env.ATRIUM_WEB_IMAGE}`).waitFor({ timeout: 10000 });
+    ok('the pools list shows the new image without a reload');
+
+    // Sessions: uma's live session is logged off by the admin.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Sessions' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    const umaRow = page.locator('table.list tbody tr', { has: page.getByRole('button', { name: 'Log off' }) })
+        .filter({ hasText: 'uma' }).first();
+    await umaRow.waitFor({ timeout: 10000 });
+    ok("uma's live session is listed");
+    await umaRow.getByRole('button', { name: 'Log off' }).click();
+    await page.locator('dialog').getByRole('button', { name: 'Log off' }).click();
+    await page.locator('.toast-ok', { hasText: 'of uma is logging off' }).waitFor({ timeout: 10000 });
+    const live = await page.evaluate(async () => (await (await fetch('/api/v1/sessions?state=assigned')).json()).items
+        .concat((await (await fetch('/api/v1/sessions?state=connected')).json()).items));
+    check(!live.some((x) => x.username === 'uma'), 'uma has no live session left', JSON.stringify(live));
+
+    // Users: create one from the form.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Users' }).click();
+    await page.getByRole('button', { name: 'New user' }).click();
+    const ud = page.locator('dialog');
+    await ud.getByLabel('User name').fill('newbie');
+    await ud.getByLabel('Password').fill('newbie pw');
+    await ud.getByRole('button', { name: 'Create user' }).click();
+    await page.locator('.toast-ok', { hasText: 'User newbie created' }).waitFor({ timeout: 10000 });
+    await page.locator('table.list strong', { hasText: /^newbie$/ }).waitFor({ timeout: 10000 });
+    ok('a user is created from the form and listed');
+
     // The phone-sized dashboard.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Dashboard' }).click();
     await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
