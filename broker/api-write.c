@@ -285,3 +285,63 @@ int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep)
         rep, 201,
         json_pack("{s:I, s:I}", "id", (json_int_t)id, "pool_id", (json_int_t)req->ids[0]));
 }
+
+int brk_api_vm_power(struct brk_request *req, struct brk_reply *rep)
+{
+    static const char *const allowed[] = {"desired", NULL};
+    const char *desired;
+    if (!need_body(req, rep) || !only_members(req->body, allowed, rep))
+        return 0;
+    /* "deleted" is not a power state: DELETE /api/v1/vms/{id} (pool.write). */
+    if (atr_json_get_str(req->body, "desired", &desired) < 0 ||
+        (strcmp(desired, "running") != 0 && strcmp(desired, "paused") != 0 &&
+         strcmp(desired, "stopped") != 0))
+        return brk_reply_error(rep, 400, "bad_request",
+                               "desired must be running, paused or stopped");
+    int r = db_vm_set_desired(req->conn->db, req->ids[0], desired);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such VM");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "vm.power", "vm", id_text(b, req->ids[0]),
+              json_pack("{s:s}", "desired", desired));
+    /* hostd acts on it (LISTEN atrium_vm); the VM's state shows when done. */
+    return brk_reply_json(
+        rep, 202, json_pack("{s:I, s:s}", "id", (json_int_t)req->ids[0], "desired", desired));
+}
+
+int brk_api_vm_delete(struct brk_request *req, struct brk_reply *rep)
+{
+    int r = db_vm_set_desired(req->conn->db, req->ids[0], "deleted");
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such VM");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "vm.delete", "vm", id_text(b, req->ids[0]), NULL);
+    return brk_reply_json(
+        rep, 202, json_pack("{s:I, s:s}", "id", (json_int_t)req->ids[0], "desired", "deleted"));
+}
+
+int brk_api_host_update(struct brk_request *req, struct brk_reply *rep)
+{
+    static const char *const allowed[] = {"state", NULL};
+    const char *state;
+    if (!need_body(req, rep) || !only_members(req->body, allowed, rep))
+        return 0;
+    /* "offline" is what hostd reports about itself, not an admin's choice. */
+    if (atr_json_get_str(req->body, "state", &state) < 0 ||
+        (strcmp(state, "online") != 0 && strcmp(state, "maintenance") != 0))
+        return brk_reply_error(rep, 400, "bad_request", "state must be online or maintenance");
+    int r = db_host_set_state(req->conn->db, req->ids[0], state);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such host");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "host.update", "host", id_text(b, req->ids[0]),
+              json_pack("{s:s}", "state", state));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:s}", "id", (json_int_t)req->ids[0], "state", state));
+}

@@ -368,6 +368,11 @@ int brk_api_groups(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pools(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vms(struct brk_request *req, struct brk_reply *rep);
 int brk_api_sessions(struct brk_request *req, struct brk_reply *rep);
+int brk_api_images(struct brk_request *req, struct brk_reply *rep);
+int brk_api_entitlements(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_power(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_host_update(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);

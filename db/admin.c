@@ -214,6 +214,42 @@ int db_admin_sessions(struct db *db, const struct db_page *page, const struct db
                       5, p, ret_items);
 }
 
+int db_admin_images(struct db *db, const struct db_page *page, json_t **ret_items)
+{
+    if (page_ok(page) < 0)
+        return -EINVAL;
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset)};
+    return json_query(
+        db,
+        "SELECT coalesce(json_agg(t), '[]')::text FROM ("
+        " SELECT i.id, i.name, i.description, i.os_type, i.created_at,"
+        "  (SELECT coalesce(json_agg(v ORDER BY v.version DESC), '[]') FROM"
+        "    (SELECT id, version, state, format, size_bytes, virtual_size_bytes, sha256,"
+        "      notes, host_id, error, created_at FROM image_versions"
+        "     WHERE image_id = i.id) v) AS versions"
+        " FROM images i ORDER BY i.id LIMIT $1 OFFSET $2) t",
+        2, p, ret_items);
+}
+
+int db_admin_entitlements(struct db *db, int64_t pool_id, const struct db_page *page,
+                          json_t **ret_items)
+{
+    if (page_ok(page) < 0)
+        return -EINVAL;
+    char b1[24], b2[24], b3[24];
+    const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset),
+                       db_param_i64(b3, pool_id)};
+    return json_query(db,
+                      "SELECT coalesce(json_agg(t), '[]')::text FROM ("
+                      " SELECT e.id, e.user_id, u.username, e.group_id, g.name AS group_name,"
+                      "  e.created_at FROM entitlements e"
+                      " LEFT JOIN users u ON u.id = e.user_id"
+                      " LEFT JOIN groups g ON g.id = e.group_id"
+                      " WHERE e.pool_id = $3 ORDER BY e.id LIMIT $1 OFFSET $2) t",
+                      3, p, ret_items);
+}
+
 int db_admin_stats(struct db *db, json_t **ret_stats)
 {
     return json_query(

@@ -73,6 +73,17 @@ struct db_session_filter {
 int db_admin_sessions(struct db *db, const struct db_page *page, const struct db_session_filter *f,
                       json_t **ret_items);
 
+/* Golden images, each with its versions (newest first) as "versions". */
+int db_admin_images(struct db *db, const struct db_page *page, json_t **ret_items);
+
+/*
+ * Entitlements of pool @pool_id: {id, user_id, username, group_id,
+ * group_name, created_at}.  An empty array for a pool without any (or
+ * without a row).
+ */
+int db_admin_entitlements(struct db *db, int64_t pool_id, const struct db_page *page,
+                          json_t **ret_items);
+
 /*
  * Counters for /metrics as one JSON object:
  * {"sessions": {"<state>": n, ...}, "tickets": {"issued": n, "used": n,

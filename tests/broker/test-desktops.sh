@@ -108,6 +108,49 @@ expect "a Host that is not a host name is 400" 400
 [[ $(psql_db "SELECT count(DISTINCT vm_id) FROM console_tickets") == 1 && $(psql_db "SELECT count(*) FROM desktop_sessions WHERE state <> 'ended'") == 1 ]] &&
     ok "all of uma's connects used one VM and one session" || fail "uma's connects spread"
 
+# a ticket is dead after its 30 s (moved into the past; the table's CHECK keeps ttl <= 30 s)
+req POST "/api/v1/desktops/$office/connect" "${U[@]}" "${J[@]}" --data-binary '{"protocol":"spice"}'
+late=$(jget 'j["spice"]["vv"]' | sed -n 's/^host=//p')
+psql_db "UPDATE console_tickets SET created_at = now() - interval '60 seconds', expires_at = now() - interval '31 seconds'
+         WHERE ticket_hash = sha256(convert_to('$late', 'UTF8'))" >/dev/null
+out=$("$seed" redeem "$conninfo" "$late" spice || true)
+[[ $out == "refused expired" ]] && ok "a ticket does not work after 30 s" || fail "late redeem: $out"
+
+# ------------------------------------------------- admin: VMs and hosts ---
+psql_db "INSERT INTO hosts (name) VALUES ('hv1')" >/dev/null
+hv=$(psql_db "SELECT id FROM hosts WHERE name = 'hv1'")
+spare=$(psql_db "SELECT id FROM vms WHERE pool_id = $office AND state = 'ready' ORDER BY id LIMIT 1")
+req POST "/api/v1/vms/$spare/power" "${O[@]}" "${J[@]}" --data-binary '{"desired":"stopped"}'
+expect "an operator asks a VM to stop" 202
+[[ $(psql_db "SELECT desired_power FROM vms WHERE id = $spare") == stopped ]] && ok "the desired power is written for hostd" || fail "desired power"
+req POST "/api/v1/vms/$spare/power" "${U[@]}" "${J[@]}" --data-binary '{"desired":"running"}'
+expect "a user cannot power VMs" 403
+req POST "/api/v1/vms/$spare/power" "${O[@]}" "${J[@]}" --data-binary '{"desired":"deleted"}'
+expect "deleting is not a power action (400)" 400
+req DELETE "/api/v1/vms/$spare" "${O[@]}"
+expect "an operator cannot delete VMs" 403
+req DELETE "/api/v1/vms/$spare" "${A[@]}"
+expect "the admin deletes a VM (hostd carries it out)" 202
+[[ $(psql_db "SELECT desired_power FROM vms WHERE id = $spare") == deleted ]] && ok "the VM is marked for deletion" || fail "vm delete"
+req POST "/api/v1/vms/999999/power" "${A[@]}" "${J[@]}" --data-binary '{"desired":"running"}'
+expect "powering a missing VM is 404" 404
+req PATCH "/api/v1/hosts/$hv" "${O[@]}" "${J[@]}" --data-binary '{"state":"maintenance"}'
+expect "an operator cannot put a host in maintenance" 403
+req PATCH "/api/v1/hosts/$hv" "${A[@]}" "${J[@]}" --data-binary '{"state":"maintenance"}'
+expect "the admin puts a host in maintenance" 200
+req PATCH "/api/v1/hosts/$hv" "${A[@]}" "${J[@]}" --data-binary '{"state":"offline"}'
+expect "offline is hostd's to report (400)" 400
+[[ $(psql_db "SELECT state FROM hosts WHERE id = $hv") == maintenance ]] && ok "host state written" || fail "host state"
+psql_db "INSERT INTO images (name) VALUES ('debian'); INSERT INTO image_versions (image_id, version, state) SELECT id, v, 'ready' FROM images, generate_series(1, 2) v" >/dev/null
+req GET /api/v1/images "${O[@]}"
+[[ $status == 200 && $(jget 'j["items"][0]["name"], [v["version"] for v in j["items"][0]["versions"]]') == "debian [2, 1]" ]] &&
+    ok "images are listed with their versions, newest first" || fail "images" "$tmp/body"
+req GET "/api/v1/pools/$office/entitlements" "${O[@]}"
+[[ $status == 200 && $(jget '[(i["group_name"], i["user_id"]) for i in j["items"]]') == "[('staff', None)]" ]] &&
+    ok "a pool's entitlements are listed" || fail "entitlements list" "$tmp/body"
+req GET "/api/v1/pools/$office/entitlements" "${U[@]}"
+expect "a user cannot list entitlements" 403
+
 # ------------------------------------------------------------ log off ---
 req POST "/api/v1/desktops/$office/logoff" "${Bo[@]}"
 expect "bob cannot log off in a pool he is not entitled to" 404

@@ -12,7 +12,19 @@ trap 'rm -rf "$tmp"' EXIT
 [[ -s $tmp/routes ]] || { echo "FAIL --list-routes printed nothing"; exit 1; }
 python3 - "$spec" >"$tmp/documented" <<'PY'
 import sys, yaml
-doc = yaml.safe_load(open(sys.argv[1]))
+
+class Strict(yaml.SafeLoader):
+    pass
+
+def mapping(loader, node, deep=False):
+    keys = [loader.construct_object(k, deep=deep) for k, _ in node.value]
+    dup = {k for k in keys if keys.count(k) > 1}
+    if dup:
+        raise SystemExit("FAIL duplicate keys in %s: %s" % (sys.argv[1], sorted(map(str, dup))))
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+doc = yaml.load(open(sys.argv[1]), Loader=Strict)
 assert str(doc.get("openapi", "")).startswith("3."), "not an OpenAPI 3 document"
 methods = {"get", "put", "post", "delete", "patch", "head", "options"}
 rows = sorted((p, m.upper()) for p, ops in doc["paths"].items() for m in ops if m in methods)
