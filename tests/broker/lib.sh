@@ -4,7 +4,8 @@
 # here is stopped by the EXIT trap, also when a check fails or ctest times out.
 set -euo pipefail
 
-server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")
+# BRK_PG_SERVER: a test that runs its own PostgreSQL names it here
+server=${BRK_PG_SERVER:-$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest}")}
 tmp=$(mktemp -d /tmp/atrium-broker-test.XXXXXX)
 db=brk_$$_$RANDOM
 conninfo="$server dbname=$db"
