@@ -65,7 +65,8 @@ extern const struct disp_frontend_ops disp_rdp_ops;
 
 struct db *disp_core_db(struct disp_core *core);
 
-/* The VM's runtime paths (vnc.sock, spice.sock, qmp.sock). */
+/* The VM's runtime paths (vnc.sock, spice.sock, qmp.sock).  Reads only
+ * immutable state: safe from any thread. */
 int disp_core_vm_paths(struct disp_core *core, int64_t vm_id, struct hv_vm_paths *ret_paths);
 
 /*
@@ -130,8 +131,9 @@ int disp_http_ws_ticket(const char *head, size_t len, char *ret_ticket, size_t s
  * The ticket in an RDP client's first bytes: a TPKT-framed X.224 Connection
  * Request whose routing token is "Cookie: msts=<ticket>\r\n" (the broker's
  * .rdp file sets it as loadbalanceinfo).  Returns 0 and the ticket, -EAGAIN
- * while the TPKT is incomplete in @buf (@len bytes), -EBADMSG for anything
- * else (no ticket, not a Connection Request), -ENAMETOOLONG when it does not
- * fit @size.
+ * while the TPKT is incomplete in @buf (@len bytes), -ENOENT for a
+ * well-formed Connection Request without a ticket (a client that will log in
+ * with a password), -EBADMSG for anything else (not a Connection Request, a
+ * malformed ticket), -ENAMETOOLONG when it does not fit @size.
  */
 int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, size_t size);

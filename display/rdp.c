@@ -14,10 +14,21 @@
  * Keys travel as scancodes (QEMU's extended key event), so the guest sees
  * the client's keyboard layout-independent keys.
  *
- * Peer threads never touch the database or the gateway's state: they report
- * joined/left over a pipe the gateway thread reads.
+ * A client without a ticket (the thin-client case: the device knows only
+ * the gateway's address) logs in with username and password, which arrive
+ * after TLS in the Client Info PDU.  Its peer thread then opens its own
+ * database connection, checks them with auth_login() (throttles, lockout,
+ * audit are auth/'s), takes the first pool the person is entitled to and
+ * gets the desktop through pool_assign() — the broker's assignment, so a
+ * person with a live session gets the same VM back — and only then connects
+ * to that VM's console.
+ *
+ * Peer threads never touch the gateway's database handle or its state: they
+ * report joined/left over a pipe the gateway thread reads.
  */
+#include "auth.h"
 #include "disp-priv.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +60,7 @@ struct rdp_peer {
     struct disp_rdp *rdp;
     int fd;
     char addr[64];
-    int64_t vm_id, session_id;
+    int64_t vm_id, session_id; /* vm_id 0: not known until the password log-in */
     char vnc_path[108];
     pthread_t thread;
     struct rdp_peer *next;
@@ -75,6 +86,8 @@ struct disp_rdp {
     int msg_pipe[2], msg_idx; /* peer threads -> gateway thread */
     int stop_fd;              /* eventfd: every peer thread polls it */
     char *cert, *key;
+    char *db_url; /* password log-ins: each peer thread connects itself */
+    int db_timeout_s;
     struct rdp_pending *pending;
     size_t n_pending;
     struct rdp_peer *peers; /* threads running */
@@ -229,10 +242,90 @@ static bool send_tiles(struct rdp_ctx *c)
 /* FreeRDP callbacks                                                         */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * A client without a ticket: username and password from the Client Info
+ * PDU -> auth_login -> first entitled pool -> pool_assign -> the VM.  Runs in
+ * the peer thread with its own database connection.  0 or -errno.
+ */
+static int peer_login(struct rdp_ctx *c, const rdpSettings *s)
+{
+    struct rdp_peer *p = c->peer;
+    struct db *db = NULL;
+    struct auth *a = NULL;
+    struct auth_config acfg;
+    struct auth_login_result res = {0};
+    struct db_assignment as = {0};
+    struct hv_vm_paths paths;
+    int64_t *pools = NULL;
+    size_t n_pools = 0;
+    int r;
+
+    if (!s->Username || !*s->Username || !s->Password) {
+        log_warn("rdp log-in refused", "client", p->addr, "reason", "no credentials");
+        return -EACCES;
+    }
+    auth_config_defaults(&acfg);
+    r = db_open(p->rdp->db_url, p->rdp->db_timeout_s, "atrium-displayd-rdp", &db, NULL);
+    if (r == 0)
+        r = auth_new(db, &acfg, &a);
+    if (r < 0)
+        goto out;
+    struct auth_login_request req = {.username = s->Username, .password = s->Password,
+                                     .client_addr = p->addr};
+    r = auth_login(a, &req, &res);
+    if (r < 0)
+        goto out;
+    if (res.outcome != AUTH_OK) {
+        /* RDP has no place to ask for a TOTP code: such accounts use the broker */
+        log_warn("rdp log-in refused", "client", p->addr, "user", s->Username, "reason",
+                 auth_outcome_to_string(res.outcome));
+        r = -EACCES;
+        goto out;
+    }
+    r = auth_user_pools(a, res.user_id, &pools, &n_pools);
+    if (r == 0 && n_pools == 0)
+        r = -EPERM;
+    if (r < 0) {
+        log_warn("rdp log-in refused", "client", p->addr, "user", res.username, "reason",
+                 "no pool");
+        goto out;
+    }
+    /* several pools: the first one; choosing needs the broker's portal */
+    r = pool_assign(db, res.user_id, pools[0], "rdp", p->addr, &as);
+    if (r < 0) {
+        log_warn("rdp log-in: no desktop", "client", p->addr, "user", res.username, "pool",
+                 LOG_INT(pools[0]), "errno", LOG_INT(-r));
+        goto out;
+    }
+    r = disp_core_vm_paths(p->rdp->core, as.vm_id, &paths);
+    if (r < 0)
+        goto out;
+    snprintf(p->vnc_path, sizeof(p->vnc_path), "%s", paths.vnc);
+    p->vm_id = as.vm_id;
+    p->session_id = as.session_id;
+    log_info("rdp log-in", "client", p->addr, "user", res.username, "vm", LOG_INT(as.vm_id),
+             "session", LOG_INT(as.session_id), "reconnect", LOG_BOOL(as.reconnect));
+out:
+    free(pools);
+    auth_free(a);
+    db_close(db);
+    return r;
+}
+
 static BOOL on_post_connect(freerdp_peer *client)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)client->context;
     rdpSettings *s = client->settings;
+    if (!c->up) {
+        if (peer_login(c, s) < 0)
+            return FALSE;
+        if (!(c->up = up_connect(c, c->peer->vnc_path))) {
+            log_warn("rdp: vnc console unreachable", "vm", LOG_INT(c->peer->vm_id), "socket",
+                     c->peer->vnc_path);
+            return FALSE;
+        }
+        peer_report(c->peer, RDP_MSG_JOINED);
+    }
     log_info("rdp client connected", "client", c->peer->addr, "width",
              LOG_INT(s->DesktopWidth), "height", LOG_INT(s->DesktopHeight), "bpp",
              LOG_INT(s->ColorDepth));
@@ -258,6 +351,8 @@ static BOOL on_refresh_rect(rdpContext *context, BYTE count, const RECTANGLE_16 
     struct rdp_ctx *c = (struct rdp_ctx *)context;
     (void)count;
     (void)areas;
+    if (!c->up)
+        return TRUE;
     damage(c, 0, 0, c->up->width, c->up->height);
     return TRUE;
 }
@@ -265,6 +360,8 @@ static BOOL on_refresh_rect(rdpContext *context, BYTE count, const RECTANGLE_16 
 static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    if (!c->up) /* input before the password log-in found the VM */
+        return TRUE;
     /* QEMU numbers keys as XT scancodes, 0xE0-prefixed ones with bit 7 set */
     uint32_t qnum = (code & 0x7f) | ((flags & KBD_FLAGS_EXTENDED) ? 0x80 : 0);
     SendExtendedKeyEvent(c->up, 0, qnum, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
@@ -274,6 +371,8 @@ static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    if (!c->up) /* input before the password log-in found the VM */
+        return TRUE;
     /* X keysyms: Latin-1 as is, other BMP characters as 0x01000000 + code */
     uint32_t sym = code < 0x100 ? code : 0x01000000u + code;
     SendKeyEvent(c->up, sym, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
@@ -283,6 +382,8 @@ static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    if (!c->up) /* input before the password log-in found the VM */
+        return TRUE;
     if (flags & PTR_FLAGS_WHEEL) {
         int bit = (flags & PTR_FLAGS_WHEEL_NEGATIVE) ? 1 << 4 : 1 << 3;
         SendPointerEvent(c->up, x, y, c->buttons | bit);
@@ -300,6 +401,8 @@ static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 static BOOL on_ext_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
+    if (!c->up) /* input before the password log-in found the VM */
+        return TRUE;
     (void)flags;
     SendPointerEvent(c->up, x, y, c->buttons);
     return TRUE;
@@ -349,7 +452,6 @@ static void *peer_main(void *arg)
     struct disp_rdp *rdp = p->rdp;
     freerdp_peer *client = freerdp_peer_new(p->fd);
     struct rdp_ctx *c = NULL;
-    bool joined = false;
 
     if (!client) {
         close(p->fd);
@@ -360,7 +462,8 @@ static void *peer_main(void *arg)
         goto out;
     c = (struct rdp_ctx *)client->context;
     c->peer = p;
-    if (!(c->up = up_connect(c, p->vnc_path))) {
+    /* with a ticket the VM is known now; a password log-in finds it in PostConnect */
+    if (p->vm_id && !(c->up = up_connect(c, p->vnc_path))) {
         log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket",
                  p->vnc_path);
         goto out;
@@ -371,8 +474,8 @@ static void *peer_main(void *arg)
         log_warn("rdp peer setup failed", "client", p->addr);
         goto out;
     }
-    peer_report(p, RDP_MSG_JOINED);
-    joined = true;
+    if (p->vm_id)
+        peer_report(p, RDP_MSG_JOINED);
 
     for (;;) {
         void *rfds[32];
@@ -383,16 +486,17 @@ static void *peer_main(void *arg)
             break;
         for (int i = 0; i < rcount && n < 32; i++)
             pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = c->up->sock, .events = POLLIN};
+        /* before a password log-in there is no console yet: poll nothing for it */
+        pfd[n++] = (struct pollfd){.fd = c->up ? c->up->sock : -1, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = rdp->stop_fd, .events = POLLIN};
-        int timeout = c->up->buffered > 0 ? 0 : -1;
+        int timeout = c->up && c->up->buffered > 0 ? 0 : -1;
         if (poll(pfd, n, timeout) < 0 && errno != EINTR)
             break;
         if (pfd[n - 1].revents)
             break;
         if (!client->CheckFileDescriptor(client))
             break;
-        if (pfd[n - 2].revents || c->up->buffered > 0) {
+        if (c->up && (pfd[n - 2].revents || c->up->buffered > 0)) {
             bool alive = true;
             do
                 alive = HandleRFBServerMessage(c->up);
@@ -417,7 +521,6 @@ out:
         freerdp_peer_context_free(client);
         freerdp_peer_free(client);
     }
-    (void)joined;
     peer_report(p, RDP_MSG_DONE);
     return NULL;
 }
@@ -432,14 +535,16 @@ static void pending_close(struct rdp_pending *p)
     free(p);
 }
 
+/* Start a peer thread for @pd: with @ticket (redeemed here), or NULL for a
+ * client that will log in with a password. */
 static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char *ticket)
 {
-    struct db_ticket_grant g;
-    struct hv_vm_paths paths;
+    struct db_ticket_grant g = {0};
+    struct hv_vm_paths paths = {0};
     struct rdp_peer *p = NULL;
-    if (disp_core_redeem(rdp->core, ticket, DB_PROTO_RDP, pd->addr, &g) < 0)
+    if (ticket && disp_core_redeem(rdp->core, ticket, DB_PROTO_RDP, pd->addr, &g) < 0)
         goto fail;
-    if (rdp->n_peers >= MAX_PEERS || disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0 ||
+    if (rdp->n_peers >= MAX_PEERS || (ticket && disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0) ||
         !(p = calloc(1, sizeof(*p))))
         goto fail;
     p->rdp = rdp;
@@ -478,6 +583,10 @@ static bool pending_step(struct disp_rdp *rdp, struct rdp_pending *pd, int64_t n
     int r = disp_x224_ticket(buf, n > 0 ? (size_t)n : 0, ticket, sizeof(ticket));
     if (r == -EAGAIN && now < pd->deadline_ms)
         return false;
+    if (r == -ENOENT) {
+        start_peer(rdp, pd, NULL); /* no ticket: username and password after TLS */
+        return true;
+    }
     if (r < 0) {
         (void)db_ticket_fail(disp_core_db(rdp->core), DB_PROTO_RDP, pd->addr, DB_TICKET_UNKNOWN,
                              disp_core_backoff(rdp->core));
@@ -582,6 +691,7 @@ static void rdp_close(void *state)
         close(rdp->listen_fd);
     free(rdp->cert);
     free(rdp->key);
+    free(rdp->db_url);
     free(rdp);
 }
 
@@ -600,7 +710,9 @@ static int rdp_open(struct disp_core *core, const struct atr_config *cfg, void *
                           strerror(errno));
         goto fail;
     }
+    rdp->db_timeout_s = cfg->db.connect_timeout_s;
     if (!(rdp->cert = strdup(cfg->display.tls_cert)) || !(rdp->key = strdup(cfg->display.tls_key)) ||
+        !(rdp->db_url = strdup(cfg->db.url)) ||
         pipe2(rdp->msg_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
         (rdp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         r = atr_error_set(err, -errno ?: -ENOMEM, "cannot set up RDP: %s", strerror(errno));

@@ -36,7 +36,7 @@ int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, siz
     const unsigned char *p = x + X224_CR_HEADER;
     size_t avail = total - TPKT_HEADER - X224_CR_HEADER;
     if (avail < plen || memcmp(p, prefix, plen) != 0)
-        return -EBADMSG;
+        return -ENOENT; /* a well-formed request without a ticket: a password log-in */
     p += plen;
     avail -= plen;
     size_t n = 0;

@@ -10,7 +10,9 @@
 #   e2e.sh rdp     xfreerdp under Xvfb with the ticket as its load-balance
 #                  info (what the broker's .rdp file carries) shows the guest's
 #                  screen (compared with QEMU's screendump) and keys typed in
-#                  it reach the guest; a used and a forged ticket are refused
+#                  it reach the guest; a used ticket is refused; without a
+#                  ticket, a wrong password is refused and audited and the
+#                  right one gives the person their desktop (keys reach it)
 #   e2e.sh bench BENCH  (not a test: tests/bench/display_bench.c as BENCH)
 #                  VNC through displayd against QEMU's own VNC on 127.0.0.1:
 #                  full-screen frames/s and bytes, updates/s and bytes while the
@@ -82,11 +84,16 @@ wait_line() {
 # ------------------------------------------------------------------ database
 psql "$server" -qXc "CREATE DATABASE $dbname" >/dev/null
 "$tool" migrate "$conninfo"
-sql "INSERT INTO users (username) VALUES ('alice')"
-sql "INSERT INTO vms (name, state) VALUES ('vm-1', 'assigned')"
+# alice (local user, for RDP password log-ins) is entitled to pool p1 and
+# has a live session on its VM, so every assignment gives her that VM back
+alice_pw=pw-$RANDOM-$$
+user=$("$tool" user-add "$conninfo" alice "$alice_pw")
+sql "INSERT INTO pools (name) VALUES ('p1')"
+pool=$(sql "SELECT id FROM pools")
+sql "INSERT INTO entitlements (pool_id, user_id) VALUES ($pool, $user)"
+sql "INSERT INTO vms (name, pool_id, state, assigned_user_id) VALUES ('vm-1', $pool, 'assigned', $user)"
 vm=$(sql "SELECT id FROM vms")
-user=$(sql "SELECT id FROM users")
-sql "INSERT INTO desktop_sessions (user_id, vm_id, state) VALUES ($user, $vm, 'assigned')"
+sql "INSERT INTO desktop_sessions (user_id, pool_id, vm_id, state) VALUES ($user, $pool, $vm, 'assigned')"
 session=$(sql "SELECT id FROM desktop_sessions")
 
 # ------------------------------------------------------------------ the guest
@@ -276,11 +283,31 @@ if [[ $mode == rdp ]]; then
         +auth-only "/load-balance-info:Cookie: msts=$t" >"$tmp/again.log" 2>&1 || st=$?
     [[ $st != 0 ]] || fail "a used RDP ticket was accepted"
     [[ $(audit failure used) == 1 ]] || fail "used RDP ticket not audited"
-    st=0; timeout 30 xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: \
-        +auth-only >"$tmp/none.log" 2>&1 || st=$?
-    [[ $st != 0 ]] || fail "an RDP client without a ticket was accepted"
-    [[ $(audit failure unknown) == 1 ]] || fail "RDP client without ticket not audited"
-    ok "used and missing RDP tickets refused and audited"
+    ok "used RDP ticket refused and audited"
+
+    # the thin-client case: no ticket, username and password after TLS
+    rdp_login() { # USER PASSWORD LOG; run with &
+        exec xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:"$1" /p:"$2" \
+            /size:720x400 /bpp:32 -wallpaper /t:atrium-login >"$3" 2>&1
+    }
+    rdp_login alice wrong-password "$tmp/wrongpw.log" &
+    wrongpw=$!
+    pids+=($wrongpw)
+    wait_line "$tmp/displayd.log" 'msg="rdp log-in refused".*reason=bad_credentials' 30 ||
+        fail "a wrong password was not refused"
+    [[ $(sql "SELECT count(*) FROM audit_log WHERE action = 'login' AND outcome = 'failure'") -ge 1 ]] ||
+        fail "wrong RDP password not audited"
+    kill "$wrongpw" 2>/dev/null || true
+    ok "wrong RDP password refused and audited"
+
+    rdp_login alice "$alice_pw" "$tmp/login.log" &
+    pids+=($!)
+    win=$(timeout 60 xdotool search --sync --name atrium-login | head -n1) || fail "no xfreerdp window"
+    wait_line "$tmp/displayd.log" "msg=\"rdp log-in\" client=127.0.0.1 user=alice vm=$vm session=$session" 30 ||
+        fail "password log-in did not reach alice's desktop"
+    word=login$$
+    type_until_echoed "$win" "$word" || fail "keys typed after a password log-in never reached the guest"
+    ok "password log-in gave alice her desktop; keys reached the guest ($word)"
 fi
 
 # ------------------------------------------------------------------ bench

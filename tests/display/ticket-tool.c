@@ -7,7 +7,9 @@
  *   display-ticket-tool issue CONNINFO VM_ID SESSION_ID PROTOCOL TTL_S
  *   display-ticket-tool issue-vnc CONNINFO VM_ID SESSION_ID TTL_S
  *   display-ticket-tool vncpasswd PASSWORD FILE   (viewer's obfuscated password file)
+ *   display-ticket-tool user-add CONNINFO NAME PASSWORD  (a local user, through auth/)
  */
+#include "auth.h"
 #include "db.h"
 #include "db-ticket.h"
 
@@ -46,6 +48,24 @@ int main(int argc, char **argv)
             rc = 0;
         db_close(db);
         return rc;
+    }
+    if (argc == 5 && strcmp(argv[1], "user-add") == 0) {
+        struct auth_config acfg;
+        struct auth *a = NULL;
+        int64_t id;
+        auth_config_defaults(&acfg);
+        if (open_db(argv[2], &db) < 0)
+            return 1;
+        int r = auth_new(db, &acfg, &a);
+        if (r == 0)
+            r = auth_local_user_create(a, argv[3], argv[4], AUTH_ROLE_USER, &id);
+        if (r < 0)
+            fprintf(stderr, "display-ticket-tool: cannot add user: %s\n", strerror(-r));
+        else
+            printf("%lld\n", (long long)id);
+        auth_free(a);
+        db_close(db);
+        return r < 0 ? 1 : 0;
     }
     bool vnc = argc == 6 && strcmp(argv[1], "issue-vnc") == 0;
     bool full = argc == 7 && strcmp(argv[1], "issue") == 0;
