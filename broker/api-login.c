@@ -15,6 +15,7 @@
 #define API_TOKEN_TTL_DAYS_DEFAULT 90
 #define API_TOKEN_TTL_DAYS_MAX 3650
 #define API_TOKEN_NAME_MAX 128
+#define BRK_SESSIONS_PER_USER 32 /* live browser sessions one person may hold */
 #define ENROL_TTL_S 900 /* an enrolment-only session: long enough to scan a QR code */
 
 static json_t *time_json(int64_t us)
@@ -104,6 +105,15 @@ int brk_api_login(struct brk_request *req, struct brk_reply *rep)
     if (r < 0)
         return r;
     brk_metrics_login(true);
+    /* Each log-in is a row: a person (or a script with their password)
+     * cannot make the table grow without bound. */
+    int revoked = 0;
+    r = db_login_prune_user(req->conn->db, res.user_id, BRK_SESSIONS_PER_USER, &revoked);
+    if (r < 0)
+        log_warn("cannot prune old sessions", "user", res.username, "errno", LOG_INT(-r));
+    else if (revoked > 0)
+        log_info("oldest sessions revoked: too many at once", "user", res.username, "revoked",
+                 LOG_INT(revoked));
     r = set_session_cookie(rep, token, ttl);
     if (r < 0)
         return r;

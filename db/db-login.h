@@ -30,6 +30,14 @@ struct db_login_new {
 int db_login_create(struct db *db, const struct db_login_new *l, int64_t *ret_id,
                     int64_t *ret_expires_us);
 
+/*
+ * Bound what one person's log-ins hold: revoke all but the newest @keep_live
+ * live browser sessions of @user_id, and delete their log-ins that expired
+ * or were revoked more than a day ago.  One statement.  Sets *ret_revoked
+ * (may be NULL) to the number of sessions revoked now.
+ */
+int db_login_prune_user(struct db *db, int64_t user_id, int keep_live, int *ret_revoked);
+
 /* A live (not revoked, not expired) login of an enabled user, as found by its token. */
 struct db_login {
     int64_t id;

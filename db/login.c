@@ -72,6 +72,33 @@ int db_login_create(struct db *db, const struct db_login_new *l, int64_t *ret_id
     return 0;
 }
 
+int db_login_prune_user(struct db *db, int64_t user_id, int keep_live, int *ret_revoked)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, user_id), db_param_i64(b2, keep_live)};
+    PGresult *res;
+    /* The day of grace keeps a revoked or expired row visible to an admin
+     * looking into a report; the audit log keeps the events for longer. */
+    int r = db_exec(db,
+                    "WITH gone AS ("
+                    "  DELETE FROM logins WHERE user_id = $1"
+                    "  AND (expires_at < now() - interval '1 day'"
+                    "       OR revoked_at < now() - interval '1 day')),"
+                    " extra AS ("
+                    "  UPDATE logins SET revoked_at = now() WHERE id IN ("
+                    "   SELECT id FROM logins WHERE user_id = $1 AND kind = 'browser'"
+                    "   AND revoked_at IS NULL AND expires_at > now()"
+                    "   ORDER BY id DESC OFFSET $2) RETURNING 1)"
+                    " SELECT count(*) FROM extra",
+                    2, p, &res, NULL);
+    if (r < 0)
+        return r;
+    if (ret_revoked)
+        *ret_revoked = (int)db_get_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
 int db_login_lookup(struct db *db, const unsigned char *token_hash, struct db_login *ret_login)
 {
     char th[2 + DB_TOKEN_HASH_LEN * 2 + 1];

@@ -350,6 +350,22 @@ expect "admin revokes an API token" 200
 req GET /api/v1/me "${B[@]}"
 expect "a revoked API token is 401" 401
 
+# ------------------------------------------------- sessions are bounded ---
+psql_db "INSERT INTO logins (token_hash, user_id, kind, mfa_passed, expires_at, revoked_at)
+         SELECT sha256(convert_to('old' || i, 'UTF8')), u.id, 'browser', true,
+                now() + CASE WHEN i <= 40 THEN interval '1 hour' ELSE interval '-2 days' END, NULL
+         FROM users u, generate_series(1, 50) i WHERE u.username = 'uma'" >/dev/null
+login uma 'user pw'
+expect "uma logs in while holding 40 live and 10 long-expired sessions" 200
+[[ $(psql_db "SELECT count(*) FROM logins l JOIN users u ON u.id = l.user_id
+              WHERE u.username = 'uma' AND l.kind = 'browser' AND l.revoked_at IS NULL AND l.expires_at > now()") == 32 ]] &&
+    ok "a person keeps at most 32 live sessions (the oldest are revoked)" || fail "live sessions not capped"
+[[ $(psql_db "SELECT count(*) FROM logins l JOIN users u ON u.id = l.user_id
+              WHERE u.username = 'uma' AND l.expires_at < now() - interval '1 day'") == 0 ]] &&
+    ok "long-expired sessions are deleted" || fail "expired sessions kept"
+req GET /api/v1/me -H "Cookie: atrium_session=$cookie"
+expect "the newest session is one of those kept" 200
+
 # ----------------------------------------------------------- lockout ---
 for i in 1 2 3 4 5; do login victim "wrong $i"; done
 login victim 'victim pw'
