@@ -49,6 +49,9 @@ admin_post "/pools/$office/entitlements" "{\"group_id\":$staff}" >/dev/null
 [[ -n $office && -n $staff ]] || { echo "FAIL: could not set up the pool through the API"; exit 1; }
 psql_db "INSERT INTO vms (name, pool_id, state) SELECT 'office-' || i, $office, 'ready' FROM generate_series(1, 3) i" >/dev/null
 
+# A host row (no hostd runs: maintenance is only a state here).
+psql_db "INSERT INTO hosts (name, address, cpus, memory_mb, cpu_capacity, memory_capacity_mb, accel, heartbeat_at)
+         VALUES ('hv1', '10.0.0.1', 8, 32768, 64, 28672, 'tcg', now())" >/dev/null
 # An image version to push (a row only: no file is needed to point a pool at it).
 image=$(psql_db "WITH i AS (INSERT INTO images (name) VALUES ('desktop') RETURNING id)
                  INSERT INTO image_versions (image_id, version, state) SELECT id, 1, 'ready' FROM i RETURNING id")

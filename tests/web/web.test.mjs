@@ -406,7 +406,7 @@ await step('admin', async () => {
     // Push an image version to office.
     const officeRow = page.locator('table.list tbody tr', { has: page.locator('strong', { hasText: /^office$/ }) });
     await officeRow.getByRole('button', { name: 'Push image' }).click();
-    await page.locator('dialog').getByLabel('Image version id').fill(process.env.ATRIUM_WEB_IMAGE);
+    await page.locator('dialog').getByLabel('Image version', { exact: true }).selectOption(process.env.ATRIUM_WEB_IMAGE);
     await page.locator('dialog').getByRole('button', { name: 'Push image' }).click();
     await page.locator('.toast-ok', { hasText: `image version ${process.env.ATRIUM_WEB_IMAGE}` }).waitFor({ timeout: 10000 });
     const office2 = (await page.evaluate(async () => (await (await fetch('/api/v1/pools')).json()).items))
@@ -415,6 +415,43 @@ await step('admin', async () => {
         JSON.stringify(office2.image_version_id));
     await officeRow.getByText(`version ${process.env.ATRIUM_WEB_IMAGE}`).waitFor({ timeout: 10000 });
     ok('the pools list shows the new image without a reload');
+
+    // Who is entitled: the group made by the test script.
+    await officeRow.getByRole('button', { name: 'Entitle' }).click();
+    await page.locator('dialog .entitled li', { hasText: 'Group: staff' }).waitFor({ timeout: 10000 });
+    ok('the Entitle dialog lists who is entitled now');
+    await page.keyboard.press('Escape');
+
+    // Images: the pushed version and the pool that uses it.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Images' }).click();
+    await page.getByText('used by office').waitFor({ timeout: 10000 });
+    ok('the images page shows which pool uses a version');
+
+    // VMs: power, filtered to ready VMs on the server.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'VMs' }).click();
+    await page.getByRole('heading', { name: 'VMs' }).waitFor();
+    const vmAsked = page.waitForRequest((r) => r.url().includes('/api/v1/vms?') && r.url().includes('state=ready'));
+    await page.getByLabel('State').selectOption('ready');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await vmAsked;
+    const readyRow = page.locator('table.list tbody tr', { has: page.getByRole('button', { name: 'Pause' }) }).first();
+    await readyRow.waitFor({ timeout: 10000 });
+    const vmName = (await readyRow.locator('strong').first().textContent()).trim();
+    await readyRow.getByRole('button', { name: 'Pause' }).click();
+    await page.locator('.toast-ok', { hasText: `${vmName}: asked to be paused` }).waitFor({ timeout: 10000 });
+    const vmsNow = await page.evaluate(async () => (await (await fetch('/api/v1/vms')).json()).items);
+    check(vmsNow.find((v) => v.name === vmName)?.desired_power === 'paused', `${vmName} is asked to pause`,
+        JSON.stringify(vmsNow.map((v) => [v.name, v.desired_power])));
+
+    // Hosts: maintenance on and off.
+    await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Hosts' }).click();
+    const hostRow = page.locator('table.list tbody tr', { hasText: 'hv1' });
+    await hostRow.getByRole('button', { name: 'Maintenance' }).click();
+    await page.locator('dialog').getByRole('button', { name: 'Maintenance' }).click();
+    await page.locator('.toast-ok', { hasText: 'hv1 is in maintenance' }).waitFor({ timeout: 10000 });
+    await hostRow.getByRole('button', { name: 'End maintenance' }).waitFor({ timeout: 10000 });
+    const hostsNow = await page.evaluate(async () => (await (await fetch('/api/v1/hosts')).json()).items);
+    check(hostsNow.find((x) => x.name === 'hv1')?.state === 'maintenance', 'a host is put in maintenance');
 
     // Sessions: uma's live session is logged off by the admin.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Sessions' }).click();
@@ -440,6 +477,23 @@ await step('admin', async () => {
     await page.locator('.toast-ok', { hasText: 'User newbie created' }).waitFor({ timeout: 10000 });
     await page.locator('table.list strong', { hasText: /^newbie$/ }).waitFor({ timeout: 10000 });
     ok('a user is created from the form and listed');
+
+    // Every admin page at desktop and phone size: screenshots, and no page
+    // wider than a phone.
+    for (const [label, file] of [['Hosts', 'hosts'], ['VMs', 'vms'], ['Images', 'images'], ['Sessions', 'sessions'], ['Users', 'users'],
+        ['Groups', 'groups'], ['Tasks', 'tasks'], ['Audit log', 'audit'], ['Pools', 'pools']]) {
+        await page.setViewportSize({ width: 1280, height: 800 });
+        await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: label, exact: true }).click();
+        await page.getByRole('heading', { name: label, exact: true }).waitFor();
+        await page.locator('.listview:not([aria-busy])').waitFor({ timeout: 10000 });
+        await page.screenshot({ path: `${shots}/admin-${file}.png`, fullPage: true });
+        await page.setViewportSize({ width: 390, height: 844 });
+        await page.waitForTimeout(200);
+        const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        check(over <= 0, `the ${label} page fits a phone-sized screen`, `${over}px too wide`);
+        await page.screenshot({ path: `${shots}/admin-${file}-phone.png`, fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
 
     // The phone-sized dashboard.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Dashboard' }).click();

@@ -1,6 +1,8 @@
 // Hosts: every hypervisor that registered, with its heartbeat and capacity.
 
-import { h, badge, fmtAgo, fmtMiB, fmtTime, listView } from '../ui.js';
+import { api } from '../api.js';
+import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
+import { session } from '../main.js';
 
 export function renderHosts(main) {
     const list = listView({
@@ -21,6 +23,21 @@ export function renderHosts(main) {
             { label: 'Heartbeat', value: (x) => h('span', { title: fmtTime(x.heartbeat_at) }, fmtAgo(x.heartbeat_at)) },
             { label: 'Version', value: (x) => x.version || '—' },
         ],
+        actions: session.user && session.user.role === 'admin' ? (x, reload) => {
+            if (x.state === 'offline')
+                return [];
+            const to = x.state === 'maintenance' ? 'online' : 'maintenance';
+            return [h('button', { type: 'button', class: 'btn', onclick: async (e) => {
+                if (to === 'maintenance' && !await confirmDialog(
+                    `Put ${x.name} in maintenance? No new desktops are placed on it.`, 'Maintenance'))
+                    return;
+                await busy(e.target, async () => {
+                    await api('PATCH', `/hosts/${x.id}`, { state: to });
+                    toast(`${x.name} is ${to === 'online' ? 'back online' : 'in maintenance'}.`, 'ok');
+                    reload();
+                });
+            } }, to === 'online' ? 'End maintenance' : 'Maintenance')];
+        } : undefined,
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Hosts'),
         h('button', { type: 'button', class: 'btn', onclick: () => list.reload() }, 'Refresh')), list.el);

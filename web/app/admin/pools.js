@@ -142,11 +142,22 @@ function resize(p, reload) {
     });
 }
 
-function pushImage(p, reload) {
+async function pushImage(p, reload) {
+    let versions = [];
+    try {
+        for (const i of (await api('GET', `/images${qs({ limit: 500 })}`)).items)
+            for (const v of i.versions || [])
+                if (v.state === 'ready')
+                    versions.push([v.id, `${i.name} v${v.version} (id ${v.id})${v.id === p.image_version_id ? ' — current' : ''}`]);
+    } catch (e) {
+        versions = null; // no image list: fall back to typing the id
+    }
+    const hint = 'Spare VMs are rebuilt from this version; VMs in use move to it at log-off. Images come from atriumctl image import.';
     smallForm(`Push an image to ${p.name}`, [
-        field('Image version id', h('input', { name: 'image_version_id', type: 'number', min: 1, step: 1, required: true,
-            value: p.image_version_id ? String(p.image_version_id) : '' }),
-        'Spare VMs are rebuilt from this version; VMs in use move to it at log-off. Image versions come from `atriumctl image import`.'),
+        versions && versions.length
+            ? field('Image version', select('image_version_id', [['', 'Choose…'], ...versions], p.image_version_id || ''), hint)
+            : field('Image version id', h('input', { name: 'image_version_id', type: 'number', min: 1, step: 1, required: true,
+                value: p.image_version_id ? String(p.image_version_id) : '' }), versions ? `No ready image version found. ${hint}` : hint),
     ], 'Push image', async (fd) => {
         const id = Number(fd.get('image_version_id'));
         if (!Number.isInteger(id) || id < 1)
@@ -158,15 +169,20 @@ function pushImage(p, reload) {
 }
 
 async function entitle(p) {
-    let users = [], groups = [];
+    let users = [], groups = [], current = [];
     try {
-        [users, groups] = (await Promise.all([api('GET', `/users${qs({ limit: 500 })}`),
-            api('GET', `/groups${qs({ limit: 500 })}`)])).map((x) => x.items);
+        [users, groups, current] = (await Promise.all([api('GET', `/users${qs({ limit: 500 })}`),
+            api('GET', `/groups${qs({ limit: 500 })}`),
+            api('GET', `/pools/${p.id}/entitlements${qs({ limit: 500 })}`)])).map((x) => x.items);
     } catch (e) {
         toast(errorText(e), 'error');
         return;
     }
     smallForm(`Entitle to ${p.name}`, [
+        h('div', { class: 'field' }, h('strong', {}, 'Entitled now'),
+            current.length ? h('ul', { class: 'entitled' }, current.map((e) => h('li', {},
+                e.group_id ? `Group: ${e.group_name}` : `User: ${e.username}`)))
+                : h('span', { class: 'muted' }, 'Nobody yet.')),
         field('Who', select('who', [['', 'Choose…'],
             ...groups.map((g) => [`g${g.id}`, `Group: ${g.name} (${g.members} members)`]),
             ...users.map((u) => [`u${u.id}`, `User: ${u.username}`])], '')),

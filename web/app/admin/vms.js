@@ -1,9 +1,41 @@
-// VMs: every desktop VM, filtered by pool, host and state on the server.
-// Power actions, console, snapshots and live resources need broker routes
-// that do not exist yet; the page says so rather than offering buttons
-// that could not work.
+// VMs: every desktop VM, filtered by pool, host and state on the server;
+// power (the desired state hostd carries out) and delete.  Console,
+// snapshots and live resources need broker routes that do not exist yet.
 
-import { h, badge, fmtAgo, fmtMiB, fmtTime, listView } from '../ui.js';
+import { api } from '../api.js';
+import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
+import { session } from '../main.js';
+
+const POWER = [['running', 'Start'], ['paused', 'Pause'], ['stopped', 'Stop']];
+
+function powerButtons(v, reload) {
+    const out = [];
+    for (const [desired, label] of POWER) {
+        if (v.desired_power === desired)
+            continue;
+        out.push(h('button', { type: 'button', class: `btn${desired === 'stopped' ? ' btn-danger' : ''}`, onclick: async (e) => {
+            if (desired === 'stopped' && v.assigned_user_id &&
+                !await confirmDialog(`${v.name} is in use. Stop it anyway? Unsaved work in it is lost.`, 'Stop'))
+                return;
+            await busy(e.target, async () => {
+                await api('POST', `/vms/${v.id}/power`, { desired });
+                toast(`${v.name}: asked to be ${desired}; its host carries it out.`, 'ok');
+                reload();
+            });
+        } }, label));
+    }
+    if (session.user && session.user.role === 'admin')
+        out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
+            if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
+                return;
+            await busy(e.target, async () => {
+                await api('DELETE', `/vms/${v.id}`);
+                toast(`${v.name} is being deleted.`, 'ok');
+                reload();
+            });
+        } }, 'Delete'));
+    return out;
+}
 
 const STATES = ['provisioning', 'booting', 'ready', 'assigned', 'connected', 'disconnected', 'logging_off',
     'refreshing', 'stopped', 'failed', 'migrating', 'deleting'];
@@ -30,9 +62,10 @@ export function renderVms(main) {
             { label: 'Assigned to', value: (v) => (v.assigned_user_id ? `user #${v.assigned_user_id}` : '—') },
             { label: 'Since', value: (v) => h('span', { title: fmtTime(v.state_changed_at) }, fmtAgo(v.state_changed_at)) },
         ],
+        actions: (v, reload) => (v.state === 'deleting' ? [] : powerButtons(v, reload)),
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'VMs'),
         h('button', { type: 'button', class: 'btn', onclick: () => list.reload() }, 'Refresh')),
-    h('p', { class: 'msg msg-info' }, 'Power, console, snapshot and live-resource actions appear here once the broker offers them; today its API lists VMs only.'),
+    h('p', { class: 'muted small' }, 'Console, snapshot and live-resource actions appear here once the broker offers them.'),
     list.el);
 }
