@@ -9,7 +9,8 @@
 # NIC on user networking, VNC and SPICE on unix sockets, the SPICE agent
 # and guest agent channels, serial to a file, QMP.
 # Checks, each with a deadline:
-#   - ATRIUM-DESKTOP-READY on ttyS0 (ATRIUM_DEMO_BOOT_TIMEOUT, 300 s);
+#   - ATRIUM-DESKTOP-READY on ttyS0 (ATRIUM_DEMO_BOOT_TIMEOUT, 300 s; all
+#     waits end by ATRIUM_DEMO_BOOT_TOTAL, 540 s);
 #   - ATRIUM-DESKTOP-NET: the virtio NIC got an IPv4 address by DHCP;
 #   - the VNC socket speaks RFB;
 #   - a QMP screendump looks like a desktop (check-screenshot.sh: many
@@ -48,6 +49,15 @@ need base64 coreutils
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 shot_png=${ATRIUM_DEMO_SCREENSHOT:-$img/last-boot.png}
 ready_timeout=${ATRIUM_DEMO_BOOT_TIMEOUT:-300}
+# Every wait ends by this overall deadline, so that this script, not ctest,
+# stops QEMU.
+deadline=$((SECONDS + ${ATRIUM_DEMO_BOOT_TOTAL:-540}))
+# end_in SECS: SECONDS value SECS from now, but never past the deadline.
+end_in() {
+    local e=$((SECONDS + $1))
+    ((e < deadline)) || e=$deadline
+    echo "$e"
+}
 
 tmp=$(mktemp -d /tmp/atrium-demoimg.XXXXXX)
 qemu_pid=""
@@ -108,7 +118,8 @@ qemu_pid=$!
 # timeout, on QEMU exiting and on an ATRIUM-DESKTOP-ERROR line.  The serial
 # port is a file, so this looks at it once a second.
 wait_serial() {
-    local end=$((SECONDS + $2)) line
+    local end line
+    end=$(end_in "$2")
     while :; do
         line=$(tr -d '\r' <"$serial" | grep -oE -m1 -- "$1" || true)
         [[ -n $line ]] && { printf '%s\n' "$line"; return 0; }
@@ -134,7 +145,8 @@ qmp_open() {
     qmp '{"execute":"qmp_capabilities"}' >/dev/null
 }
 qmp_read() {
-    local end=$((SECONDS + $2)) line t
+    local end line t
+    end=$(end_in "$2")
     while :; do
         t=$((end - SECONDS))
         ((t > 0)) || return 1
@@ -204,7 +216,8 @@ qga_open() {
     return 1
 }
 qga_read() {
-    local end=$((SECONDS + $2)) line t
+    local end line t
+    end=$(end_in "$2")
     while :; do
         t=$((end - SECONDS))
         ((t > 0)) || return 1
