@@ -72,8 +72,13 @@ function drawShell(opts) {
     text);
     clear(document.getElementById('topnav'), link('/desktops', 'My desktops'),
         isStaff(user) ? link('/admin', 'Admin') : null);
-    if (opts.admin)
+    if (opts.admin) {
         clear(side, h('ul', {}, ADMIN_LINKS.map(([href, text]) => h('li', {}, link(href, text)))));
+        // on a phone the menu is one scrolling row: keep the current page in sight
+        const cur = side.querySelector('[aria-current="page"]');
+        if (cur)
+            side.scrollLeft = Math.max(0, cur.offsetLeft - 16);
+    }
 }
 
 async function loadMe() {

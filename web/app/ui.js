@@ -44,6 +44,8 @@ export function toast(message, kind = 'info') {
     const t = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
         message);
     box.append(t);
+    while (box.children.length > 3)
+        box.firstElementChild.remove(); // the newest three are enough
     setTimeout(() => t.remove(), kind === 'error' ? 9000 : 4000);
 }
 
