@@ -37,7 +37,9 @@ int main(int argc, char **argv)
         int r = db_pool_get_by_name(db, argv[4], &p);
         if (r == 0 && db_user_get_by_name(db, argv[3], &u) == -ENOENT) {
             int64_t id;
-            r = db_user_create(db, &(struct db_user_new){.username = argv[3]}, &id);
+            r = db_user_create(db,
+                               &(struct db_user_new){.username = argv[3], .source = "pam", .role = "user"},
+                               &id);
             if (r == 0)
                 r = db_user_get_by_name(db, argv[3], &u);
         }
