@@ -267,6 +267,9 @@ const struct brk_route *brk_route_match(const char *method, const char *path,
                                         int64_t ret_ids[static BRK_MAX_PATH_IDS], size_t *ret_n_ids,
                                         bool *ret_path_known);
 
+/* The methods served on @path, for a 405's Allow header ("GET, HEAD, POST"). */
+void brk_route_allowed(const char *path, char *buf, size_t size);
+
 /* Print "METHOD PATTERN" lines of every route, sorted, to @out. */
 void brk_routes_print(FILE *out);
 

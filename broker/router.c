@@ -87,6 +87,23 @@ const struct brk_route *brk_route_match(const char *method, const char *path,
     return NULL;
 }
 
+void brk_route_allowed(const char *path, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (const struct brk_route *r = brk_routes; r->method; r++) {
+        int64_t ids[BRK_MAX_PATH_IDS];
+        size_t n = 0;
+        if (!path_match(r->pattern, path, ids, &n))
+            continue;
+        int w = snprintf(buf + len, size - len, "%s%s%s", len ? ", " : "", r->method,
+                         strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
+        if (w < 0 || (size_t)w >= size - len)
+            break;
+        len += (size_t)w;
+    }
+}
+
 size_t brk_routes_count(void)
 {
     size_t n = 0;

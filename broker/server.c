@@ -202,10 +202,17 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
         st->replied = true;
         goto out;
     }
+    if (!route && path_known) {
+        char allow[128];
+        brk_route_allowed(path, allow, sizeof(allow));
+        brk_reply_error(&rep, 405, "method_not_allowed",
+                        "this resource does not support that method");
+        brk_reply_header(&rep, "Allow", allow);
+        ret = send_reply(s, conn, st, &rep);
+        goto out;
+    }
     if (!route) {
-        ret = path_known ? send_error(s, conn, st, 405, "method_not_allowed",
-                                      "this resource does not support that method")
-                         : send_error(s, conn, st, 404, "not_found", "no such resource");
+        ret = send_error(s, conn, st, 404, "not_found", "no such resource");
         goto out;
     }
     st->route_index = (size_t)(route - brk_routes);

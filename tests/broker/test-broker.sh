@@ -37,6 +37,9 @@ expect "unknown path is 404" 404
 [[ $(jget 'j["error"]') == not_found ]] && ok "404 body is a JSON error" || fail "404 body" "$tmp/body"
 req DELETE /healthz
 expect "wrong method is 405" 405
+grep -qi '^Allow: GET, HEAD' "$tmp/hdr" && ok "405 names the allowed methods" || fail "405 Allow" "$tmp/hdr"
+req PUT /api/v1/pools
+grep -qi '^Allow: GET, HEAD, POST' "$tmp/hdr" && ok "Allow lists every method of the path" || fail "405 Allow pools" "$tmp/hdr"
 req GET /api/v1/tasks/abc
 expect "non-numeric id does not match a route" 404
 
