@@ -16,6 +16,7 @@ S=/var/lib/atrium-test
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 step=$(cat $T/STEP)
 fails=0
+exec 3>&1 # the serial console, also from inside check()
 mkdir -p $S
 
 check() { # check NAME CMD...: run CMD, report, show its output when it fails
@@ -34,10 +35,11 @@ phase() { echo "ATRIUM-PHASE $1 $(cut -d' ' -f1 /proc/uptime)"; }
 daemons="atrium-hostd atrium-poold atrium-broker"
 [ -e /usr/lib/systemd/system/atrium-displayd.service ] && daemons="$daemons atrium-displayd"
 
-apt_install() { # apt_install LOG DEB: offline install; the log is shown
-    apt-get install -y --no-download -o Dpkg::Options::=--force-confold "$2" >"$1" 2>&1
+apt_install() { # apt_install LOG DEB: install (the guest has no network: every
+    # dependency must already be there); the log is shown
+    apt-get install -y -o Dpkg::Options::=--force-confold "$2" >"$1" 2>&1
     rc=$?
-    sed 's/^/    apt| /' "$1"
+    tr '\r' '\n' <"$1" | grep -v '^(Reading database' | sed 's/^/    apt| /' >&3
     return $rc
 }
 
@@ -94,7 +96,8 @@ install)
     check "test process moved into hostd's cgroup" sh -c "echo $child >$cg/cgroup.procs"
     check "systemctl restart atrium-hostd" systemctl restart atrium-hostd
     check "hostd has a new main PID" sh -c "[ \"\$(systemctl show -p MainPID --value atrium-hostd)\" != $old_main ]"
-    check "the process in hostd's cgroup survived the restart" kill -0 $child
+    check "the process in hostd's cgroup survived the restart, still in that cgroup" \
+        sh -c "kill -0 $child && grep -qx $child $cg/cgroup.procs"
     check "hostd is active again" systemctl is-active -q atrium-hostd
     kill $child 2>/dev/null
     phase checked
@@ -134,7 +137,7 @@ upgrade)
     # Purge: the configuration goes, the site's data stays.
     apt-get purge -y atrium >/tmp/apt-purge.log 2>&1
     rc=$?
-    sed 's/^/    apt| /' /tmp/apt-purge.log
+    tr '\r' '\n' </tmp/apt-purge.log | grep -v '^(Reading database' | sed 's/^/    apt| /' 
     check "apt-get purge atrium" [ $rc -eq 0 ]
     check "purge removed /etc/atrium/atrium.conf" test ! -e /etc/atrium/atrium.conf
     check "purge removed the generated TLS pair" test ! -e /etc/atrium/tls/key.pem
