@@ -4,8 +4,14 @@
  * once the socket is handed to it).  Layout, [MS-RDPBCGR] 2.2.1.1:
  *   TPKT   version=3, reserved, length (big-endian, whole packet)
  *   X.224  length indicator, CR code 0xE0, dst-ref(2), src-ref(2), class
- *   routingToken "Cookie: msts=<token>\r\n" or cookie "Cookie: mstshash=<user>\r\n"
+ *   routingToken "Cookie: msts=<ticket>\r\n" or cookie "Cookie: mstshash=<user>\r\n"
  *   optional RDP_NEG_REQ
+ * The routing token is the .rdp file's loadbalanceinfo, which mstsc and
+ * FreeRDP send verbatim.  It must have the load-balancer form: FreeRDP 2's
+ * own server (which reads the same request after us) accepts only
+ * "Cookie: msts=" or "Cookie: mstshash=" there and fails on a bare token.
+ * A cookie (or nothing) means a client without a ticket, which will log in
+ * with a password.
  * Fuzzed by tests/fuzz/display/fuzz-x224.c.
  */
 #include "disp-priv.h"
@@ -18,8 +24,8 @@
 
 int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, size_t size)
 {
-    static const char prefix[] = "Cookie: msts=";
-    const size_t plen = sizeof(prefix) - 1;
+    static const char lb_prefix[] = "Cookie: msts=";
+    static const char cookie[] = "Cookie: mstshash=";
     if (len < TPKT_HEADER)
         return len > 0 && buf[0] != 3 ? -EBADMSG : -EAGAIN;
     if (buf[0] != 3)
@@ -35,10 +41,14 @@ int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, siz
         return -EBADMSG;
     const unsigned char *p = x + X224_CR_HEADER;
     size_t avail = total - TPKT_HEADER - X224_CR_HEADER;
-    if (avail < plen || memcmp(p, prefix, plen) != 0)
-        return -ENOENT; /* a well-formed request without a ticket: a password log-in */
-    p += plen;
-    avail -= plen;
+    /* no token (at most an RDP_NEG_REQ follows) or a cookie: a password log-in */
+    if (avail == 0 || p[0] == 0x01 ||
+        (avail >= sizeof(cookie) - 1 && memcmp(p, cookie, sizeof(cookie) - 1) == 0))
+        return -ENOENT;
+    if (avail < sizeof(lb_prefix) - 1 || memcmp(p, lb_prefix, sizeof(lb_prefix) - 1) != 0)
+        return -EBADMSG;
+    p += sizeof(lb_prefix) - 1;
+    avail -= sizeof(lb_prefix) - 1;
     size_t n = 0;
     while (n < avail && ((p[n] >= '0' && p[n] <= '9') || (p[n] >= 'a' && p[n] <= 'z') ||
                          (p[n] >= 'A' && p[n] <= 'Z')))

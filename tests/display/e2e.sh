@@ -254,6 +254,7 @@ type_until_echoed() {
 # ------------------------------------------------------------------ RDP
 if [[ $mode == rdp ]]; then
     start_xvfb
+    # the ticket as the .rdp file carries it: loadbalanceinfo:s:Cookie: msts=<ticket>
     rdp_client() { # TICKET LOG: xfreerdp, run with & (exec: $! is xfreerdp itself) with the ticket as routing token (.rdp loadbalanceinfo)
         exec xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: \
             /size:720x400 /bpp:32 -wallpaper /t:atrium-rdp \

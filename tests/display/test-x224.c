@@ -31,6 +31,9 @@ static void test_routing_token_carries_the_ticket(void **state)
     size_t n = build_cr(b, "Cookie: msts=" T32 "\r\n\x01\x00\x08\x00\x03\x00\x00\x00");
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), 0);
     assert_string_equal(t, T32);
+    /* a bare token would make FreeRDP's own parser fail later: refused here */
+    n = build_cr(b, T32 "\r\n\x01\x00\x08\x00\x03\x00\x00\x00");
+    assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
 }
 
 static void test_incomplete_request_asks_for_more(void **state)
@@ -54,6 +57,10 @@ static void test_anything_but_a_ticket_is_refused(void **state)
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -ENOENT);
     n = build_cr(b, "");
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -ENOENT);
+    n = build_cr(b, "\x01\x00\x08\x00\x03\x00\x00\x00"); /* only RDP_NEG_REQ */
+    assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -ENOENT);
+    n = build_cr(b, "tsv://MS Terminal Services Plugin.1.x\r\n"); /* someone else's token */
+    assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
     n = build_cr(b, "Cookie: msts=" T32);                    /* no CRLF */
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
     n = build_cr(b, "Cookie: msts=ab-cd\r\n");               /* bad character */
