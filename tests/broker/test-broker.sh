@@ -71,6 +71,9 @@ for flag in HttpOnly Secure SameSite=Strict Path=/; do
     [[ $setcookie == *"; $flag"* ]] && ok "session cookie has $flag" || fail "cookie lacks $flag: $setcookie"
 done
 [[ ${#admin_cookie} -eq 43 ]] && ok "session token is 256 bits in base64url" || fail "token length ${#admin_cookie}"
+[[ $setcookie == *"Max-Age=3600"* && $(psql_db "SELECT extract(epoch from expires_at - created_at)::int FROM logins
+      WHERE token_hash = sha256(convert_to('$admin_cookie', 'UTF8'))") == 3600 ]] &&
+    ok "the session lasts [broker] session_ttl, in the cookie and in the database" || fail "session ttl: $setcookie"
 [[ $(psql_db "SELECT count(*) FROM logins WHERE token_hash = sha256(convert_to('$admin_cookie', 'UTF8'))") == 1 ]] &&
     ok "logins stores the token's SHA-256" || fail "token hash not stored"
 [[ $(psql_db "SELECT count(*) FROM logins WHERE position(convert_to('$admin_cookie', 'UTF8') in token_hash) > 0") == 0 ]] &&
