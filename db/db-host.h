@@ -61,3 +61,25 @@ int db_host_get_by_name(struct db *db, const char *name, struct db_host *ret);
 
 /* Every host, by name.  *ret_hosts is malloc'd (free()), *ret_n entries. */
 int db_host_list(struct db *db, struct db_host **ret_hosts, size_t *ret_n);
+
+/*
+ * One metrics sample of this host (vm_id 0) or of one of its VMs.  Fields
+ * that were not measured are negative and stored as their column default
+ * (balloon_mb and vm_count: NULL).
+ */
+struct db_metric_sample {
+    int64_t host_id;
+    int64_t vm_id;
+    double cpu_pct;
+    int64_t mem_used_mb, mem_total_mb;
+    int64_t balloon_mb;
+    int64_t disk_rd_bytes, disk_wr_bytes, disk_rd_ops, disk_wr_ops;
+    int64_t net_rx_bytes, net_tx_bytes;
+    int vm_count;
+};
+
+/* Insert @n samples in one statement (taken now). */
+int db_host_metrics_insert(struct db *db, const struct db_metric_sample *s, size_t n);
+
+/* Delete this host's samples older than @hours.  Returns how many were deleted. */
+int db_host_metrics_prune(struct db *db, int64_t host_id, int hours);

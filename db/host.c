@@ -154,3 +154,72 @@ int db_host_list(struct db *db, struct db_host **ret_hosts, size_t *ret_n)
     *ret_n = n;
     return 0;
 }
+
+/* Negative = not measured: JSON null, then the column default (or NULL). */
+static json_t *jint(int64_t v)
+{
+    return v < 0 ? json_null() : json_integer(v);
+}
+
+int db_host_metrics_insert(struct db *db, const struct db_metric_sample *s, size_t n)
+{
+    /* Rows travel as one JSON array and are unpacked server-side, so a
+     * sample of every VM is one round trip and one statement. */
+    json_t *arr = json_array();
+    if (!arr)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_pack(
+            "{s:I, s:o, s:f, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "host_id",
+            (json_int_t)s[i].host_id, "vm_id", s[i].vm_id ? json_integer(s[i].vm_id) : json_null(),
+            "cpu_pct", s[i].cpu_pct, "mem_used_mb", jint(s[i].mem_used_mb), "mem_total_mb",
+            jint(s[i].mem_total_mb), "balloon_mb", jint(s[i].balloon_mb), "disk_rd_bytes",
+            jint(s[i].disk_rd_bytes), "disk_wr_bytes", jint(s[i].disk_wr_bytes), "disk_rd_ops",
+            jint(s[i].disk_rd_ops), "disk_wr_ops", jint(s[i].disk_wr_ops), "net_rx_bytes",
+            jint(s[i].net_rx_bytes), "net_tx_bytes", jint(s[i].net_tx_bytes), "vm_count",
+            jint(s[i].vm_count));
+        if (!o || json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            return -ENOMEM;
+        }
+    }
+    char *text = atr_json_dumps(arr);
+    json_decref(arr);
+    if (!text)
+        return -ENOMEM;
+    const char *p[] = {text};
+    int r = db_exec(db,
+                    "INSERT INTO metric_samples (host_id, vm_id, cpu_pct, mem_used_mb,"
+                    " mem_total_mb, balloon_mb, disk_rd_bytes, disk_wr_bytes, disk_rd_ops,"
+                    " disk_wr_ops, net_rx_bytes, net_tx_bytes, vm_count)"
+                    " SELECT host_id, vm_id, cpu_pct, coalesce(mem_used_mb, 0),"
+                    " coalesce(mem_total_mb, 0), balloon_mb, coalesce(disk_rd_bytes, 0),"
+                    " coalesce(disk_wr_bytes, 0), coalesce(disk_rd_ops, 0),"
+                    " coalesce(disk_wr_ops, 0), coalesce(net_rx_bytes, 0),"
+                    " coalesce(net_tx_bytes, 0), vm_count"
+                    " FROM jsonb_to_recordset($1::jsonb) AS x(host_id bigint, vm_id bigint,"
+                    " cpu_pct real, mem_used_mb bigint, mem_total_mb bigint, balloon_mb bigint,"
+                    " disk_rd_bytes bigint, disk_wr_bytes bigint, disk_rd_ops bigint,"
+                    " disk_wr_ops bigint, net_rx_bytes bigint, net_tx_bytes bigint,"
+                    " vm_count integer)"
+                    " WHERE vm_id IS NULL OR EXISTS (SELECT 1 FROM vms WHERE vms.id = x.vm_id)",
+                    1, p, NULL, NULL);
+    free(text);
+    return r;
+}
+
+int db_host_metrics_prune(struct db *db, int64_t host_id, int hours)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, host_id), db_param_i64(b2, hours)};
+    PGresult *res;
+    int r = db_exec(db,
+                    "DELETE FROM metric_samples WHERE host_id = $1"
+                    " AND at < now() - make_interval(hours => $2::int)",
+                    2, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}

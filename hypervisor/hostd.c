@@ -45,6 +45,11 @@ struct local_vm {
     int64_t stop_deadline_ms; /* 0: none */
     bool reap;                /* process gone and reported: drop the entry */
     int64_t refresh_task;     /* vm.refresh under way: reset the overlay once QEMU is gone */
+    /* metrics: the previous CPU reading, and the latest QMP answers */
+    int64_t prev_cpu_ticks, prev_sample_ms;
+    int64_t balloon_mb; /* -1: not known yet */
+    struct hv_vm_io io;
+    bool have_io;
 };
 
 struct hostd {
@@ -59,6 +64,9 @@ struct hostd {
     bool dirty;       /* reconcile on the next turn */
     bool tasks_dirty; /* look for tasks on the next turn */
     int64_t next_heartbeat_ms;
+    int64_t next_metrics_ms, next_prune_ms;
+    struct hv_host_stat prev_host;
+    bool have_prev_host;
     int64_t db_retry_ms; /* 0: connected */
     int sigfd;
     bool quit;
@@ -189,6 +197,7 @@ static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm
     snprintf(l->disk_path, sizeof(l->disk_path), "%s", row->disk_path);
     l->vm = vm;
     l->fresh = fresh;
+    l->balloon_mb = -1;
     l->next = h->vms;
     h->vms = l;
 }
@@ -407,6 +416,110 @@ static void enforce_stop_deadlines(struct hostd *h)
     }
 }
 
+static void on_balloon(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
+{
+    (void)q;
+    struct local_vm *l = userdata;
+    int64_t mb;
+    if (r->error == 0 && hv_metrics_balloon_mb(r->ret, &mb) == 0)
+        l->balloon_mb = mb;
+}
+
+static void on_blockstats(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
+{
+    (void)q;
+    struct local_vm *l = userdata;
+    if (r->error == 0 && hv_metrics_blockstats(r->ret, &l->io) == 0)
+        l->have_io = true;
+}
+
+static struct db_metric_sample unmeasured(int64_t host_id, int64_t vm_id)
+{
+    return (struct db_metric_sample){.host_id = host_id,
+                                     .vm_id = vm_id,
+                                     .mem_used_mb = -1,
+                                     .mem_total_mb = -1,
+                                     .balloon_mb = -1,
+                                     .disk_rd_bytes = -1,
+                                     .disk_wr_bytes = -1,
+                                     .disk_rd_ops = -1,
+                                     .disk_wr_ops = -1,
+                                     .net_rx_bytes = -1,
+                                     .net_tx_bytes = -1,
+                                     .vm_count = -1};
+}
+
+/*
+ * One sample of the host and of every VM whose QEMU runs.  CPU is the
+ * change since the previous sample; balloon and disk counters are QEMU's
+ * answers to the queries sent at the previous sample (asked now, used next
+ * time), so sampling never waits on QEMU.  Network counters are not
+ * collected yet (user networking has no per-NIC counters in QMP).
+ */
+static void sample_metrics(struct hostd *h)
+{
+    int64_t now = atr_now_mono_ms();
+    size_t cap = 1, n = 0;
+    int running = 0;
+    for (struct local_vm *l = h->vms; l; l = l->next)
+        cap++;
+    struct db_metric_sample *s = calloc(cap, sizeof(*s));
+    if (!s)
+        return;
+    for (struct local_vm *l = h->vms; l; l = l->next) {
+        enum hv_vm_power p = hv_vm_power(l->vm);
+        if (l->reap || (p != HV_VM_RUNNING && p != HV_VM_PAUSED))
+            continue;
+        running++;
+        struct hv_proc_stat ps;
+        if (hv_metrics_proc(hv_vm_pid(l->vm), &ps) < 0)
+            continue;
+        struct db_metric_sample *m = &s[n++];
+        *m = unmeasured(h->host_id, l->id);
+        m->mem_used_mb = ps.rss_kb / 1024;
+        m->balloon_mb = l->balloon_mb;
+        if (l->prev_sample_ms)
+            m->cpu_pct =
+                hv_metrics_cpu_pct(l->prev_cpu_ticks, ps.cpu_ticks, now - l->prev_sample_ms);
+        if (l->have_io) {
+            m->disk_rd_bytes = l->io.rd_bytes;
+            m->disk_wr_bytes = l->io.wr_bytes;
+            m->disk_rd_ops = l->io.rd_ops;
+            m->disk_wr_ops = l->io.wr_ops;
+        }
+        l->prev_cpu_ticks = ps.cpu_ticks;
+        l->prev_sample_ms = now;
+        struct hv_qmp *q = hv_vm_qmp(l->vm);
+        if (q) {
+            hv_qmp_send(q, "query-balloon", NULL, 5000, on_balloon, l, NULL);
+            hv_qmp_send(q, "query-blockstats", NULL, 5000, on_blockstats, l, NULL);
+        }
+    }
+    struct hv_host_stat hs;
+    if (hv_metrics_host(&hs) == 0) {
+        struct db_metric_sample *m = &s[n++];
+        *m = unmeasured(h->host_id, 0);
+        m->mem_used_mb = (hs.mem_total_kb - hs.mem_available_kb) / 1024;
+        m->mem_total_mb = hs.mem_total_kb / 1024;
+        m->vm_count = running;
+        if (h->have_prev_host && hs.total_ticks > h->prev_host.total_ticks)
+            m->cpu_pct = 100.0 * (double)(hs.busy_ticks - h->prev_host.busy_ticks) /
+                         (double)(hs.total_ticks - h->prev_host.total_ticks);
+        h->prev_host = hs;
+        h->have_prev_host = true;
+    }
+    int r = db_host_metrics_insert(h->db, s, n);
+    if (r < 0)
+        log_warn("cannot store metrics", "errno", LOG_INT(-r));
+    free(s);
+    if (now >= h->next_prune_ms) {
+        r = db_host_metrics_prune(h->db, h->host_id, h->cfg->hostd.metrics_retention_h);
+        if (r > 0)
+            log_debug("old metrics pruned", "rows", LOG_INT(r));
+        h->next_prune_ms = now + 60000;
+    }
+}
+
 static void run_tasks(struct hostd *h)
 {
     static const char *const kinds[] = {"vm.reset", "vm.refresh", NULL};
@@ -602,6 +715,10 @@ static int run(struct hostd *h)
                     log_error("heartbeat failed", "errno", LOG_INT(-r));
                 h->next_heartbeat_ms = atr_now_mono_ms() + h->cfg->hostd.heartbeat_s * 1000;
             }
+            if (atr_now_mono_ms() >= h->next_metrics_ms) {
+                sample_metrics(h);
+                h->next_metrics_ms = atr_now_mono_ms() + h->cfg->hostd.metrics_interval_s * 1000;
+            }
             if (h->dirty)
                 reconcile(h);
             if (h->tasks_dirty)
@@ -633,7 +750,8 @@ static int run(struct hostd *h)
         fds[n++] = (struct pollfd){.fd = h->sigfd, .events = POLLIN};
         fds[n++] = (struct pollfd){.fd = h->db_retry_ms ? -1 : db_fd(h->db), .events = POLLIN};
         int timeout = h->db_retry_ms ? atr_deadline_left_ms(h->db_retry_ms)
-                                     : atr_deadline_left_ms(h->next_heartbeat_ms);
+                                     : min_timeout(atr_deadline_left_ms(h->next_heartbeat_ms),
+                                                   atr_deadline_left_ms(h->next_metrics_ms));
         for (struct local_vm *l = h->vms; l; l = l->next) {
             int k = hv_vm_pollfds(l->vm, &fds[n]);
             for (int i = 0; i < k; i++)

@@ -358,3 +358,36 @@ const char *hv_vm_exit_message(const struct hv_vm *vm);
 
 /* Remove the VM's runtime directory (sockets, pid file, logs).  The VM must be gone. */
 int hv_vm_remove_runtime(int64_t id, const char *runtime_dir);
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* CPU time and resident memory of one process, from /proc. */
+struct hv_proc_stat {
+    int64_t cpu_ticks; /* utime + stime, in clock ticks */
+    int64_t rss_kb;
+};
+
+int hv_metrics_proc(pid_t pid, struct hv_proc_stat *ret);
+
+/* The host's CPU counters and memory, from /proc/stat and /proc/meminfo. */
+struct hv_host_stat {
+    int64_t busy_ticks, total_ticks;
+    int64_t mem_total_kb, mem_available_kb;
+};
+
+int hv_metrics_host(struct hv_host_stat *ret);
+
+/* Percent of one CPU used between two readings @wall_ms apart (clamped to >= 0). */
+double hv_metrics_cpu_pct(int64_t ticks_before, int64_t ticks_after, int64_t wall_ms);
+
+struct hv_vm_io {
+    int64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
+};
+
+/* Sum the counters of every device in a query-blockstats reply.  -EINVAL when malformed. */
+int hv_metrics_blockstats(const json_t *ret, struct hv_vm_io *io);
+
+/* The balloon's current size in MiB from a query-balloon reply.  -EINVAL when malformed. */
+int hv_metrics_balloon_mb(const json_t *ret, int64_t *ret_mb);

@@ -487,7 +487,7 @@ static int group_setup(void **state)
     /* TCG by configuration: the KVM probe has its own test (hv.accel). */
     fprintf(f,
             "[db]\nurl = %s\n[paths]\nruntime_dir = %s\ndata_dir = %s\n"
-            "[hostd]\nname = test-%d\naccel = tcg\n[log]\nlevel = debug\n",
+            "[hostd]\nname = test-%d\naccel = tcg\nmetrics_interval = 1\n[log]\nlevel = debug\n",
             T.conninfo, T.runtime, T.data, (int)getpid());
     fclose(f);
     T.hostd = -1;
@@ -576,6 +576,27 @@ static void test_vm_boots_serves_vnc_and_obeys_power_changes(void **state)
     /* Fully up (acpid runs) once the guest shows its mark. */
     assert_true(wait_serial(serial, "ATRIUM-MARK:", 1, BOOT_TIMEOUT_MS));
 
+    /* Metrics (every second here): QEMU's RSS, its balloon (no target set:
+     * all 256 MiB) and the disk reads of the guest's mount. */
+    poll(NULL, 0, 3500);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) >= 2 AND bool_and(mem_used_mb > 0) AND max(balloon_mb) = 256"
+             " AND max(disk_rd_bytes) > 0 FROM metric_samples WHERE vm_id = %lld",
+             (long long)id);
+    char *ok = pgt_query_value(T.conninfo, sql);
+    assert_non_null(ok);
+    assert_string_equal(ok, "t");
+    free(ok);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) >= 2 AND max(vm_count) >= 1 AND bool_and(mem_total_mb > 0)"
+             " FROM metric_samples WHERE vm_id IS NULL AND host_id = %lld",
+             (long long)T.host_id);
+    ok = pgt_query_value(T.conninfo, sql);
+    assert_non_null(ok);
+    assert_string_equal(ok, "t");
+    free(ok);
+
     assert_vnc_answers_rfb(id);
     assert_cmdline_has_no_tcp(v.qemu_pid);
     assert_no_inet_sockets(v.qemu_pid);
@@ -660,6 +681,21 @@ static void test_hostd_killed_then_restarted_readopts_the_same_qemus(void **stat
     assert_non_null(log);
     assert_non_null(strstr(log, "vms_adopted=3"));
     free(log);
+    /* Metrics flow again for the adopted VMs (sampled every second here). */
+    char *restarted = pgt_query_value(T.conninfo, "SELECT now()");
+    assert_non_null(restarted);
+    poll(NULL, 0, 3500);
+    for (int i = 0; i < 3; i++) {
+        char sql[256];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) >= 2 FROM metric_samples WHERE vm_id = %lld AND at > '%s'",
+                 (long long)ids[i], restarted);
+        char *ok = pgt_query_value(T.conninfo, sql);
+        assert_non_null(ok);
+        assert_string_equal(ok, "t");
+        free(ok);
+    }
+    free(restarted);
     /* Re-attached for real: the new hostd drives QEMU over QMP. */
     assert_int_equal(db_vm_set_desired(T.db, ids[0], "paused"), 0);
     assert_true(wait_vm(ids[0], power_is, "paused", STATE_TIMEOUT_MS, NULL));
