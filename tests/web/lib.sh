@@ -29,6 +29,14 @@ cleanup() {
     for p in "${pids[@]}"; do
         timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true
     done
+    # QEMUs that hostd started run in sessions of their own: their pid files,
+    # checked against the process's command line (a stale file's pid may be
+    # someone else's by now)
+    while IFS= read -r f; do
+        p=$(cat "$f" 2>/dev/null) || continue
+        [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$tmp/" &&
+            kill -9 "$p" 2>/dev/null || true
+    done < <(find "$tmp" -name qemu.pid 2>/dev/null)
     timeout 20 psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$tmp"
     exit $rc

@@ -26,7 +26,7 @@ export function renderConsole(main, poolId) {
     const discBtn = h('button', { type: 'button', class: 'btn btn-quiet', onclick: () => leave() }, 'Disconnect');
     const logoffBtn = h('button', { type: 'button', class: 'btn btn-danger', onclick: logoff }, 'Log off');
     const retryBtn = h('button', { type: 'button', class: 'btn btn-primary', hidden: true,
-        onclick: () => { attempt = 0; connect(); } }, 'Reconnect');
+        onclick: () => { attempt = 0; retryBtn.textContent = 'Reconnect'; connect(); } }, 'Reconnect');
 
     const bar = h('div', { class: 'console-bar' },
         h('a', { href: '/desktops', dataset: { link: '' }, class: 'btn btn-quiet' }, '← Desktops'),
@@ -77,16 +77,33 @@ export function renderConsole(main, poolId) {
             setStatus('Connected', 'good');
             rfb.focus();
         });
-        rfb.addEventListener('disconnect', (e) => {
+        rfb.addEventListener('disconnect', async (e) => {
             cadBtn.disabled = true;
             rfb = null;
             if (!wanted)
                 return;
+            // Logged off (by an admin, or from another device): connecting
+            // again would start a new session, so only on request.
+            if (await sessionEnded()) {
+                setStatus('Your session was logged off.', 'warn');
+                retryBtn.textContent = 'Start a new session';
+                retryBtn.hidden = false;
+                return;
+            }
             retryLater(e.detail.clean ? 'The desktop closed the connection.' : 'The connection was lost.');
         });
         rfb.addEventListener('securityfailure', (e) => {
             setStatus(`The gateway refused the connection${e.detail.reason ? `: ${e.detail.reason}` : ''}.`, 'bad');
         });
+    }
+
+    async function sessionEnded() {
+        try {
+            const d = ((await api('GET', '/desktops')).items || []).find((x) => String(x.id) === String(poolId));
+            return !d || !d.session || d.session.state === 'logging_off';
+        } catch (e) {
+            return false; // cannot tell (broker unreachable): keep trying
+        }
     }
 
     function retryLater(why) {
