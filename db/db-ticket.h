@@ -38,7 +38,7 @@ struct db_ticket_request {
     int64_t user_id;         /* 0 = none */
     unsigned protocol;       /* one DB_PROTO_ bit */
     const char *client_addr; /* address of the requester, or NULL */
-    int ttl_s;               /* 1..DB_TICKET_MAX_TTL_S (..DB_TICKET_VNC_MAX_TTL_S for VNC passwords) */
+    int ttl_s; /* 1..DB_TICKET_MAX_TTL_S (..DB_TICKET_VNC_MAX_TTL_S for VNC passwords) */
 };
 
 /*
@@ -90,9 +90,8 @@ const char *db_ticket_refusal_name(enum db_ticket_refusal why);
  * Returns 0 and *ret_grant, -EACCES when refused (*ret_why, may be NULL,
  * says why), -errno on database errors.
  */
-int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol,
-                      const char *client_addr, struct db_ticket_grant *ret_grant,
-                      enum db_ticket_refusal *ret_why);
+int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, const char *client_addr,
+                      struct db_ticket_grant *ret_grant, enum db_ticket_refusal *ret_why);
 
 /*
  * What displayd calls: refuse at once while @client_addr is throttled
@@ -101,9 +100,9 @@ int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol,
  * "console.ticket", outcome success/failure/denied, detail with protocol and
  * reason) either way.  Returns as db_ticket_consume.
  */
-int db_ticket_redeem(struct db *db, const char *ticket, unsigned protocol,
-                     const char *client_addr, const struct db_backoff *rule,
-                     struct db_ticket_grant *ret_grant, enum db_ticket_refusal *ret_why);
+int db_ticket_redeem(struct db *db, const char *ticket, unsigned protocol, const char *client_addr,
+                     const struct db_backoff *rule, struct db_ticket_grant *ret_grant,
+                     enum db_ticket_refusal *ret_why);
 
 /*
  * Report one failed attempt that never reached a ticket (a VNC DES answer

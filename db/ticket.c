@@ -157,9 +157,8 @@ static enum db_ticket_refusal refusal_of(struct db *db, const char *hash, const 
     return why;
 }
 
-int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol,
-                      const char *client_addr, struct db_ticket_grant *ret_grant,
-                      enum db_ticket_refusal *ret_why)
+int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, const char *client_addr,
+                      struct db_ticket_grant *ret_grant, enum db_ticket_refusal *ret_why)
 {
     const char *proto = db_protocol_name(protocol);
     char hash[2 + 64 + 1];
@@ -216,7 +215,7 @@ static void audit(struct db *db, unsigned protocol, const char *client_addr,
         .action = "console.ticket",
         .target_type = grant ? "vm" : NULL,
         .target_id = grant ? db_param_i64(vm, grant->vm_id) : NULL,
-        .outcome = why == DB_TICKET_OK ? "success"
+        .outcome = why == DB_TICKET_OK          ? "success"
                    : why == DB_TICKET_THROTTLED ? "denied"
                                                 : "failure",
         .detail = detail,
@@ -255,9 +254,9 @@ int db_ticket_fail(struct db *db, unsigned protocol, const char *client_addr,
     return db_throttle_fail(db, key, (int64_t)time(NULL), rule, NULL, NULL);
 }
 
-int db_ticket_redeem(struct db *db, const char *ticket, unsigned protocol,
-                     const char *client_addr, const struct db_backoff *rule,
-                     struct db_ticket_grant *ret_grant, enum db_ticket_refusal *ret_why)
+int db_ticket_redeem(struct db *db, const char *ticket, unsigned protocol, const char *client_addr,
+                     const struct db_backoff *rule, struct db_ticket_grant *ret_grant,
+                     enum db_ticket_refusal *ret_why)
 {
     struct db_ticket_grant grant;
     enum db_ticket_refusal why = DB_TICKET_UNKNOWN;

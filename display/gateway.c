@@ -94,8 +94,8 @@ int disp_core_redeem(struct disp_core *core, const char *ticket, unsigned protoc
         log_warn("console ticket refused", "protocol", db_protocol_name(protocol), "client",
                  client_addr, "reason", db_ticket_refusal_name(why));
     } else {
-        log_error("console ticket check failed", "protocol", db_protocol_name(protocol),
-                  "client", client_addr, "errno", LOG_INT(-r));
+        log_error("console ticket check failed", "protocol", db_protocol_name(protocol), "client",
+                  client_addr, "errno", LOG_INT(-r));
     }
     return r;
 }
@@ -162,8 +162,8 @@ int disp_gateway_new(const struct atr_config *cfg, struct db *db, struct disp_ga
         goto out;
     gw->core.db = db;
     /* 5 failures from one address within 10 min, then 10 s blocks doubling up to 15 min */
-    gw->core.backoff = (struct db_backoff){.threshold = 5, .base_s = 10, .max_s = 900,
-                                           .window_s = 600};
+    gw->core.backoff =
+        (struct db_backoff){.threshold = 5, .base_s = 10, .max_s = 900, .window_s = 600};
     if (!(gw->core.runtime_dir = strdup(cfg->paths.runtime_dir)))
         goto out;
     for (size_t i = 0; i < N_FRONTENDS; i++) {

@@ -48,7 +48,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define HEAD_MS 5000      /* the Connection Request must arrive by then */
+#define HEAD_MS 5000 /* the Connection Request must arrive by then */
 #define MAX_PENDING 256
 #define MAX_PEERS 256
 #define TILE 64
@@ -102,7 +102,7 @@ struct rdp_ctx {
     char *fb;
     BITMAP_PLANAR_CONTEXT *planar;
     bool activated;
-    int buttons; /* VNC button mask */
+    int buttons;            /* VNC button mask */
     int dx1, dy1, dx2, dy2; /* damage bounding box; dx2 == 0: none */
 };
 
@@ -212,11 +212,18 @@ static bool send_tiles(struct rdp_ctx *c)
                 ok = false;
                 break;
             }
-            *b = (BITMAP_DATA){.destLeft = (UINT32)tx, .destTop = (UINT32)ty,
-                               .destRight = (UINT32)tx + w - 1, .destBottom = (UINT32)ty + h - 1,
-                               .width = w, .height = h, .bitsPerPixel = 32, .compressed = TRUE,
-                               .bitmapDataStream = out, .bitmapLength = size,
-                               .cbCompMainBodySize = size, .cbScanWidth = w * 4,
+            *b = (BITMAP_DATA){.destLeft = (UINT32)tx,
+                               .destTop = (UINT32)ty,
+                               .destRight = (UINT32)tx + w - 1,
+                               .destBottom = (UINT32)ty + h - 1,
+                               .width = w,
+                               .height = h,
+                               .bitsPerPixel = 32,
+                               .compressed = TRUE,
+                               .bitmapDataStream = out,
+                               .bitmapLength = size,
+                               .cbCompMainBodySize = size,
+                               .cbScanWidth = w * 4,
                                .cbUncompressedSize = w * h * 4};
             n++;
             bytes += size + 32;
@@ -270,8 +277,8 @@ static int peer_login(struct rdp_ctx *c, const rdpSettings *s)
         r = auth_new(db, &acfg, &a);
     if (r < 0)
         goto out;
-    struct auth_login_request req = {.username = s->Username, .password = s->Password,
-                                     .client_addr = p->addr};
+    struct auth_login_request req = {
+        .username = s->Username, .password = s->Password, .client_addr = p->addr};
     r = auth_login(a, &req, &res);
     if (r < 0)
         goto out;
@@ -326,9 +333,8 @@ static BOOL on_post_connect(freerdp_peer *client)
         }
         peer_report(c->peer, RDP_MSG_JOINED);
     }
-    log_info("rdp client connected", "client", c->peer->addr, "width",
-             LOG_INT(s->DesktopWidth), "height", LOG_INT(s->DesktopHeight), "bpp",
-             LOG_INT(s->ColorDepth));
+    log_info("rdp client connected", "client", c->peer->addr, "width", LOG_INT(s->DesktopWidth),
+             "height", LOG_INT(s->DesktopHeight), "bpp", LOG_INT(s->ColorDepth));
     /* the desktop is the VM's: tell the client its size */
     if (s->DesktopWidth != (UINT32)c->up->width || s->DesktopHeight != (UINT32)c->up->height) {
         s->DesktopWidth = (UINT32)c->up->width;
@@ -390,8 +396,10 @@ static BOOL on_mouse(rdpInput *input, UINT16 flags, UINT16 x, UINT16 y)
         SendPointerEvent(c->up, x, y, c->buttons);
         return TRUE;
     }
-    int bit = (flags & PTR_FLAGS_BUTTON1) ? 1 : (flags & PTR_FLAGS_BUTTON2) ? 4
-              : (flags & PTR_FLAGS_BUTTON3) ? 2 : 0;
+    int bit = (flags & PTR_FLAGS_BUTTON1)   ? 1
+              : (flags & PTR_FLAGS_BUTTON2) ? 4
+              : (flags & PTR_FLAGS_BUTTON3) ? 2
+                                            : 0;
     if (bit)
         c->buttons = (flags & PTR_FLAGS_DOWN) ? c->buttons | bit : c->buttons & ~bit;
     SendPointerEvent(c->up, x, y, c->buttons);
@@ -464,8 +472,7 @@ static void *peer_main(void *arg)
     c->peer = p;
     /* with a ticket the VM is known now; a password log-in finds it in PostConnect */
     if (p->vm_id && !(c->up = up_connect(c, p->vnc_path))) {
-        log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket",
-                 p->vnc_path);
+        log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket", p->vnc_path);
         goto out;
     }
     if (!(c->planar = freerdp_bitmap_planar_context_new(PLANAR_FORMAT_HEADER_RLE, TILE, TILE)))
@@ -544,7 +551,8 @@ static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char 
     struct rdp_peer *p = NULL;
     if (ticket && disp_core_redeem(rdp->core, ticket, DB_PROTO_RDP, pd->addr, &g) < 0)
         goto fail;
-    if (rdp->n_peers >= MAX_PEERS || (ticket && disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0) ||
+    if (rdp->n_peers >= MAX_PEERS ||
+        (ticket && disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0) ||
         !(p = calloc(1, sizeof(*p))))
         goto fail;
     p->rdp = rdp;
@@ -711,8 +719,8 @@ static int rdp_open(struct disp_core *core, const struct atr_config *cfg, void *
         goto fail;
     }
     rdp->db_timeout_s = cfg->db.connect_timeout_s;
-    if (!(rdp->cert = strdup(cfg->display.tls_cert)) || !(rdp->key = strdup(cfg->display.tls_key)) ||
-        !(rdp->db_url = strdup(cfg->db.url)) ||
+    if (!(rdp->cert = strdup(cfg->display.tls_cert)) ||
+        !(rdp->key = strdup(cfg->display.tls_key)) || !(rdp->db_url = strdup(cfg->db.url)) ||
         pipe2(rdp->msg_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
         (rdp->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
         r = atr_error_set(err, -errno ?: -ENOMEM, "cannot set up RDP: %s", strerror(errno));

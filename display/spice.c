@@ -25,8 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HEAD_MS 5000         /* the CONNECT head must arrive by then */
-#define GRANT_JOIN_S 30      /* further channels must connect within this */
+#define HEAD_MS 5000          /* the CONNECT head must arrive by then */
+#define GRANT_JOIN_S 30       /* further channels must connect within this */
 #define PASSWORD_EXPIRE "+30" /* SPICE password expiry, seconds from now */
 #define QMP_TIMEOUT_MS 3000
 #define BUF_SIZE 65536
@@ -47,7 +47,7 @@ struct relay_buf {
 };
 
 struct spice_conn {
-    int cfd, sfd;           /* client (TCP) and server (SPICE unix socket) */
+    int cfd, sfd; /* client (TCP) and server (SPICE unix socket) */
     int cidx, sidx;
     char addr[64];
     int64_t head_deadline_ms; /* 0 once relaying */
@@ -91,8 +91,8 @@ static int spice_set_password(struct disp_core *core, int64_t vm_id, const char 
                     QMP_TIMEOUT_MS, NULL, &err);
 out:
     if (r < 0)
-        log_error("spice password not set", "vm", LOG_INT(vm_id), "errno", LOG_INT(-r),
-                  "detail", err.msg);
+        log_error("spice password not set", "vm", LOG_INT(vm_id), "errno", LOG_INT(-r), "detail",
+                  err.msg);
     hv_qmp_free(q);
     return r;
 }
@@ -273,8 +273,7 @@ static void spice_accept(struct disp_spice *sp)
         }
         struct spice_conn *c = sp->n_conns < MAX_CONNS ? calloc(1, sizeof(*c)) : NULL;
         if (!c) {
-            log_warn("spice connection refused", "client", addr, "reason",
-                     "too many connections");
+            log_warn("spice connection refused", "client", addr, "reason", "too many connections");
             close(fd);
             continue;
         }
@@ -342,10 +341,10 @@ static int spice_prepare(void *state, struct disp_pollset *ps)
             continue;
         }
         /* read a side only while its buffer is empty; wait for POLLOUT while full */
-        short ce = (short)((c->up.len == 0 && !c->client_eof ? POLLIN : 0) |
-                           (c->down.len ? POLLOUT : 0));
-        short se = (short)((c->down.len == 0 && !c->server_eof ? POLLIN : 0) |
-                           (c->up.len ? POLLOUT : 0));
+        short ce =
+            (short)((c->up.len == 0 && !c->client_eof ? POLLIN : 0) | (c->down.len ? POLLOUT : 0));
+        short se =
+            (short)((c->down.len == 0 && !c->server_eof ? POLLIN : 0) | (c->up.len ? POLLOUT : 0));
         if ((c->cidx = disp_pollset_add(ps, c->cfd, ce)) < 0 ||
             (c->sidx = disp_pollset_add(ps, c->sfd, se)) < 0)
             return -ENOMEM;
@@ -376,7 +375,8 @@ static void spice_dispatch(void *state, const struct disp_pollset *ps)
             if (r == 0 && c->client_eof && c->server_eof)
                 r = -ECONNRESET;
             /* a peer that hung up without EOF on read */
-            if (r == 0 && (((cr & POLLHUP) && !(cr & POLLIN)) || ((sr & POLLHUP) && !(sr & POLLIN))))
+            if (r == 0 &&
+                (((cr & POLLHUP) && !(cr & POLLIN)) || ((sr & POLLHUP) && !(sr & POLLIN))))
                 r = -ECONNRESET;
         }
         if (r < 0) {

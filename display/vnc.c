@@ -47,9 +47,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PEEK_MS 250          /* silence for this long: a native viewer */
-#define WS_HEAD_MS 3000      /* a WebSocket request head must be complete by then */
-#define MAX_PENDING 256      /* connections not yet routed */
+#define PEEK_MS 250     /* silence for this long: a native viewer */
+#define WS_HEAD_MS 3000 /* a WebSocket request head must be complete by then */
+#define MAX_PENDING 256 /* connections not yet routed */
 #define MAX_LIVE_PASSWORDS 256
 /* libvncserver select()s on its clients: keep descriptors below FD_SETSIZE */
 #define MAX_FD (FD_SETSIZE - 16)
@@ -522,13 +522,15 @@ static void vnc_adopt(struct disp_vnc *vnc, rfbScreenInfoPtr screen, int fd,
 static void route_websocket(struct disp_vnc *vnc, struct vnc_pending *p, const char *head,
                             size_t len)
 {
+    static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
+                                    "Connection: close\r\n\r\n";
     char ticket[DB_TICKET_LEN + 1];
     struct db_ticket_grant g;
     struct vnc_vm *vm;
     int r = disp_http_ws_ticket(head, len, ticket, sizeof(ticket));
     if (r < 0) {
-        (void)db_ticket_fail(disp_core_db(vnc->core), DB_PROTO_BROWSER, p->addr,
-                             DB_TICKET_UNKNOWN, disp_core_backoff(vnc->core));
+        (void)db_ticket_fail(disp_core_db(vnc->core), DB_PROTO_BROWSER, p->addr, DB_TICKET_UNKNOWN,
+                             disp_core_backoff(vnc->core));
         log_warn("console ticket refused", "protocol", "browser", "client", p->addr, "reason",
                  "no ticket in request");
         goto refuse;
@@ -546,11 +548,7 @@ static void route_websocket(struct disp_vnc *vnc, struct vnc_pending *p, const c
     free(p);
     return;
 refuse:
-    {
-        static const char reply[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n"
-                                    "Connection: close\r\n\r\n";
-        (void)!write(p->fd, reply, sizeof(reply) - 1);
-    }
+    (void)!write(p->fd, forbidden, sizeof(forbidden) - 1);
     pending_close(p);
 }
 
@@ -739,8 +737,7 @@ static void vnc_dispatch(void *state, const struct disp_pollset *ps)
 
     for (struct vnc_pending **pp = &vnc->pending; *pp;) {
         struct vnc_pending *p = *pp;
-        bool due = p->idx >= 0 && (disp_pollset_revents(ps, p->idx) ||
-                                   now >= p->peek_deadline_ms);
+        bool due = p->idx >= 0 && (disp_pollset_revents(ps, p->idx) || now >= p->peek_deadline_ms);
         struct vnc_pending *next = p->next;
         if (due && pending_step(vnc, p, now)) {
             *pp = next;
@@ -764,8 +761,7 @@ static void vnc_dispatch(void *state, const struct disp_pollset *ps)
     }
 
     for (struct vnc_vm *vm = vnc->vms; vm; vm = vm->next)
-        if (!vm->ready && vm->screen && vm->n_updates > 0 &&
-            now >= vm->first_update_ms + SETTLE_MS)
+        if (!vm->ready && vm->screen && vm->n_updates > 0 && now >= vm->first_update_ms + SETTLE_MS)
             vm_release(vm);
 
     rfbProcessEvents(vnc->lobby, 0);

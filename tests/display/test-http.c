@@ -37,8 +37,8 @@ static void test_connect_names_the_ticket_as_its_host(void **state)
 {
     (void)state;
     char t[DB_TICKET_LEN + 1];
-    assert_int_equal(connect_ticket("CONNECT " T32 ":5900 HTTP/1.1\r\nHost: x\r\n\r\n", t,
-                                    sizeof(t)), 0);
+    assert_int_equal(
+        connect_ticket("CONNECT " T32 ":5900 HTTP/1.1\r\nHost: x\r\n\r\n", t, sizeof(t)), 0);
     assert_string_equal(t, T32);
     assert_int_equal(connect_ticket("CONNECT " T32 ":1 HTTP/1.0\r\n\r\n", t, sizeof(t)), 0);
 }
@@ -48,14 +48,14 @@ static void test_connect_anything_else_is_refused(void **state)
     (void)state;
     char t[DB_TICKET_LEN + 1] = "untouched";
     const char *bad[] = {
-        "GET " T32 ":5900 HTTP/1.1\r\n\r\n",          /* not CONNECT */
-        "CONNECT " T32 " HTTP/1.1\r\n\r\n",           /* no port */
-        "CONNECT " T32 ":123456 HTTP/1.1\r\n\r\n",    /* port too long */
-        "CONNECT " T32 ":5900 HTTP/2\r\n\r\n",        /* unknown version */
-        "CONNECT " T32 ":5900 HTTP/1.1 x\r\n\r\n",    /* trailing junk */
-        "CONNECT ab.cd:5900 HTTP/1.1\r\n\r\n",        /* a real host name */
-        "CONNECT :5900 HTTP/1.1\r\n\r\n",             /* empty */
-        "CONNECT " T32 ":5900 HTTP/1.1\n\n",          /* bare LF */
+        "GET " T32 ":5900 HTTP/1.1\r\n\r\n",       /* not CONNECT */
+        "CONNECT " T32 " HTTP/1.1\r\n\r\n",        /* no port */
+        "CONNECT " T32 ":123456 HTTP/1.1\r\n\r\n", /* port too long */
+        "CONNECT " T32 ":5900 HTTP/2\r\n\r\n",     /* unknown version */
+        "CONNECT " T32 ":5900 HTTP/1.1 x\r\n\r\n", /* trailing junk */
+        "CONNECT ab.cd:5900 HTTP/1.1\r\n\r\n",     /* a real host name */
+        "CONNECT :5900 HTTP/1.1\r\n\r\n",          /* empty */
+        "CONNECT " T32 ":5900 HTTP/1.1\n\n",       /* bare LF */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(connect_ticket(bad[i], t, sizeof(t)), -EBADMSG);
@@ -68,8 +68,7 @@ static void test_websocket_ticket_comes_from_the_query(void **state)
 {
     (void)state;
     char t[DB_TICKET_LEN + 1];
-    assert_int_equal(ws_ticket("GET /websockify?ticket=" T32 " HTTP/1.1\r\n\r\n", t, sizeof(t)),
-                     0);
+    assert_int_equal(ws_ticket("GET /websockify?ticket=" T32 " HTTP/1.1\r\n\r\n", t, sizeof(t)), 0);
     assert_string_equal(t, T32);
     assert_int_equal(ws_ticket("GET /?a=1&ticket=" T32 "&b=2 HTTP/1.1\r\n\r\n", t, sizeof(t)), 0);
     assert_string_equal(t, T32);

@@ -26,8 +26,7 @@ struct fx {
     int64_t vm_id, user_id, session_id;
 };
 
-static const struct db_backoff rule = {.threshold = 3, .base_s = 60, .max_s = 600,
-                                       .window_s = 600};
+static const struct db_backoff rule = {.threshold = 3, .base_s = 60, .max_s = 600, .window_s = 600};
 
 static int64_t query_i64(struct fx *fx, const char *sql)
 {
@@ -73,9 +72,12 @@ static int teardown(void **state)
 
 static struct db_ticket_request req_for(struct fx *fx, unsigned proto, int ttl)
 {
-    return (struct db_ticket_request){.vm_id = fx->vm_id, .session_id = fx->session_id,
-                                      .user_id = fx->user_id, .protocol = proto,
-                                      .client_addr = "192.0.2.1", .ttl_s = ttl};
+    return (struct db_ticket_request){.vm_id = fx->vm_id,
+                                      .session_id = fx->session_id,
+                                      .user_id = fx->user_id,
+                                      .protocol = proto,
+                                      .client_addr = "192.0.2.1",
+                                      .ttl_s = ttl};
 }
 
 static int64_t audit_count(struct fx *fx, const char *outcome, const char *reason)
@@ -101,11 +103,12 @@ static void test_ticket_is_128_random_bits_stored_only_as_its_hash(void **state)
     char sql[256];
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FROM console_tickets WHERE ticket_hash = sha256('%s'::bytea)"
-             " AND vnc_password IS NULL AND expires_at <= created_at + interval '30 s'", a);
+             " AND vnc_password IS NULL AND expires_at <= created_at + interval '30 s'",
+             a);
     assert_int_equal(query_i64(fx, sql), 1);
     /* the clear text is nowhere in the row */
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM console_tickets t WHERE t::text LIKE '%%%s%%'", a);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM console_tickets t WHERE t::text LIKE '%%%s%%'",
+             a);
     assert_int_equal(query_i64(fx, sql), 0);
 }
 
@@ -131,7 +134,8 @@ static void test_ticket_works_once_and_names_its_vm_and_session(void **state)
     assert_int_equal(g2.vm_id, 4242); /* untouched on failure */
     assert_int_equal(audit_count(fx, "failure", "used"), 1);
     assert_int_equal(query_i64(fx, "SELECT count(*) FROM console_tickets"
-                                   " WHERE used_by_addr = '198.51.100.7'"), 1);
+                                   " WHERE used_by_addr = '198.51.100.7'"),
+                     1);
 }
 
 static void test_expired_ticket_is_refused(void **state)
@@ -145,7 +149,8 @@ static void test_expired_ticket_is_refused(void **state)
     /* move the ticket's whole life into the past instead of waiting for it */
     assert_int_equal(pgt_exec(fx->conninfo, "UPDATE console_tickets SET"
                                             " created_at = now() - interval '6 s',"
-                                            " expires_at = now() - interval '1 s'"), 0);
+                                            " expires_at = now() - interval '1 s'"),
+                     0);
     assert_int_equal(db_ticket_redeem(fx->db, t, DB_PROTO_SPICE, "192.0.2.9", &rule, &g, &why),
                      -EACCES);
     assert_int_equal(why, DB_TICKET_EXPIRED);
@@ -206,7 +211,8 @@ static void test_vnc_password_is_8_chars_and_expires_within_10_s(void **state)
     /* the schema itself refuses a long-lived VNC password */
     assert_int_not_equal(pgt_exec(fx->conninfo,
                                   "UPDATE console_tickets SET expires_at = created_at +"
-                                  " interval '20 s' WHERE vnc_password IS NOT NULL"), 0);
+                                  " interval '20 s' WHERE vnc_password IS NOT NULL"),
+                         0);
 
     char(*live)[DB_TICKET_VNC_LEN + 1] = NULL;
     size_t n = 0;
@@ -221,7 +227,8 @@ static void test_vnc_password_is_8_chars_and_expires_within_10_s(void **state)
     assert_int_equal(db_ticket_redeem(fx->db, pw, DB_PROTO_VNC, "192.0.2.3", &rule, &g, &why), 0);
     assert_int_equal(g.vm_id, fx->vm_id);
     assert_int_equal(query_i64(fx, "SELECT count(*) FROM console_tickets"
-                                   " WHERE vnc_password IS NOT NULL"), 0);
+                                   " WHERE vnc_password IS NOT NULL"),
+                     0);
     assert_int_equal(db_ticket_redeem(fx->db, pw, DB_PROTO_VNC, "192.0.2.3", &rule, &g, &why),
                      -EACCES);
     assert_int_equal(db_ticket_vnc_live(fx->db, 16, &live, &n), 0);
@@ -237,14 +244,16 @@ static void test_expired_vnc_password_is_wiped(void **state)
     assert_int_equal(db_ticket_issue_vnc(fx->db, &req, pw), 0);
     assert_int_equal(pgt_exec(fx->conninfo, "UPDATE console_tickets SET"
                                             " created_at = now() - interval '11 s',"
-                                            " expires_at = now() - interval '1 s'"), 0);
+                                            " expires_at = now() - interval '1 s'"),
+                     0);
     char(*live)[DB_TICKET_VNC_LEN + 1] = NULL;
     size_t n = 9;
     assert_int_equal(db_ticket_vnc_live(fx->db, 16, &live, &n), 0);
     assert_int_equal(n, 0);
     free(live);
     assert_int_equal(query_i64(fx, "SELECT count(*) FROM console_tickets"
-                                   " WHERE vnc_password IS NOT NULL"), 0);
+                                   " WHERE vnc_password IS NOT NULL"),
+                     0);
 }
 
 static void test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket(void **state)
@@ -253,8 +262,8 @@ static void test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket
     struct db_ticket_grant g;
     enum db_ticket_refusal why;
     for (int i = 0; i < rule.threshold; i++)
-        assert_int_equal(db_ticket_redeem(fx->db, "ffffffffffffffffffffffffffffffff",
-                                          DB_PROTO_VNC, "203.0.113.5", &rule, &g, &why),
+        assert_int_equal(db_ticket_redeem(fx->db, "ffffffffffffffffffffffffffffffff", DB_PROTO_VNC,
+                                          "203.0.113.5", &rule, &g, &why),
                          -EACCES);
     assert_int_equal(db_ticket_throttled(fx->db, "203.0.113.5"), 1);
     assert_int_equal(db_ticket_throttled(fx->db, "203.0.113.6"), 0);
@@ -315,19 +324,18 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ticket_is_128_random_bits_stored_only_as_its_hash,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ticket_works_once_and_names_its_vm_and_session,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ticket_works_once_and_names_its_vm_and_session, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_expired_ticket_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_ticket_for_another_protocol_is_refused_and_stays_usable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_ticket_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_longer_than_30_s_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_vnc_password_is_8_chars_and_expires_within_10_s,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vnc_password_is_8_chars_and_expires_within_10_s, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_expired_vnc_password_is_wiped, setup, teardown),
         cmocka_unit_test_setup_teardown(
-            test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket, setup,
-            teardown),
+            test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_eight_viewers_racing_with_one_ticket_let_exactly_one_in, setup, teardown),
     };

@@ -61,12 +61,12 @@ static void test_anything_but_a_ticket_is_refused(void **state)
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -ENOENT);
     n = build_cr(b, "tsv://MS Terminal Services Plugin.1.x\r\n"); /* someone else's token */
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
-    n = build_cr(b, "Cookie: msts=" T32);                    /* no CRLF */
+    n = build_cr(b, "Cookie: msts=" T32); /* no CRLF */
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
-    n = build_cr(b, "Cookie: msts=ab-cd\r\n");               /* bad character */
+    n = build_cr(b, "Cookie: msts=ab-cd\r\n"); /* bad character */
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
     n = build_cr(b, "Cookie: msts=" T32 "\r\n");
-    b[5] = 0xD0;                                             /* not a CR */
+    b[5] = 0xD0; /* not a CR */
     assert_int_equal(disp_x224_ticket(b, n, t, sizeof(t)), -EBADMSG);
     const unsigned char tls[] = {0x16, 0x03, 0x01, 0x00, 0x10};
     assert_int_equal(disp_x224_ticket(tls, sizeof(tls), t, sizeof(t)), -EBADMSG);

@@ -79,9 +79,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "display-ticket-tool: bad number\n");
         return 2;
     }
-    struct db_ticket_request req = {.vm_id = vm, .session_id = session, .ttl_s = (int)ttl,
-                                    .protocol = vnc ? DB_PROTO_VNC
-                                                    : db_protocol_from_name(argv[5])};
+    struct db_ticket_request req = {.vm_id = vm,
+                                    .session_id = session,
+                                    .ttl_s = (int)ttl,
+                                    .protocol =
+                                        vnc ? DB_PROTO_VNC : db_protocol_from_name(argv[5])};
     if (open_db(argv[2], &db) < 0)
         return 1;
     char ticket[DB_TICKET_LEN + 1];

@@ -16,8 +16,9 @@ static void check_ticket(int r, const char *t, size_t size)
     if (r != 0)
         return;
     size_t n = strnlen(t, size);
-    if (n == 0 || n >= size || strspn(t, "0123456789abcdefghijklmnopqrstuvwxyz"
-                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
+    if (n == 0 || n >= size ||
+        strspn(t, "0123456789abcdefghijklmnopqrstuvwxyz"
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
         abort();
 }
 
