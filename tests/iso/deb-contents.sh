@@ -10,7 +10,7 @@
 #   deb-contents.sh SOURCE_DIR BUILD_DIR
 set -uo pipefail
 src=${1:?usage: deb-contents.sh SOURCE_DIR BUILD_DIR}
-build=${2:?usage: deb-contents.sh SOURCE_DIR BUILD_DIR}
+build=$(cd "${2:?usage: deb-contents.sh SOURCE_DIR BUILD_DIR}" && pwd)
 
 fails=0
 ok() { echo "ok   $*"; }

@@ -16,7 +16,7 @@
 # when the test fails.  Needs root, qemu-system-x86, debootstrap, e2fsprogs.
 set -euo pipefail
 src=${1:?usage: install-vm.sh SOURCE_DIR BUILD_DIR}
-build=${2:?usage: install-vm.sh SOURCE_DIR BUILD_DIR}
+build=$(cd "${2:?usage: install-vm.sh SOURCE_DIR BUILD_DIR}" && pwd)
 here=$src/tests/iso
 boot_timeout=${ATRIUM_ISO_BOOT_TIMEOUT:-900}
 
