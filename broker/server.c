@@ -174,6 +174,30 @@ static bool is_safe_method(const char *method)
     return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 }
 
+/*
+ * A known person tried something their role or the CSRF rule refuses: an
+ * admin wants to see that (outcome "denied").  Unauthenticated requests are
+ * not audited here: they name no one, and auth/ audits failed log-ins.
+ */
+static void audit_denied(struct brk_request *req, const struct brk_route *route, const char *reason)
+{
+    struct db_audit_entry e = {
+        .actor_user_id = req->caller.user_id,
+        .actor = req->caller.username,
+        .client_addr = req->client_addr[0] ? req->client_addr : NULL,
+        .action = "api.request",
+        .target_type = "route",
+        .target_id = route->pattern,
+        .outcome = "denied",
+    };
+    json_t *detail = json_pack("{s:s, s:s}", "method", route->method, "reason", reason);
+    e.detail = detail;
+    int r = db_audit_add(req->conn->db, &e);
+    json_decref(detail);
+    if (r < 0)
+        log_error("cannot write audit row", "action", e.action, "errno", LOG_INT(-r));
+}
+
 /* Everything after the body is in: route, authenticate, authorize, handle. */
 static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *conn,
                                 struct req_state *st, const char *method, const char *path)
@@ -255,6 +279,7 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
             goto out;
         }
         if (req.caller.via_cookie && !is_safe_method(method) && !brk_session_csrf_ok(&req)) {
+            audit_denied(&req, route, "csrf");
             ret = send_error(s, conn, st, 403, "csrf",
                              "requests with the session cookie must carry the X-CSRF-Token "
                              "header from the login reply");
@@ -267,6 +292,7 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
         }
         if (route->action >= 0 &&
             !auth_role_allows(req.caller.role, (enum auth_action)route->action)) {
+            audit_denied(&req, route, "role");
             ret = send_error(s, conn, st, 403, "forbidden",
                              "your role does not allow this operation");
             goto out;

@@ -206,6 +206,12 @@ for r in hosts tasks audit users groups pools vms sessions tokens; do
 done
 req GET /api/v1/me "${U[@]}"
 expect "user reads me" 200
+[[ $(psql_db "SELECT count(*) FROM audit_log WHERE action = 'api.request' AND outcome = 'denied'
+              AND actor = 'uma' AND target_id = '/api/v1/audit' AND detail->>'reason' = 'role'") == 1 ]] &&
+    ok "a refused admin read is audited as denied, with who and what" || fail "denied audit (role)"
+[[ $(psql_db "SELECT count(*) FROM audit_log WHERE action = 'api.request' AND outcome = 'denied'
+              AND actor = 'alice' AND detail->>'reason' = 'csrf'") -ge 3 ]] &&
+    ok "requests refused for CSRF are audited as denied" || fail "denied audit (csrf)"
 
 # ------------------------------------------------------------ paging ---
 psql_db "INSERT INTO tasks (kind) SELECT 'test.kind' FROM generate_series(1, 7)" >/dev/null
