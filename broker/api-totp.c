@@ -91,3 +91,70 @@ int brk_api_user_unlock(struct brk_request *req, struct brk_reply *rep)
     brk_audit(req, "user.unlock", "user", b, NULL);
     return brk_reply_json(rep, 200, json_pack("{s:b}", "unlocked", 1));
 }
+
+static const char *const policy_roles[] = {"admin", "operator", "user", NULL};
+
+/* {"admin": bool, "operator": bool, "user": bool}: which roles must use TOTP. */
+static int policy_read(struct brk_request *req, json_t **ret)
+{
+    json_t *o = json_object();
+    if (!o)
+        return -ENOMEM;
+    for (const char *const *role = policy_roles; *role; role++) {
+        bool required = false;
+        int r = db_role_totp_required(req->conn->db, *role, &required);
+        if (r < 0) {
+            json_decref(o);
+            return r;
+        }
+        json_object_set_new(o, *role, json_boolean(required));
+    }
+    *ret = o;
+    return 0;
+}
+
+int brk_api_totp_policy_get(struct brk_request *req, struct brk_reply *rep)
+{
+    json_t *o = NULL;
+    int r = policy_read(req, &o);
+    return r < 0 ? r : brk_reply_json(rep, 200, o);
+}
+
+int brk_api_totp_policy_set(struct brk_request *req, struct brk_reply *rep)
+{
+    if (!req->body || json_object_size(req->body) == 0)
+        return brk_reply_error(rep, 400, "bad_request",
+                               "send {\"admin\": true, \"operator\": false, ...}");
+    const char *key;
+    json_t *val;
+    json_object_foreach(req->body, key, val)
+    {
+        const char *const *role = policy_roles;
+        while (*role && strcmp(*role, key) != 0)
+            role++;
+        if (!*role || !json_is_boolean(val))
+            return brk_reply_error(rep, 400, "bad_request",
+                                   "members are admin, operator, user with true or false");
+    }
+    /* All roles or none: a half-applied policy would be a surprise. */
+    int r = db_begin(req->conn->db);
+    if (r < 0)
+        return r;
+    json_object_foreach(req->body, key, val)
+    {
+        r = db_role_set_totp_required(req->conn->db, key, json_is_true(val));
+        if (r < 0)
+            break;
+    }
+    if (r < 0) {
+        db_rollback(req->conn->db);
+        return r;
+    }
+    r = db_commit(req->conn->db);
+    if (r < 0)
+        return r;
+    brk_audit(req, "policy.totp", "policy", "totp", json_incref(req->body));
+    json_t *o = NULL;
+    r = policy_read(req, &o);
+    return r < 0 ? r : brk_reply_json(rep, 200, o);
+}

@@ -390,6 +390,8 @@ int brk_api_totp_begin(struct brk_request *req, struct brk_reply *rep);
 int brk_api_totp_confirm(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_totp_reset(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_unlock(struct brk_request *req, struct brk_reply *rep);
+int brk_api_totp_policy_get(struct brk_request *req, struct brk_reply *rep);
+int brk_api_totp_policy_set(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_desktops(struct brk_request *req, struct brk_reply *rep);
 int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep);

@@ -82,7 +82,14 @@ login tina 'tina pw' "$recovery"
 expect "a recovery code works once" 401
 
 # ---------------------------------------------- role requires TOTP ---
-psql_db "UPDATE role_policies SET totp_required = true WHERE role = 'operator'" >/dev/null
+req PATCH /api/v1/policies/totp "${A[@]}" "${J[@]}" --data-binary '{"operator":true,"user":"yes"}'
+expect "a policy value that is not a boolean is 400" 400
+req PATCH /api/v1/policies/totp "${A[@]}" "${J[@]}" --data-binary '{"operator":true,"root":true}'
+expect "an unknown role in the policy is 400" 400
+[[ $(psql_db "SELECT count(*) FROM role_policies WHERE totp_required") == 0 ]] && ok "refused policy changes change nothing" || fail "policy half-applied"
+req PATCH /api/v1/policies/totp "${A[@]}" "${J[@]}" --data-binary '{"operator":true}'
+expect "the admin requires TOTP for operators" 200
+[[ $(jget 'j["operator"], j["admin"], j["user"]') == "True False False" ]] && ok "the reply is the whole policy" || fail "policy reply" "$tmp/body"
 login oscar 'operator pw'
 expect "an operator without TOTP gets a session" 200
 [[ $(jget 'j["totp_enrollment_required"]') == True ]] && ok "the reply says the session is for enrolment only" || fail "enrolment flag" "$tmp/body"
@@ -102,6 +109,10 @@ expect "after enrolling the same session reads hosts" 200
 # --------------------------------------------------------- admin acts ---
 req DELETE "/api/v1/users/$tina/totp" "${O[@]}"
 expect "an operator cannot reset TOTP" 403
+req PATCH /api/v1/policies/totp "${O[@]}" "${J[@]}" --data-binary '{"operator":false}'
+expect "an operator cannot change the TOTP policy" 403
+req GET /api/v1/policies/totp "${O[@]}"
+[[ $status == 200 && $(jget 'j["operator"]') == True ]] && ok "an operator reads the policy, unchanged" || fail "policy read" "$tmp/body"
 req DELETE "/api/v1/users/$tina/totp" "${A[@]}"
 expect "the admin resets tina's TOTP" 200
 login tina 'tina pw'
