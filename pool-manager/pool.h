@@ -80,6 +80,8 @@ struct pool_pass {
     int retired;   /* VMs sent to deletion: broken, late or on an old image */
     int refreshed; /* VMs sent back to their pristine clone after logoff */
     int lost;      /* VMs marked lost because their host went silent */
+    int64_t created_ids[64]; /* the first 64 VMs created, so the caller can time them */
+    int n_created_ids;
 };
 
 /* Defaults: 300 s provisioning timeout, 3 failures in 20 min, 10 s host staleness, x8 vCPUs. */

@@ -39,8 +39,17 @@ static void usage(FILE *out)
                  ATR_CONFIG_DEFAULT_PATH);
 }
 
+/* A clone this poold started, timed until it is ready. */
+struct pending {
+    int64_t vm_id;
+    int64_t started_ms;
+};
+#define MAX_PENDING 256
+
 struct poold {
     struct atr_config *cfg;
+    struct pending pending[MAX_PENDING];
+    size_t n_pending;
     struct pool_env env;
     struct db *db;
     bool leader;
@@ -80,6 +89,32 @@ static int connect_db(struct poold *d)
             return r;
     }
     return 0;
+}
+
+/*
+ * Log how long each clone took from the pass that started it (the pass a
+ * lacking spare or an assignment's NOTIFY triggered) to `ready`: the time a
+ * person waits when they take the last spare.
+ */
+static void time_pending(struct poold *d, const struct pool_pass *st)
+{
+    int64_t now = atr_now_mono_ms();
+    for (int i = 0; i < st->n_created_ids && d->n_pending < MAX_PENDING; i++)
+        d->pending[d->n_pending++] = (struct pending){st->created_ids[i], now};
+    for (size_t i = 0; i < d->n_pending;) {
+        struct db_vm vm;
+        int r = db_vm_get(d->db, d->pending[i].vm_id, &vm);
+        bool done = r == -ENOENT || (r == 0 && strcmp(vm.state, "provisioning") != 0 &&
+                                     strcmp(vm.state, "booting") != 0);
+        if (r == 0 && done)
+            log_info(strcmp(vm.state, "ready") == 0 ? "spare ready" : "spare did not become ready",
+                     "vm", vm.name, "state", vm.state, "after_ms",
+                     LOG_INT(now - d->pending[i].started_ms));
+        if (done || r < 0)
+            d->pending[i] = d->pending[--d->n_pending];
+        else
+            i++;
+    }
 }
 
 /* Wait for a notification, a signal or @timeout_ms.  Returns 1 on a stop signal. */
@@ -143,6 +178,7 @@ static int run(struct poold *d)
                          "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost));
             if (r < 0)
                 log_warn("pass incomplete", "errno", LOG_INT(r));
+            time_pending(d, &st);
             next_pass = atr_now_mono_ms() + PASS_INTERVAL_MS;
         }
         int timeout = d->leader ? atr_deadline_left_ms(next_pass) : STANDBY_RETRY_MS;

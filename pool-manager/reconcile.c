@@ -61,7 +61,7 @@ static struct db_host_room *place(struct db_host_room *rooms, size_t n, const st
 
 static int create_vm(struct db *db, const struct pool_env *env, const struct db_pool *p,
                      const struct db_image_version *iv, struct db_host_room *host,
-                     char *name, size_t name_size)
+                     char *name, size_t name_size, struct pool_pass *stats)
 {
     int64_t n;
     int r = db_pool_next_vm_number(db, p->id, &n);
@@ -90,6 +90,8 @@ static int create_vm(struct db *db, const struct pool_env *env, const struct db_
                      &id);
     if (r < 0)
         return r;
+    if (stats->n_created_ids < (int)(sizeof(stats->created_ids) / sizeof(stats->created_ids[0])))
+        stats->created_ids[stats->n_created_ids++] = id;
     host->free_memory_mb -= p->memory_mb;
     host->free_vcpus -= p->vcpus;
     host->pool_vms++;
@@ -267,7 +269,7 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
         if (!h)
             break;
         char name[64];
-        r = create_vm(db, env, p, &iv, h, name, sizeof(name));
+        r = create_vm(db, env, p, &iv, h, name, sizeof(name), stats);
         if (r < 0) {
             free(rooms);
             return r;

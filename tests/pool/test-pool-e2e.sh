@@ -82,6 +82,15 @@ t0=$SECONDS
 until_sql 240 "SELECT count(*) = 2 FROM vms v JOIN pools p ON p.id = v.pool_id
                WHERE p.name = 'office' AND v.state = 'ready'" &&
     ok "replacement became ready in $((SECONDS - t0)) s" || { bad "replacement ready"; diag; }
+wait_for "$tmp/poold.log" 'msg="spare ready" vm=office-3 state=ready after_ms=[0-9]+' 30 &&
+    ok "poold logs the replacement's time to ready: $(grep -o 'vm=office-3 state=ready after_ms=[0-9]*' "$tmp/poold.log")" ||
+    bad "time to ready logged"
+# capacity: a pool that cannot fit on the host says so and creates nothing
+"$ctl" --config "$conf" pool create huge --image guest --min 1 --spare 1 --max 2 --memory 4000000 >/dev/null
+until_sql 30 "SELECT status = 'no_capacity' AND status_detail LIKE '%4000000 MiB%' FROM pools WHERE name = 'huge'" &&
+    [[ $(q "SELECT count(*) FROM vms v JOIN pools p ON p.id = v.pool_id WHERE p.name = 'huge'") == 0 ]] &&
+    ok "a pool too big for the host stops with: $(q "SELECT status_detail FROM pools WHERE name = 'huge'")" ||
+    bad "capacity status"
 "$vnctype" "$tmp/run/vms/$vm/vnc.sock" "mark alice" && until_serial 30 "$vm" 'ATRIUM-MARK-WRITTEN: alice' &&
     ok "alice wrote a marker in her session" || { bad "marker written"; serial "$vm" | tail -5; }
 "$assign" "$dbci" logoff "$sid"
