@@ -90,7 +90,6 @@ static int web_rel_path(const char *path, char *buf, size_t size)
         return -EINVAL;
     if (n == 0 || p[n - 1] == '/') {
         snprintf(buf, size, "%s%s", p, WEB_INDEX);
-        p = buf;
     } else {
         memcpy(buf, p, n + 1);
     }
@@ -122,8 +121,11 @@ static int web_open(const char *root, const char *rel, struct stat *ret_st)
     close(dfd);
     if (r < 0)
         return r;
-    if (fstat(fd, ret_st) < 0 || !S_ISREG(ret_st->st_mode)) {
+    if (fstat(fd, ret_st) < 0)
+        r = -errno;
+    else if (!S_ISREG(ret_st->st_mode))
         r = S_ISDIR(ret_st->st_mode) ? -EISDIR : -EACCES;
+    if (r < 0) {
         close(fd);
         return r;
     }
@@ -132,8 +134,7 @@ static int web_open(const char *root, const char *rel, struct stat *ret_st)
 
 /* The policy for this request: the gateway's WebSocket origin comes from
  * [broker] public_address or the Host the browser used, as in connect. */
-static void web_csp(const struct atr_config *cfg, const char *host_header, char *buf,
-                    size_t size)
+static void web_csp(const struct atr_config *cfg, const char *host_header, char *buf, size_t size)
 {
     char gw[256], ws[300] = "";
     if (brk_gateway_host(cfg->broker.public_address, host_header, gw, sizeof(gw)) == 0)
@@ -159,8 +160,8 @@ static void web_headers(const struct atr_config *cfg, struct MHD_Connection *con
         MHD_add_response_header(resp, "Strict-Transport-Security", "max-age=31536000");
 }
 
-static int web_send_text(const struct atr_config *cfg, struct MHD_Connection *conn,
-                         unsigned status, const char *text, int *ret_status)
+static int web_send_text(const struct atr_config *cfg, struct MHD_Connection *conn, unsigned status,
+                         const char *text, int *ret_status)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
@@ -175,13 +176,12 @@ static int web_send_text(const struct atr_config *cfg, struct MHD_Connection *co
     return r;
 }
 
-int brk_web_serve(const struct atr_config *cfg, void *mhd_conn, const char *path,
-                  int *ret_status)
+int brk_web_serve(const struct atr_config *cfg, void *mhd_conn, const char *path, int *ret_status)
 {
     struct MHD_Connection *conn = mhd_conn;
     const char *root = brk_web_root(cfg);
     char rel[WEB_PATH_MAX];
-    struct stat st;
+    struct stat st = {0};
     int fd = -ENOENT;
 
     if (web_rel_path(path, rel, sizeof(rel)) == 0)
