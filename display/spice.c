@@ -14,7 +14,8 @@
  * ...), each through the proxy with the same host.  The ticket is consumed in
  * the database once, by the first; the others are admitted by an in-memory
  * "grant" that lives exactly as long as one of its connections is open and
- * accepts new channels only within GRANT_JOIN_S of the redemption.
+ * accepts new channels only within GRANT_JOIN_S of the redemption and only
+ * from the address that redeemed it.
  */
 #include "disp-priv.h"
 
@@ -101,10 +102,12 @@ out:
 /* Grants                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static struct spice_grant *grant_find(struct disp_spice *sp, const char *ticket, int64_t now)
+static struct spice_grant *grant_find(struct disp_spice *sp, const char *ticket, const char *addr,
+                                      int64_t now)
 {
     for (struct spice_grant *g = sp->grants; g; g = g->next)
-        if (now < g->join_deadline_ms && strlen(ticket) == strlen(g->ticket) &&
+        if (now < g->join_deadline_ms && strcmp(addr, g->addr) == 0 &&
+            strlen(ticket) == strlen(g->ticket) &&
             CRYPTO_memcmp(g->ticket, ticket, strlen(ticket)) == 0)
             return g;
     return NULL;
@@ -162,7 +165,7 @@ static int conn_admit(struct disp_spice *sp, struct spice_conn *c, const char *h
         conn_reply(c, "400 Bad Request");
         return r;
     }
-    struct spice_grant *g = grant_find(sp, ticket, now);
+    struct spice_grant *g = grant_find(sp, ticket, c->addr, now);
     if (!g) {
         struct db_ticket_grant tg;
         r = disp_core_redeem(sp->core, ticket, DB_PROTO_SPICE, c->addr, &tg);
