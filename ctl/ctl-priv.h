@@ -38,5 +38,6 @@ struct ctl_command {
 int ctl_cmd_db(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_image(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv);
+int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_host(struct ctl *ctl, int argc, char **argv);

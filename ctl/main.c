@@ -14,6 +14,7 @@ static const struct ctl_command commands[] = {
     {"db", "database schema: migrate, status", ctl_cmd_db},
     {"image", "golden images: import, list, show, delete", ctl_cmd_image},
     {"pool", "desktop pools: create, list, show, resize, set-image, clear, delete", ctl_cmd_pool},
+    {"user", "people: create, password, entitle", ctl_cmd_user},
     {"vm", "VMs: list, show, start, stop, pause, resume, reset, console-path", ctl_cmd_vm},
     {"host", "hypervisor hosts: list, info", ctl_cmd_host},
 };
