@@ -132,6 +132,7 @@ static int assign_once(struct db *db, const char *user, const char *pool, unsign
                     " assigned_at = now()"
                     " WHERE id = (SELECT id FROM vms WHERE pool_id = $2 AND state = 'ready'"
                     "   AND assigned_user_id IS NULL AND NOT image_stale"
+                    "   AND desired_power = 'running'"
                     "   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
                     " RETURNING id, host_id, name, state",
                     2, p2, &res, NULL);

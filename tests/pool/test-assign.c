@@ -240,6 +240,20 @@ static void test_pool_rules_refuse_bad_requests(void **state)
     assert_int_equal(qi(fx, "SELECT count(*) FROM desktop_sessions"), 0);
 }
 
+static void test_spare_an_admin_stops_or_deletes_is_never_handed_out(void **state)
+{
+    struct fx *fx = *state;
+    make_ready_vms(fx, fx->pool, "office", 2);
+    assert_int_equal(pgt_exec(fx->conninfo, "UPDATE vms SET desired_power = 'stopped'"
+                                            " WHERE name = 'office-1'"),
+                     0);
+    assert_int_equal(pgt_exec(fx->conninfo, "UPDATE vms SET desired_power = 'deleted'"
+                                            " WHERE name = 'office-2'"),
+                     0);
+    struct db_assignment a = {0};
+    assert_int_equal(pool_assign(fx->db, user_id(fx, 1), fx->pool, "spice", NULL, &a), -EAGAIN);
+}
+
 static void test_session_moves_through_connected_disconnected_and_logoff(void **state)
 {
     struct fx *fx = *state;
@@ -345,6 +359,7 @@ int main(void)
         T(test_same_person_racing_with_twenty_tabs_gets_one_vm),
         T(test_no_ready_vm_is_a_retry_later_and_nudges_provisioning),
         T(test_pool_rules_refuse_bad_requests),
+        T(test_spare_an_admin_stops_or_deletes_is_never_handed_out),
         T(test_session_moves_through_connected_disconnected_and_logoff),
         T(test_dedicated_pool_gives_a_person_back_their_own_vm),
         T(test_deleted_or_failed_vm_never_blocks_a_new_desktop),
