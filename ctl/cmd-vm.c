@@ -16,20 +16,24 @@
 
 static void vm_usage(FILE *out)
 {
-    fprintf(out, "Usage: atriumctl [--json] vm list [--host HOST]\n"
-                 "       atriumctl [--json] vm show VM\n"
-                 "       atriumctl vm start|stop|pause|resume VM\n"
-                 "       atriumctl vm reset VM\n"
-                 "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
-                 "\n"
-                 "VM is a name or a numeric id.\n"
-                 "  start, stop, pause, resume  set the desired power; the VM's host acts on it\n"
-                 "                              (stop presses the ACPI power button, then kills\n"
-                 "                              QEMU after the grace period).  Starting a failed\n"
-                 "                              VM clears its failure.\n"
-                 "  reset                       queue a hard reset (a task run by the VM's host)\n"
-                 "  console-path                the VM's unix socket or log on its host (all four\n"
-                 "                              without a kind); run it on that host\n");
+    fprintf(out,
+            "Usage: atriumctl [--json] vm list [--host HOST]\n"
+            "       atriumctl [--json] vm show VM\n"
+            "       atriumctl vm start|stop|pause|resume VM\n"
+            "       atriumctl vm reset VM\n"
+            "       atriumctl [--json] vm resources VM [--balloon MiB|none]\n"
+            "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
+            "\n"
+            "VM is a name or a numeric id.\n"
+            "  start, stop, pause, resume  set the desired power; the VM's host acts on it\n"
+            "                              (stop presses the ACPI power button, then kills\n"
+            "                              QEMU after the grace period).  Starting a failed\n"
+            "                              VM clears its failure.\n"
+            "  reset                       queue a hard reset (a task run by the VM's host)\n"
+            "  resources                   show, or change without a restart, the live memory\n"
+            "                              target (virtio balloon; none = all its memory)\n"
+            "  console-path                the VM's unix socket or log on its host (all four\n"
+            "                              without a kind); run it on that host\n");
 }
 
 static int find_vm(struct db *db, const char *arg, struct db_vm *ret)
@@ -214,6 +218,43 @@ static int cmd_reset(struct ctl *ctl, struct db *db, const char *arg)
     return CTL_EXIT_OK;
 }
 
+static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg, const char *balloon)
+{
+    struct db_vm v;
+    if (find_vm(db, arg, &v) < 0)
+        return CTL_EXIT_FAILED;
+    if (balloon) {
+        long long mb = 0;
+        if (strcmp(balloon, "none") != 0 && atr_parse_ll(balloon, 64, v.memory_mb, &mb) < 0) {
+            fprintf(stderr, "atriumctl: --balloon wants none or 64..%d (MiB), not '%s'\n",
+                    v.memory_mb, balloon);
+            return CTL_EXIT_USAGE;
+        }
+        int r = db_vm_set_balloon(db, v.id, (int)mb);
+        if (r < 0) {
+            fprintf(stderr, "atriumctl: cannot change VM %s: %s\n", v.name, strerror(-r));
+            return CTL_EXIT_FAILED;
+        }
+        if (find_vm(db, arg, &v) < 0)
+            return CTL_EXIT_FAILED;
+    }
+    if (ctl->json) {
+        print_json(json_pack("{s:s, s:i, s:o, s:i, s:i, s:b}", "vm", v.name, "memory_mb",
+                             v.memory_mb, "balloon_mb",
+                             v.balloon_mb ? json_integer(v.balloon_mb) : json_null(),
+                             "resources_gen", v.resources_gen, "applied_gen", v.applied_gen,
+                             "applied", v.applied_gen == v.resources_gen));
+        return CTL_EXIT_OK;
+    }
+    printf("memory:        %d MiB\n", v.memory_mb);
+    if (v.balloon_mb)
+        printf("memory target: %d MiB (balloon)\n", v.balloon_mb);
+    else
+        printf("memory target: none\n");
+    printf("applied:       %s\n", v.applied_gen == v.resources_gen ? "yes" : "not yet");
+    return CTL_EXIT_OK;
+}
+
 static int cmd_console_path(struct ctl *ctl, struct db *db, const char *arg, const char *kind)
 {
     struct db_vm v;
@@ -250,17 +291,19 @@ static int cmd_console_path(struct ctl *ctl, struct db *db, const char *arg, con
 
 int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, {"host", required_argument, NULL, 'H'}, {0}};
-    const char *host = NULL;
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"host", required_argument, NULL, 'H'},
+                                         {"balloon", required_argument, NULL, 'B'},
+                                         {0}};
+    const char *host = NULL, *balloon = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             vm_usage(stdout);
             return CTL_EXIT_OK;
         }
-        if (c == 'H') {
-            host = optarg;
+        if (c == 'H' || c == 'B') {
+            *(c == 'H' ? &host : &balloon) = optarg;
             continue;
         }
         vm_usage(stderr);
@@ -275,14 +318,15 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     char **args = argv + optind + 1;
     bool list = strcmp(sub, "list") == 0;
     bool console = strcmp(sub, "console-path") == 0;
-    bool known = list || console || strcmp(sub, "show") == 0 || strcmp(sub, "reset") == 0 ||
+    bool res = strcmp(sub, "resources") == 0;
+    bool known = list || console || res || strcmp(sub, "show") == 0 || strcmp(sub, "reset") == 0 ||
                  strcmp(sub, "start") == 0 || strcmp(sub, "stop") == 0 ||
                  strcmp(sub, "pause") == 0 || strcmp(sub, "resume") == 0;
     if (!known) {
         fprintf(stderr, "atriumctl: unknown vm command '%s' (see 'atriumctl vm --help')\n", sub);
         return CTL_EXIT_USAGE;
     }
-    if ((list && nargs != 0) || (!list && !console && nargs != 1) ||
+    if ((list && nargs != 0) || (!list && !console && nargs != 1) || (balloon && !res) ||
         (console && (nargs < 1 || nargs > 2)) || (host && !list)) {
         vm_usage(stderr);
         return CTL_EXIT_USAGE;
@@ -297,6 +341,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         rc = cmd_show(ctl, db, args[0]);
     else if (strcmp(sub, "reset") == 0)
         rc = cmd_reset(ctl, db, args[0]);
+    else if (res)
+        rc = cmd_resources(ctl, db, args[0], balloon);
     else if (console)
         rc = cmd_console_path(ctl, db, args[0], nargs == 2 ? args[1] : NULL);
     else

@@ -32,7 +32,10 @@ struct db_vm {
     char nic_mode[8]; /* none, user, bridge */
     char bridge[16];
     char mac[18];
-    int qemu_pid; /* 0 = none */
+    int balloon_mb;    /* live memory target; 0 = none (all of memory_mb) */
+    int resources_gen; /* bumped on every change of the live resources */
+    int applied_gen;   /* what hostd applied */
+    int qemu_pid;      /* 0 = none */
     int64_t qemu_started_at_us;
     char last_error[2048];
     int64_t state_changed_at_us, created_at_us, updated_at_us;
@@ -72,6 +75,7 @@ struct db_vm_report {
     const char *actual_power;
     int qemu_pid;
     const char *last_error;
+    int applied_gen; /* <= 0: unchanged (generations start at 1) */
 };
 
 /* Write hostd's view of VM @id.  -ENOENT if the row is gone. */
@@ -83,6 +87,13 @@ int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep);
  * it), which is the admin's "try again".  -ENOENT if there is no such VM.
  */
 int db_vm_set_desired(struct db *db, int64_t id, const char *desired);
+
+/*
+ * Set the live memory target of VM @id to @balloon_mb MiB (0: none, the VM
+ * gets all its memory back), applied by hostd without a restart.  Bumps
+ * resources_gen.  -EINVAL when out of range (64 .. memory_mb).
+ */
+int db_vm_set_balloon(struct db *db, int64_t id, int balloon_mb);
 
 /* Remove VM @id's row (hostd, after its process, sockets and disk are gone). */
 int db_vm_delete(struct db *db, int64_t id);

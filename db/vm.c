@@ -13,7 +13,7 @@
     " (extract(epoch from qemu_started_at) * 1000000)::bigint, last_error,"                        \
     " (extract(epoch from state_changed_at) * 1000000)::bigint,"                                   \
     " (extract(epoch from created_at) * 1000000)::bigint,"                                         \
-    " (extract(epoch from updated_at) * 1000000)::bigint"
+    " (extract(epoch from updated_at) * 1000000)::bigint, balloon_mb, resources_gen, applied_gen"
 
 static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
 {
@@ -50,6 +50,9 @@ static void vm_from_row(const PGresult *res, int row, struct db_vm *v)
     v->state_changed_at_us = db_get_i64(res, row, 23);
     v->created_at_us = db_get_i64(res, row, 24);
     v->updated_at_us = db_get_i64(res, row, 25);
+    v->balloon_mb = (int)db_get_i64(res, row, 26);
+    v->resources_gen = (int)db_get_i64(res, row, 27);
+    v->applied_gen = (int)db_get_i64(res, row, 28);
 }
 
 int db_vm_create(struct db *db, const struct db_vm_new *v, int64_t *ret_id)
@@ -155,9 +158,10 @@ static int update_one(struct db *db, const char *sql, int n, const char *const *
 
 int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep)
 {
-    char b1[24], b2[24];
-    const char *p[] = {db_param_i64(b1, id), rep->state, rep->actual_power,
-                       db_param_i64(b2, rep->qemu_pid), rep->last_error};
+    char b1[24], b2[24], b3[24];
+    const char *p[] = {db_param_i64(b1, id), rep->state,
+                       rep->actual_power,    db_param_i64(b2, rep->qemu_pid),
+                       rep->last_error,      db_param_i64(b3, rep->applied_gen)};
     /* IS DISTINCT FROM: a report that changes nothing writes nothing, so
      * hostd's own reports do not wake every listener again. */
     int r = update_one(db,
@@ -169,12 +173,14 @@ int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep)
                        "   WHEN $4::int = 0 THEN NULL"
                        "   WHEN qemu_pid IS DISTINCT FROM $4::int THEN now()"
                        "   ELSE qemu_started_at END,"
-                       " last_error = coalesce($5, last_error)"
+                       " last_error = coalesce($5, last_error),"
+                       " applied_gen = CASE WHEN $6::int <= 0 THEN applied_gen ELSE $6::int END"
                        " WHERE id = $1 AND (state IS DISTINCT FROM coalesce($2, state)"
                        "   OR actual_power IS DISTINCT FROM coalesce($3, actual_power)"
                        "   OR ($4::int >= 0 AND qemu_pid IS DISTINCT FROM nullif($4::int, 0))"
-                       "   OR last_error IS DISTINCT FROM coalesce($5, last_error))",
-                       5, p);
+                       "   OR last_error IS DISTINCT FROM coalesce($5, last_error)"
+                       "   OR ($6::int > 0 AND applied_gen IS DISTINCT FROM $6::int))",
+                       6, p);
     if (r == -ENOENT) {
         /* Nothing changed, or no such row: tell the two apart. */
         struct db_vm v;
@@ -193,6 +199,28 @@ int db_vm_set_desired(struct db *db, int64_t id, const char *desired)
                       "   THEN 'stopped' ELSE state END"
                       " WHERE id = $1",
                       2, p);
+}
+
+int db_vm_set_balloon(struct db *db, int64_t id, int balloon_mb)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, id), balloon_mb > 0 ? db_param_i64(b2, balloon_mb) : NULL};
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE vms SET balloon_mb = $2::int, resources_gen = resources_gen + 1"
+                    " WHERE id = $1 AND ($2::int IS NULL OR $2::int <= memory_mb)",
+                    2, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -EINVAL;
+    PQclear(res);
+    if (r == -EINVAL) {
+        struct db_vm v;
+        int g = db_vm_get(db, id, &v);
+        if (g < 0)
+            return g;
+    }
+    return r;
 }
 
 int db_vm_delete(struct db *db, int64_t id)

@@ -50,6 +50,8 @@ struct local_vm {
     int64_t balloon_mb; /* -1: not known yet */
     struct hv_vm_io io;
     bool have_io;
+    int applying_gen;   /* resources generation sent to QEMU, awaiting its answer */
+    bool resources_due; /* a new QEMU starts with all memory: apply the target again */
 };
 
 struct hostd {
@@ -198,6 +200,7 @@ static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm
     l->vm = vm;
     l->fresh = fresh;
     l->balloon_mb = -1;
+    l->resources_due = fresh;
     l->next = h->vms;
     h->vms = l;
 }
@@ -276,6 +279,60 @@ static void start_vm(struct hostd *h, const struct db_vm *row)
     report(h, row->id, &rep);
 }
 
+struct balloon_req {
+    struct hostd *h;
+    int64_t id;
+    int gen;
+};
+
+static void on_balloon_set(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
+{
+    (void)q;
+    struct balloon_req *b = userdata;
+    struct local_vm *l = find_vm(b->h, b->id);
+    if (l && l->applying_gen == b->gen)
+        l->applying_gen = 0;
+    if (r->error == -ECANCELED) {
+        free(b);
+        return;
+    }
+    struct db_vm_report rep = {.qemu_pid = -1, .applied_gen = b->gen};
+    char msg[256];
+    if (r->error < 0) {
+        /* Recorded as applied anyway, with the reason: retrying would fail
+         * the same way until the admin changes the target. */
+        snprintf(msg, sizeof(msg), "memory target not applied: %s",
+                 r->err_desc ? r->err_desc : strerror(-r->error));
+        rep.last_error = msg;
+        log_warn("balloon change failed", "vm", LOG_INT(b->id), "error", msg);
+    } else {
+        log_info("memory target applied", "vm", LOG_INT(b->id), "generation", LOG_INT(b->gen));
+    }
+    report(b->h, b->id, &rep);
+    free(b);
+}
+
+/* Live resources: the balloon target follows vms.balloon_mb, no restart. */
+static void apply_resources(struct hostd *h, struct local_vm *l, const struct db_vm *row)
+{
+    bool due = l->resources_due && row->balloon_mb > 0;
+    if (!due && (row->resources_gen == row->applied_gen || row->resources_gen <= 0 ||
+                 l->applying_gen == row->resources_gen))
+        return;
+    l->resources_due = false;
+    struct hv_qmp *q = hv_vm_qmp(l->vm);
+    struct balloon_req *b = calloc(1, sizeof(*b));
+    if (!q || !b) {
+        free(b);
+        return;
+    }
+    *b = (struct balloon_req){.h = h, .id = row->id, .gen = row->resources_gen};
+    int64_t mb = row->balloon_mb > 0 ? row->balloon_mb : row->memory_mb;
+    l->applying_gen = row->resources_gen;
+    hv_qmp_send(q, "balloon", json_pack("{s:I}", "value", (json_int_t)(mb * 1024 * 1024)), 10000,
+                on_balloon_set, b, NULL);
+}
+
 static void request_stop(struct hostd *h, struct local_vm *l)
 {
     if (l->stop_requested)
@@ -331,6 +388,8 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row)
         hv_vm_pause(l->vm);
     else if (strcmp(want, "running") == 0 && p == HV_VM_PAUSED)
         hv_vm_resume(l->vm);
+    if (p == HV_VM_RUNNING || p == HV_VM_PAUSED)
+        apply_resources(h, l, row);
 }
 
 static void reconcile(struct hostd *h)

@@ -85,6 +85,17 @@ truth "reset task queued for hv1" \
 check "reset of a stopped VM refused" 1 a vm reset desk-3
 truth "no task for the refused reset" "SELECT count(*) = 1 FROM tasks"
 
+# live resources: a new generation for hostd to apply
+check "vm resources --balloon" 0 a vm resources desk-1 --balloon 1024
+expect "target shown" '^memory target: 1024 MiB \(balloon\)$'
+expect "not applied yet" '^applied: +not yet$'
+truth "balloon target and generation bumped" \
+    "SELECT balloon_mb = 1024 AND resources_gen = 1 AND applied_gen = 0 FROM vms WHERE name = 'desk-1'"
+check "balloon above memory refused" 2 a vm resources desk-1 --balloon 4096
+check "vm resources none --json" 0 a --json vm resources desk-1 --balloon none
+jq -e '.balloon_mb == null and .resources_gen == 2 and .applied == false' "$tmp/out" >/dev/null &&
+    ok "resources json" || bad "resources json"
+
 # console paths: under the configured runtime dir, per VM id
 check "console-path vnc" 0 a vm console-path desk-1 vnc
 expect "vnc socket path" "^$tmp/run/vms/$id1/vnc.sock\$"

@@ -555,6 +555,12 @@ static bool running_with_pid(const struct db_vm *v, const void *arg)
     return v && strcmp(v->actual_power, "running") == 0 && v->qemu_pid > 0;
 }
 
+static bool applied_all(const struct db_vm *v, const void *arg)
+{
+    (void)arg;
+    return v && v->resources_gen > 0 && v->applied_gen == v->resources_gen;
+}
+
 static void test_vm_boots_serves_vnc_and_obeys_power_changes(void **state)
 {
     (void)state;
@@ -596,6 +602,30 @@ static void test_vm_boots_serves_vnc_and_obeys_power_changes(void **state)
     assert_non_null(ok);
     assert_string_equal(ok, "t");
     free(ok);
+
+    /* Live memory: a balloon target reaches QEMU without a restart. */
+    struct db_vm before;
+    assert_int_equal(db_vm_get(T.db, id, &before), 0);
+    assert_int_equal(db_vm_set_balloon(T.db, id, 160), 0);
+    assert_int_equal(db_vm_set_balloon(T.db, id, 1024), -EINVAL); /* more than it has */
+    assert_true(wait_vm(id, applied_all, NULL, STATE_TIMEOUT_MS, NULL));
+    bool shrunk = false;
+    for (int i = 0; i < 4 && !shrunk; i++) {
+        /* The guest's driver inflates the balloon at its pace; samples
+         * arrive every second and carry QEMU's query-balloon answer. */
+        poll(NULL, 0, 2500);
+        snprintf(sql, sizeof(sql),
+                 "SELECT balloon_mb = 160 FROM metric_samples WHERE vm_id = %lld"
+                 " ORDER BY at DESC LIMIT 1",
+                 (long long)id);
+        ok = pgt_query_value(T.conninfo, sql);
+        shrunk = ok && strcmp(ok, "t") == 0;
+        free(ok);
+    }
+    assert_true(shrunk);
+    struct db_vm now_;
+    assert_int_equal(db_vm_get(T.db, id, &now_), 0);
+    assert_int_equal(now_.qemu_pid, before.qemu_pid);
 
     assert_vnc_answers_rfb(id);
     assert_cmdline_has_no_tcp(v.qemu_pid);
