@@ -133,6 +133,10 @@ try {
     await waitSameScreen(page, 'first connection');
     const before = await compareScreens(page);
     await page.screenshot({ path: `${shots}/console.png` });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: `${shots}/console-phone.png` });
+    await page.setViewportSize({ width: 1280, height: 800 });
 
     // Keys typed into the page reach the guest's tty1.
     await page.locator('.console-screen canvas').click();

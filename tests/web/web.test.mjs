@@ -143,6 +143,12 @@ function noProblems(page, name) {
 // ------------------------------------------------------------ the user ---
 await step('portal', async () => {
     const page = await newPage({ width: 1280, height: 800 }, [401]);
+    await page.goto(`${base}/`);
+    await page.getByRole('heading', { name: 'Log in' }).waitFor({ timeout: 10000 });
+    await page.screenshot({ path: `${shots}/login.png` });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: `${shots}/login-phone.png` });
+    await page.setViewportSize({ width: 1280, height: 800 });
     await login(page, 'uma', 'not her password');
     const alert = page.locator('.login-form [role=alert]');
     await alert.waitFor({ timeout: 10000 });
