@@ -778,8 +778,61 @@ static void test_qemu_killed_while_hostd_is_down_is_reported_failed(void **state
     assert_true(wait_vm(id, row_gone, NULL, STATE_TIMEOUT_MS, NULL));
 }
 
-int main(void)
+static void test_ten_vms_started_at_once_all_boot_and_leave_nothing_when_deleted(void **state)
 {
+    (void)state;
+    ensure_hostd();
+    enum { N = 10 };
+    int64_t ids[N];
+    char serial[N][PATH_MAX];
+    int64_t t0 = now_ms();
+    /* One transaction: hostd sees all ten in one reconcile. */
+    assert_int_equal(db_begin(T.db), 0);
+    for (int i = 0; i < N; i++) {
+        char name[32], leaf[32];
+        snprintf(name, sizeof(name), "ten-%d", i);
+        snprintf(leaf, sizeof(leaf), "ten-%d.qcow2", i);
+        ids[i] = create_vm(name, leaf);
+        vm_path(serial[i], ids[i], "serial.log");
+    }
+    assert_int_equal(db_commit(T.db), 0);
+    int pids[N];
+    for (int i = 0; i < N; i++) {
+        struct db_vm v;
+        assert_true(wait_vm(ids[i], running_with_pid, NULL, 60000, &v));
+        pids[i] = v.qemu_pid;
+    }
+    int64_t t_qmp = now_ms();
+    for (int i = 0; i < N; i++)
+        assert_true(wait_serial(serial[i], "ATRIUM-BOOT-OK", 1, 300000));
+    int64_t t_boot = now_ms();
+    struct hv_proc_stat ps = {0};
+    assert_int_equal(hv_metrics_proc(T.hostd, &ps), 0);
+    printf("# measured: 10 VMs at once: all QMP-ready %lld ms, all ATRIUM-BOOT-OK %lld ms (TCG, "
+           "2 host CPUs); hostd RSS %lld KiB (ASan build)\n",
+           (long long)(t_qmp - t0), (long long)(t_boot - t0), (long long)ps.rss_kb);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(db_vm_set_desired(T.db, ids[i], "deleted"), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(wait_vm(ids[i], row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+        assert_false(process_alive(pids[i]));
+        char rdir[PATH_MAX], overlay[PATH_MAX];
+        snprintf(rdir, sizeof(rdir), "%s/vms/%lld", T.runtime, (long long)ids[i]);
+        snprintf(overlay, sizeof(overlay), "%s/ten-%d.qcow2", T.data, i);
+        assert_int_equal(access(rdir, F_OK), -1);
+        assert_int_equal(access(overlay, F_OK), -1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    /* "ten": the ten-VM load test alone (its own ctest, hv.hostd_ten). */
+    if (argc > 1 && strcmp(argv[1], "ten") == 0) {
+        const struct CMUnitTest ten[] = {
+            cmocka_unit_test(test_ten_vms_started_at_once_all_boot_and_leave_nothing_when_deleted),
+        };
+        return cmocka_run_group_tests(ten, group_setup, group_teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_host_registers_with_capacity_and_accelerator),
         cmocka_unit_test(test_vm_boots_serves_vnc_and_obeys_power_changes),
