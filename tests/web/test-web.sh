@@ -4,7 +4,7 @@
 # dir; no browser is ever downloaded) against the real atrium-broker serving
 # web/ from the source tree, on a database of its own on the run's private
 # PostgreSQL.  The browser checks are in web.test.mjs; this script prepares
-# the site (schema, an admin, a user, an operator who must use TOTP, an
+# the site (schema, an admin, a user, an operator (who will have to use TOTP), an
 # entitled pool with ready VM rows) and cleans up in lib.sh's EXIT trap.
 #
 # usage: test-web.sh ATRIUM-BROKER ATRIUMCTL BRK-SEED
@@ -34,7 +34,6 @@ create_db "$ctl" "$conf"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 "$seed" user "$conninfo" uma 'user pw' user >/dev/null
 "$seed" user "$conninfo" otto 'otto pw' operator >/dev/null
-psql_db "UPDATE role_policies SET totp_required = true WHERE role = 'operator'" >/dev/null
 
 start_broker "$broker" "$conf"
 

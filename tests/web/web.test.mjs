@@ -250,7 +250,22 @@ await step('browser console', async () => {
 
 // ----------------------------------------------------- two-step log-in ---
 await step('two-step log-in', async () => {
-    // otto is an operator; the test made TOTP required for operators.
+    // The admin requires two-step log-in for operators on the Users page.
+    const adm = await newPage({ width: 1280, height: 800 });
+    await login(adm, 'alice', 'correct horse');
+    await adm.getByRole('heading', { name: 'Dashboard' }).waitFor({ timeout: 10000 });
+    await adm.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Users' }).click();
+    const policy = adm.locator('form.policy');
+    await policy.getByLabel('operators').check();
+    await policy.getByRole('button', { name: 'Save' }).click();
+    await adm.locator('.toast-ok', { hasText: 'required for operators' }).waitFor({ timeout: 10000 });
+    const pol = await adm.evaluate(async () => (await fetch('/api/v1/policies/totp')).json());
+    check(pol.operator === true && pol.admin === false && pol.user === false,
+        'the admin requires TOTP for operators from the Users page', JSON.stringify(pol));
+    noProblems(adm, 'policy');
+    await adm.context().close();
+
+    // otto is an operator.
     const page = await newPage({ width: 1280, height: 800 }, [401, 403]);
     await login(page, 'otto', 'otto pw');
     await page.getByRole('heading', { name: 'Set up two-step log-in' }).waitFor({ timeout: 10000 });

@@ -1,7 +1,7 @@
 // Users: list (filter by role), create a local user, change role, disable
 // or enable, set a new password.
 
-import { api } from '../api.js';
+import { api, errorText } from '../api.js';
 import { h, badge, busy, confirmDialog, field, fmtAgo, listView, messageBox, modal, select, toast } from '../ui.js';
 import { session } from '../main.js';
 
@@ -63,6 +63,30 @@ function editForm(u, onDone) {
     return form;
 }
 
+// Which roles must use two-step log-in (TOTP).  People of a role that
+// becomes required and have none enrol at their next log-in.
+function totpPolicy(isAdmin) {
+    const msg = messageBox();
+    const boxes = ROLES.map(([role]) => h('input', { type: 'checkbox', name: role, disabled: !isAdmin }));
+    const save = h('button', { type: 'submit', class: 'btn btn-primary', hidden: !isAdmin }, 'Save');
+    const form = h('form', { class: 'card policy', 'aria-labelledby': 'totp-h' },
+        h('h2', { id: 'totp-h' }, 'Two-step log-in required for'),
+        h('div', { class: 'checks' }, ROLES.map(([role, text], i) => h('label', {}, boxes[i], `${text}s`)), save),
+        msg);
+    const show = (pol) => ROLES.forEach(([role], i) => { boxes[i].checked = !!pol[role]; });
+    api('GET', '/policies/totp').then(show).catch((e) => msg.show(errorText(e)));
+    form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const body = Object.fromEntries(ROLES.map(([role], i) => [role, boxes[i].checked]));
+        await busy(save, async () => {
+            show(await api('PATCH', '/policies/totp', body));
+            const req = ROLES.filter(([role]) => body[role]).map(([, t]) => `${t}s`);
+            toast(req.length ? `Two-step log-in is now required for ${req.join(', ')}.` : 'Two-step log-in is required for nobody.', 'ok');
+        }, msg);
+    });
+    return form;
+}
+
 export function renderUsers(main) {
     let list;
     const isAdmin = session.user && session.user.role === 'admin';
@@ -112,5 +136,5 @@ export function renderUsers(main) {
             } }, 'Unlock') : null,
         ] : undefined,
     });
-    main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Users'), create), list.el);
+    main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Users'), create), totpPolicy(isAdmin), list.el);
 }
