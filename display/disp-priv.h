@@ -80,14 +80,33 @@ int disp_core_redeem(struct disp_core *core, const char *ticket, unsigned protoc
 /* Backoff applied to failed console attempts per client address. */
 const struct db_backoff *disp_core_backoff(struct disp_core *core);
 
+/* How the core reaches one front end's viewer. */
+struct disp_viewer_ops {
+    /*
+     * Another connection of the same person took the session over: tell the
+     * viewer why where the protocol can, and close it soon (its front end
+     * still calls disp_core_viewer_left when it is gone, but never from
+     * inside kick).  Called from the gateway thread, outside the viewer's
+     * own library calls.
+     */
+    void (*kick)(void *viewer, const char *why);
+};
+
+struct disp_viewer;
+
 /*
- * A viewer of @session_id (0: none, nothing is reported) attached or left.
- * The first viewer makes the session `connected`, the last one leaving makes
- * it `disconnected` (through pool.h); a disconnect never ends the session.
+ * A viewer of @session_id (0: none) attached.  Any other viewer of the same
+ * session is kicked: the newest connection takes over.  The first viewer
+ * makes the session `connected` (through pool.h).  Returns the handle to
+ * pass to disp_core_viewer_left, or NULL (out of memory: the viewer works
+ * but is neither reported nor kickable).
  */
-void disp_core_viewer_joined(struct disp_core *core, int64_t session_id, unsigned protocol,
-                             const char *client_addr);
-void disp_core_viewer_left(struct disp_core *core, int64_t session_id);
+struct disp_viewer *disp_core_viewer_joined(struct disp_core *core, int64_t session_id,
+                                            unsigned protocol, const char *client_addr,
+                                            const struct disp_viewer_ops *ops, void *viewer);
+/* The viewer left; the last one of a session makes it `disconnected` (a
+ * disconnect never ends the desktop session).  Accepts NULL. */
+void disp_core_viewer_left(struct disp_core *core, struct disp_viewer *v);
 
 /* ------------------------------------------------------------------------ */
 /* Sockets                                                                  */

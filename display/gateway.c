@@ -18,18 +18,19 @@ static const struct disp_frontend_ops *const frontends[] = {
 };
 #define N_FRONTENDS (sizeof(frontends) / sizeof(frontends[0]))
 
-/* Viewers per desktop session, to report connected/disconnected once. */
-struct viewer_count {
+/* One attached viewer; a session's viewers report connected/disconnected once. */
+struct disp_viewer {
     int64_t session_id;
-    int n;
+    const struct disp_viewer_ops *ops;
+    void *viewer;
+    struct disp_viewer *next;
 };
 
 struct disp_core {
     struct db *db;
     char *runtime_dir;
     struct db_backoff backoff;
-    struct viewer_count *viewers;
-    size_t n_viewers, cap_viewers;
+    struct disp_viewer *viewers;
 };
 
 struct disp_gateway {
@@ -100,36 +101,32 @@ int disp_core_redeem(struct disp_core *core, const char *ticket, unsigned protoc
     return r;
 }
 
-static struct viewer_count *viewers_find(struct disp_core *core, int64_t session_id)
+struct disp_viewer *disp_core_viewer_joined(struct disp_core *core, int64_t session_id,
+                                            unsigned protocol, const char *client_addr,
+                                            const struct disp_viewer_ops *ops, void *viewer)
 {
-    for (size_t i = 0; i < core->n_viewers; i++)
-        if (core->viewers[i].session_id == session_id)
-            return &core->viewers[i];
-    return NULL;
-}
-
-void disp_core_viewer_joined(struct disp_core *core, int64_t session_id, unsigned protocol,
-                             const char *client_addr)
-{
+    struct disp_viewer *v = NULL;
+    bool connected = false;
     if (!session_id)
-        return;
-    struct viewer_count *v = viewers_find(core, session_id);
-    if (!v) {
-        if (core->n_viewers == core->cap_viewers) {
-            size_t cap = core->cap_viewers ? core->cap_viewers * 2 : 16;
-            struct viewer_count *nv = reallocarray(core->viewers, cap, sizeof(*nv));
-            if (!nv) {
-                log_error("viewer table full", "session", LOG_INT(session_id));
-                return;
-            }
-            core->viewers = nv;
-            core->cap_viewers = cap;
-        }
-        v = &core->viewers[core->n_viewers++];
-        *v = (struct viewer_count){.session_id = session_id};
+        return NULL;
+    for (struct disp_viewer *o = core->viewers; o; o = o->next) {
+        if (o->session_id != session_id)
+            continue;
+        /* the person connected again (another device): the new one takes over */
+        log_info("viewer taken over", "session", LOG_INT(session_id), "protocol",
+                 db_protocol_name(protocol), "client", client_addr);
+        o->ops->kick(o->viewer, "the session was opened from another device");
+        connected = true;
     }
-    if (v->n++ > 0)
-        return;
+    if (!(v = calloc(1, sizeof(*v)))) {
+        log_error("viewer not tracked", "session", LOG_INT(session_id), "errno", LOG_INT(ENOMEM));
+        return NULL;
+    }
+    *v = (struct disp_viewer){
+        .session_id = session_id, .ops = ops, .viewer = viewer, .next = core->viewers};
+    core->viewers = v;
+    if (connected)
+        return v;
     int r = pool_session_connected(core->db, session_id, db_protocol_name(protocol), client_addr);
     if (r < 0)
         log_warn("session connect report failed", "session", LOG_INT(session_id), "errno",
@@ -137,14 +134,26 @@ void disp_core_viewer_joined(struct disp_core *core, int64_t session_id, unsigne
     else
         log_info("session connected", "session", LOG_INT(session_id), "protocol",
                  db_protocol_name(protocol), "client", client_addr);
+    return v;
 }
 
-void disp_core_viewer_left(struct disp_core *core, int64_t session_id)
+void disp_core_viewer_left(struct disp_core *core, struct disp_viewer *v)
 {
-    struct viewer_count *v = session_id ? viewers_find(core, session_id) : NULL;
-    if (!v || --v->n > 0)
+    if (!v)
         return;
-    *v = core->viewers[--core->n_viewers];
+    int64_t session_id = v->session_id;
+    bool others = false;
+    for (struct disp_viewer **pv = &core->viewers; *pv;) {
+        if (*pv == v) {
+            *pv = v->next;
+            continue;
+        }
+        others |= (*pv)->session_id == session_id;
+        pv = &(*pv)->next;
+    }
+    free(v);
+    if (others)
+        return;
     int r = pool_session_disconnected(core->db, session_id);
     if (r < 0)
         log_warn("session disconnect report failed", "session", LOG_INT(session_id), "errno",
@@ -212,12 +221,9 @@ struct disp_gateway *disp_gateway_free(struct disp_gateway *gw)
     for (size_t i = N_FRONTENDS; i-- > 0;)
         if (gw->state[i])
             frontends[i]->close(gw->state[i]);
-    /* viewers still attached leave now: their sessions become disconnected */
-    while (gw->core.n_viewers > 0) {
-        gw->core.viewers[0].n = 1;
-        disp_core_viewer_left(&gw->core, gw->core.viewers[0].session_id);
-    }
-    free(gw->core.viewers);
+    /* front ends closed their viewers above; anything left is reported here */
+    while (gw->core.viewers)
+        disp_core_viewer_left(&gw->core, gw->core.viewers);
     free(gw->core.runtime_dir);
     free(gw->ps.fds);
     free(gw);

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <freerdp/codec/color.h>
 #include <freerdp/codec/planar.h>
+#include <freerdp/error.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/input.h>
 #include <freerdp/peer.h>
@@ -62,6 +63,9 @@ struct rdp_peer {
     char addr[64];
     int64_t vm_id, session_id; /* vm_id 0: not known until the password log-in */
     char vnc_path[108];
+    int kick_fd;            /* eventfd: the gateway asks the thread to end */
+    struct disp_viewer *dv; /* gateway thread only */
+    bool joined;            /* gateway thread only: RDP_MSG_JOINED seen */
     pthread_t thread;
     struct rdp_peer *next;
 };
@@ -431,9 +435,10 @@ static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
 {
     rdpSettings *s = client->settings;
     if (!freerdp_settings_set_string(s, FreeRDP_CertificateFile, rdp->cert) ||
-        !freerdp_settings_set_string(s, FreeRDP_PrivateKeyFile, rdp->key) ||
-        !freerdp_settings_set_string(s, FreeRDP_RdpKeyFile, rdp->key))
+        !freerdp_settings_set_string(s, FreeRDP_PrivateKeyFile, rdp->key))
         return false;
+    /* no RdpKeyFile: standard RDP security is off, and FreeRDP 2.11 leaks the
+     * RSA key it would load from it for every peer (LeakSanitizer) */
     s->TlsSecurity = TRUE;
     s->NlaSecurity = FALSE; /* CredSSP would need the password's NT hash */
     s->RdpSecurity = FALSE; /* TLS always */
@@ -495,15 +500,23 @@ static void *peer_main(void *arg)
             pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
         /* before a password log-in there is no console yet: poll nothing for it */
         pfd[n++] = (struct pollfd){.fd = c->up ? c->up->sock : -1, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = p->kick_fd, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = rdp->stop_fd, .events = POLLIN};
         int timeout = c->up && c->up->buffered > 0 ? 0 : -1;
         if (poll(pfd, n, timeout) < 0 && errno != EINTR)
             break;
         if (pfd[n - 1].revents)
             break;
+        if (pfd[n - 2].revents) {
+            /* taken over: the client shows "disconnected by another connection" */
+            freerdp_set_error_info(client->context->rdp, ERRINFO_DISCONNECTED_BY_OTHER_CONNECTION);
+            freerdp_send_error_info(client->context->rdp);
+            log_info("rdp viewer closed", "client", p->addr, "reason", "taken over");
+            break;
+        }
         if (!client->CheckFileDescriptor(client))
             break;
-        if (c->up && (pfd[n - 2].revents || c->up->buffered > 0)) {
+        if (c->up && (pfd[n - 3].revents || c->up->buffered > 0)) {
             bool alive = true;
             do
                 alive = HandleRFBServerMessage(c->up);
@@ -557,6 +570,11 @@ static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char 
         goto fail;
     p->rdp = rdp;
     p->fd = pd->fd;
+    if ((p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        free(p);
+        p = NULL;
+        goto fail;
+    }
     p->vm_id = g.vm_id;
     p->session_id = g.session_id;
     snprintf(p->addr, sizeof(p->addr), "%s", pd->addr);
@@ -566,6 +584,7 @@ static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char 
     if (fl >= 0)
         (void)fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
     if (pthread_create(&p->thread, NULL, peer_main, p) != 0) {
+        close(p->kick_fd);
         free(p);
         goto fail;
     }
@@ -643,8 +662,21 @@ static void peer_reap(struct disp_rdp *rdp, struct rdp_peer *p)
             break;
         }
     rdp->n_peers--;
+    close(p->kick_fd);
     free(p);
 }
+
+/* Taken over by a newer connection: the peer thread sends the client the
+ * reason (ERRINFO_DISCONNECTED_BY_OTHER_CONNECTION) and ends. */
+static void peer_kick(void *viewer, const char *why)
+{
+    struct rdp_peer *p = viewer;
+    uint64_t one = 1;
+    (void)why;
+    (void)!write(p->kick_fd, &one, sizeof(one));
+}
+
+static const struct disp_viewer_ops rdp_viewer_ops = {.kick = peer_kick};
 
 static void read_messages(struct disp_rdp *rdp)
 {
@@ -653,13 +685,13 @@ static void read_messages(struct disp_rdp *rdp)
         struct rdp_peer *p = m.peer;
         if (m.kind == RDP_MSG_JOINED) {
             log_info("rdp viewer joined", "vm", LOG_INT(p->vm_id), "client", p->addr);
-            disp_core_viewer_joined(rdp->core, p->session_id, DB_PROTO_RDP, p->addr);
-            p->session_id = p->session_id ? -p->session_id : 0; /* reported: leave once */
+            p->joined = true;
+            p->dv = disp_core_viewer_joined(rdp->core, p->session_id, DB_PROTO_RDP, p->addr,
+                                            &rdp_viewer_ops, p);
         } else {
-            if (p->session_id < 0) {
+            if (p->joined)
                 log_info("rdp viewer left", "vm", LOG_INT(p->vm_id), "client", p->addr);
-                disp_core_viewer_left(rdp->core, -p->session_id);
-            }
+            disp_core_viewer_left(rdp->core, p->dv);
             peer_reap(rdp, p);
         }
     }

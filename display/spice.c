@@ -39,6 +39,8 @@ struct spice_grant {
     int64_t join_deadline_ms;
     char addr[64];
     int n_conns;
+    struct disp_viewer *dv;
+    bool kicked; /* taken over: its connections close, it admits no more */
     struct spice_grant *next;
 };
 
@@ -106,12 +108,22 @@ static struct spice_grant *grant_find(struct disp_spice *sp, const char *ticket,
                                       int64_t now)
 {
     for (struct spice_grant *g = sp->grants; g; g = g->next)
-        if (now < g->join_deadline_ms && strcmp(addr, g->addr) == 0 &&
+        if (!g->kicked && now < g->join_deadline_ms && strcmp(addr, g->addr) == 0 &&
             strlen(ticket) == strlen(g->ticket) &&
             CRYPTO_memcmp(g->ticket, ticket, strlen(ticket)) == 0)
             return g;
     return NULL;
 }
+
+/* Taken over by a newer connection: SPICE has no message for it; close. */
+static void grant_kick(void *viewer, const char *why)
+{
+    struct spice_grant *g = viewer;
+    log_info("spice viewer closed", "vm", LOG_INT(g->vm_id), "client", g->addr, "reason", why);
+    g->kicked = true; /* spice_prepare wakes the loop, spice_dispatch closes */
+}
+
+static const struct disp_viewer_ops spice_viewer_ops = {.kick = grant_kick};
 
 static void grant_unref(struct disp_spice *sp, struct spice_grant *g)
 {
@@ -123,7 +135,7 @@ static void grant_unref(struct disp_spice *sp, struct spice_grant *g)
             break;
         }
     log_info("spice viewer left", "vm", LOG_INT(g->vm_id), "client", g->addr);
-    disp_core_viewer_left(sp->core, g->session_id);
+    disp_core_viewer_left(sp->core, g->dv);
     OPENSSL_cleanse(g->ticket, sizeof(g->ticket));
     free(g);
 }
@@ -190,7 +202,8 @@ static int conn_admit(struct disp_spice *sp, struct spice_conn *c, const char *h
         g->next = sp->grants;
         sp->grants = g;
         log_info("spice viewer joined", "vm", LOG_INT(g->vm_id), "client", c->addr);
-        disp_core_viewer_joined(sp->core, g->session_id, DB_PROTO_SPICE, c->addr);
+        g->dv = disp_core_viewer_joined(sp->core, g->session_id, DB_PROTO_SPICE, c->addr,
+                                        &spice_viewer_ops, g);
     }
     g->n_conns++;
     c->grant = g;
@@ -335,6 +348,8 @@ static int spice_prepare(void *state, struct disp_pollset *ps)
     if ((sp->listen_idx = disp_pollset_add(ps, sp->listen_fd, POLLIN)) < 0)
         return -ENOMEM;
     for (struct spice_conn *c = sp->conns; c; c = c->next) {
+        if (c->grant && c->grant->kicked)
+            disp_pollset_timeout(ps, 0);
         if (c->head_deadline_ms) {
             if ((c->cidx = disp_pollset_add(ps, c->cfd, POLLIN)) < 0)
                 return -ENOMEM;
@@ -365,7 +380,9 @@ static void spice_dispatch(void *state, const struct disp_pollset *ps)
         struct spice_conn *c = *pc;
         short cr = disp_pollset_revents(ps, c->cidx), sr = disp_pollset_revents(ps, c->sidx);
         int r = 0;
-        if (c->cidx < 0) {
+        if (c->grant && c->grant->kicked) {
+            r = -ECONNRESET;
+        } else if (c->cidx < 0) {
             /* accepted in this iteration: not polled yet */
         } else if (c->head_deadline_ms) {
             r = conn_head(sp, c, cr != 0, now);

@@ -76,6 +76,7 @@ struct vnc_viewer {
     struct disp_vnc *vnc;
     struct vnc_vm *vm;      /* NULL while in the lobby */
     struct vnc_vm *move_to; /* authenticated in the lobby, to be moved */
+    struct disp_viewer *dv; /* the core's handle while attached to a VM */
     int64_t session_id;
     unsigned protocol;
     char addr[64];
@@ -125,24 +126,40 @@ static void __attribute__((format(printf, 1, 2))) vnc_lib_log(const char *fmt, .
 static void viewer_gone(rfbClientPtr cl)
 {
     struct vnc_viewer *v = cl->clientData;
+    /* libvncserver 0.9.14 never frees a WebSocket client's context (~45 KB
+     * each, found by LeakSanitizer); the client is being freed, so do it */
+    free(cl->wsctx);
+    cl->wsctx = NULL;
     if (!v)
         return;
     if (v->vm) {
         v->vm->n_viewers--;
         log_info("vnc viewer left", "vm", LOG_INT(v->vm->vm_id), "client", v->addr);
-        disp_core_viewer_left(v->vnc->core, v->session_id);
+        disp_core_viewer_left(v->vnc->core, v->dv);
     }
     cl->clientData = NULL;
     free(v);
 }
 
-static void viewer_attach(struct vnc_viewer *v, struct vnc_vm *vm)
+/* Taken over by a newer connection: RFB has no way to say why, so it is closed. */
+static void viewer_kick(void *viewer, const char *why)
+{
+    rfbClientPtr cl = viewer;
+    struct vnc_viewer *v = cl->clientData;
+    log_info("vnc viewer closed", "client", v ? v->addr : "?", "reason", why);
+    rfbCloseClient(cl); /* viewer_gone runs in the screen's next rfbProcessEvents */
+}
+
+static const struct disp_viewer_ops vnc_viewer_ops = {.kick = viewer_kick};
+
+static void viewer_attach(rfbClientPtr cl, struct vnc_viewer *v, struct vnc_vm *vm)
 {
     v->vm = vm;
     vm->n_viewers++;
     log_info("vnc viewer joined", "vm", LOG_INT(vm->vm_id), "client", v->addr, "protocol",
              db_protocol_name(v->protocol));
-    disp_core_viewer_joined(v->vnc->core, v->session_id, v->protocol, v->addr);
+    v->dv = disp_core_viewer_joined(v->vnc->core, v->session_id, v->protocol, v->addr,
+                                    &vnc_viewer_ops, cl);
 }
 
 static void vm_kbd(rfbBool down, rfbKeySym key, rfbClientPtr cl)
@@ -171,7 +188,7 @@ static enum rfbNewClientAction vm_new_client(rfbClientPtr cl)
     cl->clientData = v;
     cl->clientGoneHook = viewer_gone;
     cl->onHold = !vm->ready;
-    viewer_attach(v, vm);
+    viewer_attach(cl, v, vm);
     return RFB_CLIENT_ACCEPT;
 }
 
@@ -489,7 +506,7 @@ static void lobby_apply_moves(struct disp_vnc *vnc)
             v->move_to = NULL;
             lobby_move(vnc, cl, vm);
             cl->onHold = !vm->ready;
-            viewer_attach(v, vm);
+            viewer_attach(cl, v, vm);
         }
         cl = next;
     }
@@ -689,9 +706,12 @@ out:
 
 static int add_clients(struct disp_pollset *ps, rfbScreenInfoPtr s)
 {
-    for (rfbClientPtr cl = s->clientHead; cl; cl = cl->next)
-        if (cl->sock >= 0 && disp_pollset_add(ps, cl->sock, POLLIN) < 0)
+    for (rfbClientPtr cl = s->clientHead; cl; cl = cl->next) {
+        if (cl->sock < 0)
+            disp_pollset_timeout(ps, 0); /* closed (kicked): reap it at once */
+        else if (disp_pollset_add(ps, cl->sock, POLLIN) < 0)
             return -ENOMEM;
+    }
     return 0;
 }
 

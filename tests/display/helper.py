@@ -8,6 +8,8 @@
   helper.py ws HOST PORT PATH                WebSocket upgrade like noVNC; exit 0 and
                                              print the RFB greeting if admitted,
                                              exit 3 if refused with an HTTP status
+  helper.py ws-hold HOST PORT PATH           the same, then stay connected until the
+                                             server closes (exit 0) or 60 s pass (exit 4)
 """
 import base64
 import json
@@ -54,7 +56,7 @@ def screendump(path, out):
         sys.exit("screendump failed: %s" % r[0])
 
 
-def ws(host, port, path):
+def ws(host, port, path, hold=False):
     s = socket.create_connection((host, int(port)), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\n"
@@ -79,7 +81,16 @@ def ws(host, port, path):
         rest += chunk
     # server frames are unmasked; the greeting fits a 7-bit length
     n = rest[1] & 0x7F
-    print(rest[2:2 + n].decode(errors="replace").strip())
+    print(rest[2:2 + n].decode(errors="replace").strip(), flush=True)
+    if hold:
+        s.settimeout(60)
+        try:
+            while s.recv(4096):
+                pass
+        except socket.timeout:
+            sys.exit(4)
+        except ConnectionResetError:
+            pass
     s.close()
 
 
@@ -126,5 +137,7 @@ if __name__ == "__main__":
         typer(*sys.argv[2:5])
     elif cmd == "ws" and len(sys.argv) == 5:
         ws(*sys.argv[2:5])
+    elif cmd == "ws-hold" and len(sys.argv) == 5:
+        ws(*sys.argv[2:5], hold=True)
     else:
         sys.exit(__doc__)
