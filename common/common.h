@@ -108,6 +108,7 @@ struct atr_config {
         int metrics_interval_s;
         int metrics_retention_h;
         char *bridge;    /* default bridge for VMs with bridged NICs; empty: user networking */
+        int stop_timeout_s; /* seconds a guest gets to power off before QEMU is killed */
     } hostd;
     struct {
         char *listen;     /* address to bind */

@@ -48,6 +48,7 @@ static const struct key_def key_table[] = {
     {"hostd", "metrics_retention_hours", KT_INT, OFF(hostd.metrics_retention_h), "24", 1, 8760,
      NULL, false},
     {"hostd", "bridge", KT_STR, OFF(hostd.bridge), NULL, 0, 0, NULL, false},
+    {"hostd", "stop_timeout", KT_INT, OFF(hostd.stop_timeout_s), "60", 1, 3600, NULL, false},
     {"broker", "listen", KT_STR, OFF(broker.listen), "0.0.0.0", 0, 0, NULL, false},
     {"broker", "port", KT_INT, OFF(broker.port), "8443", 1, 65535, NULL, false},
     {"broker", "tls", KT_BOOL, OFF(broker.tls), "true", 0, 0, NULL, false},

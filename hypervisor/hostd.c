@@ -857,7 +857,7 @@ static void usage(FILE *out)
             "\n"
             "  -c, --config PATH        configuration file (default: $ATRIUM_CONFIG, else %s)\n"
             "      --stop-timeout S     seconds a guest gets to power off before QEMU is\n"
-            "                           killed (default 60)\n",
+            "                           killed (default: [hostd] stop_timeout, 60)\n",
             ATR_CONFIG_DEFAULT_PATH);
 }
 
@@ -869,7 +869,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct hostd h = {.sigfd = -1, .stop_timeout_s = 60};
+    struct hostd h = {.sigfd = -1, .stop_timeout_s = -1}; /* -1: from [hostd] stop_timeout */
     const char *config = NULL;
     int c, rc = 1;
     log_init("hostd", LOG_LEVEL_INFO);
@@ -900,6 +900,8 @@ int main(int argc, char **argv)
         return 3;
     }
     log_set_level(h.cfg->log.level);
+    if (h.stop_timeout_s < 0)
+        h.stop_timeout_s = h.cfg->hostd.stop_timeout_s;
 
     sigset_t mask;
     sigemptyset(&mask);
