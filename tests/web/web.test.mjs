@@ -27,7 +27,7 @@ async function step(name, fn) {
     try {
         await fn();
     } catch (e) {
-        fail(name, e && e.message ? e.message.split('\n')[0] : String(e));
+        fail(name, e && e.message ? e.message.split('\n').filter((l) => l.trim()).slice(0, 4).join(' / ') : String(e));
     }
 }
 
@@ -272,6 +272,7 @@ await step('two-step log-in', async () => {
     ok('a role that requires TOTP is sent to enrolment after the password');
     const blocked = await page.evaluate(async () => (await fetch('/api/v1/pools')).status);
     check(blocked === 403, 'an enrolment-only session cannot use the admin API', String(blocked));
+    await page.locator('svg.qr path').waitFor({ timeout: 10000 });
     check(await page.locator('svg.qr path').count() === 1, 'the QR code is drawn');
     const uri = new URL(await page.locator('a.otpauth').getAttribute('href'));
     const secret = uri.searchParams.get('secret');
@@ -451,10 +452,15 @@ await step('admin', async () => {
     // VMs: power, filtered to ready VMs on the server.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'VMs' }).click();
     await page.getByRole('heading', { name: 'VMs' }).waitFor();
-    const vmAsked = page.waitForRequest((r) => r.url().includes('/api/v1/vms?') && r.url().includes('state=ready'));
+    const vmAsked = page.waitForResponse((r) => r.url().includes('/api/v1/vms?') && r.url().includes('state=ready'));
     await page.getByLabel('State').selectOption('ready');
     await page.getByRole('button', { name: 'Apply' }).click();
     await vmAsked;
+    // the filtered page is drawn: every row says ready
+    await page.waitForFunction(() => {
+        const cells = [...document.querySelectorAll('table.list td[data-label="State"]')].map((c) => c.textContent.trim());
+        return cells.length > 0 && cells.every((c) => c.startsWith('ready'));
+    }, null, { timeout: 10000 });
     const readyRow = page.locator('table.list tbody tr', { has: page.getByRole('button', { name: 'Pause' }) }).first();
     await readyRow.waitFor({ timeout: 10000 });
     const vmName = (await readyRow.locator('strong').first().textContent()).trim();
