@@ -77,11 +77,13 @@ char *brk_connfile_rdp(const struct brk_conn_target *t, const char *ticket)
     char *s = NULL;
     /* loadbalanceinfo travels as the routing token of the X.224 connection
      * request, before TLS: the gateway routes (and admits) by it, so the
-     * person is not asked for a password again. */
+     * person is not asked for a password again.  It must be in the
+     * load-balancer form "Cookie: msts=<ticket>": FreeRDP 2's server (behind
+     * displayd) refuses a bare routing token. */
     int r = asprintf(&s,
                      "full address:s:%s:%d\r\n"
                      "username:s:%s\r\n"
-                     "loadbalanceinfo:s:%s\r\n"
+                     "loadbalanceinfo:s:Cookie: msts=%s\r\n"
                      "prompt for credentials:i:0\r\n"
                      "authentication level:i:2\r\n"
                      "screen mode id:i:2\r\n"

@@ -65,7 +65,7 @@ extern const struct disp_frontend_ops disp_rdp_ops;
 
 struct db *disp_core_db(struct disp_core *core);
 
-/* The VM's runtime paths (vnc.sock, spice.sock, qmp.sock).  Reads only
+/* The VM's runtime paths (vnc.sock, spice.sock, qmp-display.sock).  Reads only
  * immutable state: safe from any thread. */
 int disp_core_vm_paths(struct disp_core *core, int64_t vm_id, struct hv_vm_paths *ret_paths);
 

@@ -80,7 +80,7 @@ static int spice_set_password(struct disp_core *core, int64_t vm_id, const char 
     int r = disp_core_vm_paths(core, vm_id, &paths);
     if (r < 0)
         goto out;
-    r = hv_qmp_connect(paths.qmp, NULL, NULL, QMP_TIMEOUT_MS, &q);
+    r = hv_qmp_connect(paths.qmp_display, NULL, NULL, QMP_TIMEOUT_MS, &q);
     if (r < 0)
         goto out;
     r = hv_qmp_call(q, "set_password",

@@ -77,6 +77,9 @@ struct hv_vm_def {
 struct hv_vm_paths {
     char dir[256];
     char qmp[108]; /* unix socket paths are bounded by sun_path */
+    /* A second monitor, for displayd (per-connection SPICE passwords):
+     * QEMU serves one client per monitor and hostd keeps the first. */
+    char qmp_display[108];
     char vnc[108];
     char spice[108];
     char pidfile[256];

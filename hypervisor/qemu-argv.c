@@ -140,6 +140,7 @@ int hv_vm_paths_init(const char *runtime_dir, int64_t id, struct hv_vm_paths *re
         const char *leaf;
     } files[] = {
         {p.qmp, sizeof(p.qmp), "qmp.sock"},
+        {p.qmp_display, sizeof(p.qmp_display), "qmp-display.sock"},
         {p.vnc, sizeof(p.vnc), "vnc.sock"},
         {p.spice, sizeof(p.spice), "spice.sock"},
         {p.pidfile, sizeof(p.pidfile), "qemu.pid"},
@@ -187,12 +188,13 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
 {
     struct argv_builder b = {0};
     char *disk = NULL, *serial = NULL;
-    char *vnc = NULL, *spice = NULL, *qmp = NULL;
+    char *vnc = NULL, *spice = NULL, *qmp = NULL, *qmpdisp = NULL;
     int r = def_check(def, qemu);
     if (r < 0)
         goto out;
     if (!(serial = opt_escape(paths->serial_log)) || !(vnc = opt_escape(paths->vnc)) ||
-        !(spice = opt_escape(paths->spice)) || !(qmp = opt_escape(paths->qmp))) {
+        !(spice = opt_escape(paths->spice)) || !(qmp = opt_escape(paths->qmp)) ||
+        !(qmpdisp = opt_escape(paths->qmp_display))) {
         r = -ENOMEM;
         goto out;
     }
@@ -262,7 +264,9 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     addf(&b, "unix:%s", vnc);
     /* Passwords are set later by displayd through QMP, per connection. */
     add(&b, "-spice");
-    addf(&b, "unix=on,addr=%s,disable-ticketing=on", spice);
+    /* Ticketing stays on with no password set: nobody gets in until
+     * displayd sets a one-time password for a checked ticket. */
+    addf(&b, "unix=on,addr=%s", spice);
 
     /* SPICE agent channel: clipboard and resolution follow the client. */
     add2(&b, "-device", "virtio-serial-pci,id=vser0");
@@ -293,6 +297,9 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     else
         addf(&b, "socket,id=qmp,path=%s,server=on,wait=off", qmp);
     add2(&b, "-mon", "chardev=qmp,mode=control");
+    add(&b, "-chardev");
+    addf(&b, "socket,id=qmpdisp,path=%s,server=on,wait=off", qmpdisp);
+    add2(&b, "-mon", "chardev=qmpdisp,mode=control");
 
     add(&b, "-chardev");
     addf(&b, "file,id=serial0,path=%s", serial);
@@ -314,6 +321,7 @@ out:
     free(vnc);
     free(spice);
     free(qmp);
+    free(qmpdisp);
     if (r < 0) {
         hv_argv_free(b.v);
         return r;

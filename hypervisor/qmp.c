@@ -197,13 +197,26 @@ static int out_flush(struct hv_qmp *q)
     return 0;
 }
 
+/*
+ * What the debug log may show of a command: the whole JSON, except for
+ * commands whose arguments are secrets (console passwords): their name only.
+ */
+static const char *loggable(const struct qmp_cmd *c)
+{
+    static const char *const secret[] = {"set_password", "change-vnc-password"};
+    for (size_t i = 0; i < sizeof(secret) / sizeof(secret[0]); i++)
+        if (strcmp(c->command, secret[i]) == 0)
+            return "(arguments withheld: they hold a password)";
+    return c->line;
+}
+
 /* Put every held command on the wire (once the connection is ready). */
 static int send_held(struct hv_qmp *q)
 {
     for (struct qmp_cmd *c = q->cmds; c; c = c->next) {
         if (c->sent)
             continue;
-        log_debug("qmp send", "json", c->line);
+        log_debug("qmp send", "command", c->command, "json", loggable(c));
         int r = out_append(q, c->line, strlen(c->line));
         if (r < 0)
             return r;

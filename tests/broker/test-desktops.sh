@@ -93,7 +93,7 @@ expect "uma connects again, with RDP" 200
 [[ $(jget 'j["vm"]["id"], j["reconnect"], j["session_id"]') == "$vm1 True $sess" ]] && ok "the same person gets the same VM and session back" || fail "reconnect" "$tmp/body"
 jget 'j["rdp"]["rdp"]' >"$tmp/rdp"
 grep -q $'^full address:s:127.0.0.1:3389\r$' "$tmp/rdp" && grep -q $'^username:s:uma\r$' "$tmp/rdp" &&
-    grep -qE $'^loadbalanceinfo:s:[0-9a-f]{32}\r$' "$tmp/rdp" && ok ".rdp names gateway, user and ticket" || fail ".rdp" "$tmp/rdp"
+    grep -qE $'^loadbalanceinfo:s:Cookie: msts=[0-9a-f]{32}\r$' "$tmp/rdp" && ok ".rdp names gateway, user and ticket" || fail ".rdp" "$tmp/rdp"
 req POST "/api/v1/desktops/$office/connect" "${U[@]}" "${J[@]}" -H 'Accept: application/x-virt-viewer' --data-binary '{"protocol":"spice"}'
 [[ $status == 200 ]] && grep -qi '^Content-Type: application/x-virt-viewer' "$tmp/hdr" &&
     grep -qi '^Content-Disposition: attachment; filename="office.vv"' "$tmp/hdr" && head -1 "$tmp/body" | grep -qx '\[virt-viewer\]' &&

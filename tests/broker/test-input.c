@@ -315,7 +315,7 @@ static void test_connection_files_name_gateway_and_ticket(void **state)
     assert_non_null(rdp);
     assert_true(strncmp(rdp, "full address:s:portal.example:3389\r\n", 36) == 0);
     assert_non_null(strstr(rdp, "\r\nusername:s:uma\r\n"));
-    assert_non_null(strstr(rdp, "\r\nloadbalanceinfo:s:0123456789abcdef0123456789abcdef\r\n"));
+    assert_non_null(strstr(rdp, "\r\nloadbalanceinfo:s:Cookie: msts=0123456789abcdef0123456789abcdef\r\n"));
     free(rdp);
 }
 

@@ -117,6 +117,7 @@ qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
     -vnc "unix:$vmdir/vnc.sock" "${extra_vnc[@]}" \
     -spice "unix=on,addr=$vmdir/spice.sock" \
     -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
+    -qmp "unix:$vmdir/qmp-display.sock,server=on,wait=off" \
     -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
 pids+=($!)
 wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"

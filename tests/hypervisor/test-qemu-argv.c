@@ -119,10 +119,15 @@ static void test_consoles_and_monitor_live_in_the_vm_runtime_dir(void **state)
     assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
     assert_string_equal(value_of(argv, "-vnc"), "unix:/run/atrium/vms/42/vnc.sock");
     assert_string_equal(value_of(argv, "-spice"),
-                        "unix=on,addr=/run/atrium/vms/42/spice.sock,disable-ticketing=on");
+                        "unix=on,addr=/run/atrium/vms/42/spice.sock");
     assert_true(
         opt_contains(argv, "-chardev", "socket,id=qmp,path=/run/atrium/vms/42/qmp.sock,server=on"));
     assert_string_equal(value_of(argv, "-mon"), "chardev=qmp,mode=control");
+    /* displayd's own monitor; SPICE keeps ticketing on until it sets a password */
+    assert_true(opt_contains(argv, "-chardev",
+                             "socket,id=qmpdisp,path=/run/atrium/vms/42/qmp-display.sock,server=on"));
+    assert_true(opt_contains(argv, "-mon", "chardev=qmpdisp,mode=control"));
+    assert_false(opt_contains(argv, "-spice", "disable-ticketing"));
     assert_true(
         opt_contains(argv, "-chardev", "file,id=serial0,path=/run/atrium/vms/42/serial.log"));
     assert_string_equal(value_of(argv, "-serial"), "chardev:serial0");

@@ -178,6 +178,35 @@ static void test_commands_wait_for_the_handshake_then_go_out_in_order(void **sta
     json_decref(l.ret);
 }
 
+static void test_debug_log_never_shows_a_console_password(void **state)
+{
+    struct fixture *f = *state;
+    struct reply_log l = {0};
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    enum log_level before = log_get_level();
+    log_set_level(LOG_LEVEL_DEBUG);
+    log_set_fd(p[1]);
+    json_t *args = json_pack("{s:s, s:s}", "protocol", "spice", "password", "Tk7-secret-9q");
+    assert_int_equal(hv_qmp_send(f->q, "set_password", args, 0, on_reply, &l, NULL), 0);
+    handshake(f);
+    json_t *cmd = peer_read_msg(f);
+    log_set_fd(STDERR_FILENO);
+    log_set_level(before);
+    close(p[1]);
+    char buf[8192];
+    ssize_t n = read(p[0], buf, sizeof(buf) - 1);
+    close(p[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    /* the password went to QEMU, and only there */
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cmd, "arguments"),
+                                                          "password")),
+                        "Tk7-secret-9q");
+    json_decref(cmd);
+    assert_non_null(strstr(buf, "command=set_password"));
+    assert_null(strstr(buf, "Tk7-secret-9q"));
+}
+
 static void test_replies_are_matched_by_id_not_by_order(void **state)
 {
     struct fixture *f = *state;
@@ -398,6 +427,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_commands_wait_for_the_handshake_then_go_out_in_order),
+        T(test_debug_log_never_shows_a_console_password),
         T(test_replies_are_matched_by_id_not_by_order),
         T(test_qemu_error_reaches_the_caller_with_class_and_text),
         T(test_deadline_expires_and_a_late_reply_is_dropped),
