@@ -169,6 +169,39 @@ int db_exec(struct db *db, const char *sql, int nparams, const char *const *para
     return r;
 }
 
+int db_exec_changed(struct db *db, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, nparams, params, &res, NULL);
+    if (r < 0)
+        return r;
+    const char *tuples = PQcmdTuples(res);
+    r = (PQntuples(res) > 0 || (tuples[0] && strcmp(tuples, "0") != 0)) ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_exec_rows(struct db *db, const char *sql, int nparams, const char *const *params,
+                 size_t elem_size, db_row_fn fill, void **ret_items, size_t *ret_n)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, nparams, params, &res, NULL);
+    if (r < 0)
+        return r;
+    int n = PQntuples(res);
+    char *items = calloc(n > 0 ? (size_t)n : 1, elem_size);
+    if (!items) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        fill(res, i, items + (size_t)i * elem_size);
+    PQclear(res);
+    *ret_items = items;
+    *ret_n = (size_t)n;
+    return 0;
+}
+
 const char *db_get(const PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col))

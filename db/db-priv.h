@@ -31,6 +31,23 @@ struct db {
 int db_exec(struct db *db, const char *sql, int nparams, const char *const *params,
             PGresult **ret_res, struct atr_error *err);
 
+/*
+ * Run a statement that must change (or return) at least one row: 0 when it
+ * did, -ENOENT when it touched none, -errno on failure.
+ */
+int db_exec_changed(struct db *db, const char *sql, int nparams, const char *const *params);
+
+/* Fill one element of a result array from row @row. */
+typedef void (*db_row_fn)(const PGresult *res, int row, void *elem);
+
+/*
+ * Run a query and turn every row into an element of @elem_size bytes with
+ * @fill: *ret_items is a new array (free()) of *ret_n elements, never NULL
+ * on success.
+ */
+int db_exec_rows(struct db *db, const char *sql, int nparams, const char *const *params,
+                 size_t elem_size, db_row_fn fill, void **ret_items, size_t *ret_n);
+
 /* Map a failed result to -errno. */
 int db_result_errno(const PGresult *res);
 

@@ -61,13 +61,14 @@ static unsigned protocols_parse(const char *lit)
     return bits;
 }
 
-#define POOL_COLUMNS                                                                          \
-    "id, name, description, image_version_id, vcpus, memory_mb, disk_gb, protocols::text,"   \
-    " assignment, min_size, max_size, spare, name_pattern, idle_timeout_s,"                   \
+#define POOL_COLUMNS                                                                               \
+    "id, name, description, image_version_id, vcpus, memory_mb, disk_gb, protocols::text,"         \
+    " assignment, min_size, max_size, spare, name_pattern, idle_timeout_s,"                        \
     " disconnect_timeout_s, power_policy, enabled"
 
-static void pool_from_row(const PGresult *res, int row, struct db_pool *p)
+static void pool_from_row(const PGresult *res, int row, void *elem)
 {
+    struct db_pool *p = elem;
     memset(p, 0, sizeof(*p));
     p->id = db_get_i64(res, row, 0);
     snprintf(p->name, sizeof(p->name), "%s", PQgetvalue(res, row, 1));
@@ -90,8 +91,8 @@ static void pool_from_row(const PGresult *res, int row, struct db_pool *p)
 
 /* Parameters $1..$16 in POOL_COLUMNS order, without id. */
 struct pool_params {
-    char iv[24], vcpus[24], mem[24], disk[24], protos[64], min[24], max[24], spare[24],
-        idle[24], disc[24];
+    char iv[24], vcpus[24], mem[24], disk[24], protos[64], min[24], max[24], spare[24], idle[24],
+        disc[24];
     const char *v[16];
 };
 
@@ -144,19 +145,13 @@ int db_pool_update(struct db *db, const struct db_pool *p)
     const char *v[17];
     memcpy(v, pp.v, sizeof(pp.v));
     v[16] = db_param_i64(id, p->id);
-    PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE pools SET name = $1, description = $2, image_version_id = $3,"
-                    " vcpus = $4, memory_mb = $5, disk_gb = $6, protocols = $7::text[],"
-                    " assignment = $8, min_size = $9, max_size = $10, spare = $11,"
-                    " name_pattern = $12, idle_timeout_s = $13, disconnect_timeout_s = $14,"
-                    " power_policy = $15, enabled = $16 WHERE id = $17",
-                    17, v, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_changed(db,
+                           "UPDATE pools SET name = $1, description = $2, image_version_id = $3,"
+                           " vcpus = $4, memory_mb = $5, disk_gb = $6, protocols = $7::text[],"
+                           " assignment = $8, min_size = $9, max_size = $10, spare = $11,"
+                           " name_pattern = $12, idle_timeout_s = $13, disconnect_timeout_s = $14,"
+                           " power_policy = $15, enabled = $16 WHERE id = $17",
+                           17, v);
 }
 
 static int pool_get_where(struct db *db, const char *sql, const char *param, struct db_pool *ret)
@@ -188,22 +183,8 @@ int db_pool_get_by_name(struct db *db, const char *name, struct db_pool *ret)
 
 int db_pool_list(struct db *db, struct db_pool **ret_pools, size_t *ret_n)
 {
-    PGresult *res;
-    int r = db_exec(db, "SELECT " POOL_COLUMNS " FROM pools ORDER BY name", 0, NULL, &res, NULL);
-    if (r < 0)
-        return r;
-    int n = PQntuples(res);
-    struct db_pool *pools = calloc(n > 0 ? (size_t)n : 1, sizeof(*pools));
-    if (!pools) {
-        PQclear(res);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n; i++)
-        pool_from_row(res, i, &pools[i]);
-    PQclear(res);
-    *ret_pools = pools;
-    *ret_n = (size_t)n;
-    return 0;
+    return db_exec_rows(db, "SELECT " POOL_COLUMNS " FROM pools ORDER BY name", 0, NULL,
+                        sizeof(**ret_pools), pool_from_row, (void **)ret_pools, ret_n);
 }
 
 int db_pool_delete(struct db *db, int64_t id)
@@ -228,12 +209,13 @@ int db_pool_delete(struct db *db, int64_t id)
 
 /* ------------------------------------------------------------- images -- */
 
-#define VERSION_COLUMNS                                                                       \
-    "v.id, v.image_id, i.name, v.version, v.state, v.path, v.size_bytes,"                    \
+#define VERSION_COLUMNS                                                                            \
+    "v.id, v.image_id, i.name, v.version, v.state, v.path, v.size_bytes,"                          \
     " v.virtual_size_bytes, v.sha256, v.boot_kernel, v.boot_initrd, v.boot_cmdline, v.notes"
 
-static void version_from_row(const PGresult *res, int row, struct db_image_version *v)
+static void version_from_row(const PGresult *res, int row, void *elem)
 {
+    struct db_image_version *v = elem;
     memset(v, 0, sizeof(*v));
     v->id = db_get_i64(res, row, 0);
     v->image_id = db_get_i64(res, row, 1);
@@ -281,36 +263,30 @@ int db_image_version_new(struct db *db, const char *name, const char *notes, int
 int db_image_version_ready(struct db *db, const struct db_image_version *iv)
 {
     char id[24], sz[24], vsz[24];
-    const char *v[] = {db_param_i64(id, iv->id), iv->path,
-                       db_param_i64(sz, iv->size_bytes), db_param_i64(vsz, iv->virtual_size_bytes),
-                       iv->sha256, iv->boot_kernel, iv->boot_initrd, iv->boot_cmdline};
-    PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE image_versions SET state = 'ready', path = $2, size_bytes = $3,"
-                    " virtual_size_bytes = $4, sha256 = $5, boot_kernel = $6, boot_initrd = $7,"
-                    " boot_cmdline = $8 WHERE id = $1 AND state = 'importing'",
-                    8, v, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
+    const char *v[] = {db_param_i64(id, iv->id),
+                       iv->path,
+                       db_param_i64(sz, iv->size_bytes),
+                       db_param_i64(vsz, iv->virtual_size_bytes),
+                       iv->sha256,
+                       iv->boot_kernel,
+                       iv->boot_initrd,
+                       iv->boot_cmdline};
+    return db_exec_changed(
+        db,
+        "UPDATE image_versions SET state = 'ready', path = $2, size_bytes = $3,"
+        " virtual_size_bytes = $4, sha256 = $5, boot_kernel = $6, boot_initrd = $7,"
+        " boot_cmdline = $8 WHERE id = $1 AND state = 'importing'",
+        8, v);
 }
 
 int db_image_version_failed(struct db *db, int64_t id, const char *error)
 {
     char b[24];
     const char *v[] = {db_param_i64(b, id), error ? error : ""};
-    PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE image_versions SET state = 'failed', error = $2"
-                    " WHERE id = $1 AND state = 'importing'",
-                    2, v, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_changed(db,
+                           "UPDATE image_versions SET state = 'failed', error = $2"
+                           " WHERE id = $1 AND state = 'importing'",
+                           2, v);
 }
 
 int db_image_version_get(struct db *db, int64_t id, struct db_image_version *ret)
@@ -336,27 +312,13 @@ int db_image_version_list(struct db *db, const char *image_name,
                           struct db_image_version **ret_versions, size_t *ret_n)
 {
     const char *v[] = {image_name};
-    PGresult *res;
-    int r = db_exec(db,
-                    "SELECT " VERSION_COLUMNS " FROM image_versions v"
-                    " JOIN images i ON i.id = v.image_id"
-                    " WHERE $1::text IS NULL OR i.name = $1"
-                    " ORDER BY i.name, v.version DESC",
-                    1, v, &res, NULL);
-    if (r < 0)
-        return r;
-    int n = PQntuples(res);
-    struct db_image_version *out = calloc(n > 0 ? (size_t)n : 1, sizeof(*out));
-    if (!out) {
-        PQclear(res);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n; i++)
-        version_from_row(res, i, &out[i]);
-    PQclear(res);
-    *ret_versions = out;
-    *ret_n = (size_t)n;
-    return 0;
+    return db_exec_rows(db,
+                        "SELECT " VERSION_COLUMNS " FROM image_versions v"
+                        " JOIN images i ON i.id = v.image_id"
+                        " WHERE $1::text IS NULL OR i.name = $1"
+                        " ORDER BY i.name, v.version DESC",
+                        1, v, sizeof(**ret_versions), version_from_row, (void **)ret_versions,
+                        ret_n);
 }
 
 int db_image_version_delete(struct db *db, int64_t id)
@@ -455,8 +417,8 @@ int db_pool_is_failing(struct db *db, int64_t pool_id, bool *ret)
     char b[24];
     const char *v[] = {db_param_i64(b, pool_id)};
     PGresult *res;
-    int r = db_exec(db, "SELECT failing_since IS NOT NULL FROM pools WHERE id = $1", 1, v, &res,
-                    NULL);
+    int r =
+        db_exec(db, "SELECT failing_since IS NOT NULL FROM pools WHERE id = $1", 1, v, &res, NULL);
     if (r < 0)
         return r;
     if (PQntuples(res) == 1)
@@ -488,43 +450,34 @@ int db_pool_failures(struct db *db, int64_t pool_id, int window_s, int *ret_n)
     return 0;
 }
 
+static void room_from_row(const PGresult *res, int row, void *elem)
+{
+    struct db_host_room *h = elem;
+    h->host_id = db_get_i64(res, row, 0);
+    snprintf(h->name, sizeof(h->name), "%s", PQgetvalue(res, row, 1));
+    h->free_memory_mb = db_get_i64(res, row, 2);
+    h->free_vcpus = (int)db_get_i64(res, row, 3);
+    h->pool_vms = (int)db_get_i64(res, row, 4);
+}
+
 int db_host_rooms(struct db *db, int64_t pool_id, int stale_s, int overcommit,
                   struct db_host_room **ret_rooms, size_t *ret_n)
 {
     char b1[24], b2[24], b3[24];
     const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, stale_s),
                        db_param_i64(b3, overcommit)};
-    PGresult *res;
-    int r = db_exec(db,
-                    "SELECT h.id, h.name,"
-                    " h.memory_capacity_mb - coalesce(sum(v.memory_mb), 0),"
-                    " h.cpu_capacity * $3::int - coalesce(sum(v.vcpus), 0),"
-                    " count(v.id) FILTER (WHERE v.pool_id = $1)"
-                    " FROM hosts h LEFT JOIN vms v ON v.host_id = h.id"
-                    "   AND v.desired_power <> 'deleted' AND v.state NOT IN ('deleting', 'lost')"
-                    " WHERE h.state = 'online'"
-                    "   AND h.heartbeat_at > now() - make_interval(secs => $2::int)"
-                    " GROUP BY h.id ORDER BY 3 DESC, h.id",
-                    3, v, &res, NULL);
-    if (r < 0)
-        return r;
-    int n = PQntuples(res);
-    struct db_host_room *rooms = calloc(n > 0 ? (size_t)n : 1, sizeof(*rooms));
-    if (!rooms) {
-        PQclear(res);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < n; i++) {
-        rooms[i].host_id = db_get_i64(res, i, 0);
-        snprintf(rooms[i].name, sizeof(rooms[i].name), "%s", PQgetvalue(res, i, 1));
-        rooms[i].free_memory_mb = db_get_i64(res, i, 2);
-        rooms[i].free_vcpus = (int)db_get_i64(res, i, 3);
-        rooms[i].pool_vms = (int)db_get_i64(res, i, 4);
-    }
-    PQclear(res);
-    *ret_rooms = rooms;
-    *ret_n = (size_t)n;
-    return 0;
+    return db_exec_rows(
+        db,
+        "SELECT h.id, h.name,"
+        " h.memory_capacity_mb - coalesce(sum(v.memory_mb), 0),"
+        " h.cpu_capacity * $3::int - coalesce(sum(v.vcpus), 0),"
+        " count(v.id) FILTER (WHERE v.pool_id = $1)"
+        " FROM hosts h LEFT JOIN vms v ON v.host_id = h.id"
+        "   AND v.desired_power <> 'deleted' AND v.state NOT IN ('deleting', 'lost')"
+        " WHERE h.state = 'online'"
+        "   AND h.heartbeat_at > now() - make_interval(secs => $2::int)"
+        " GROUP BY h.id ORDER BY 3 DESC, h.id",
+        3, v, sizeof(**ret_rooms), room_from_row, (void **)ret_rooms, ret_n);
 }
 
 int db_vms_mark_lost(struct db *db, int stale_s)
@@ -547,30 +500,20 @@ int db_vms_mark_lost(struct db *db, int stale_s)
     return r;
 }
 
+static void brief_from_row(const PGresult *res, int row, void *elem)
+{
+    struct db_vm_brief *b = elem;
+    b->id = db_get_i64(res, row, 0);
+    b->host_id = db_get_i64(res, row, 1);
+    snprintf(b->name, sizeof(b->name), "%s", PQgetvalue(res, row, 2));
+    snprintf(b->state, sizeof(b->state), "%s", PQgetvalue(res, row, 3));
+    snprintf(b->last_error, sizeof(b->last_error), "%s", PQgetvalue(res, row, 4));
+}
+
 static int briefs(struct db *db, const char *sql, int n, const char *const *v,
                   struct db_vm_brief **ret, size_t *ret_n)
 {
-    PGresult *res;
-    int r = db_exec(db, sql, n, v, &res, NULL);
-    if (r < 0)
-        return r;
-    int rows = PQntuples(res);
-    struct db_vm_brief *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof(*out));
-    if (!out) {
-        PQclear(res);
-        return -ENOMEM;
-    }
-    for (int i = 0; i < rows; i++) {
-        out[i].id = db_get_i64(res, i, 0);
-        out[i].host_id = db_get_i64(res, i, 1);
-        snprintf(out[i].name, sizeof(out[i].name), "%s", PQgetvalue(res, i, 2));
-        snprintf(out[i].state, sizeof(out[i].state), "%s", PQgetvalue(res, i, 3));
-        snprintf(out[i].last_error, sizeof(out[i].last_error), "%s", PQgetvalue(res, i, 4));
-    }
-    PQclear(res);
-    *ret = out;
-    *ret_n = (size_t)rows;
-    return 0;
+    return db_exec_rows(db, sql, n, v, sizeof(**ret), brief_from_row, (void **)ret, ret_n);
 }
 
 #define BRIEF " RETURNING vms.id, coalesce(vms.host_id, 0), vms.name, vms.state, vms.last_error"
@@ -622,23 +565,22 @@ int db_pool_retire_stale(struct db *db, int64_t pool_id, int64_t image_version_i
                   1, v, ret, ret_n);
 }
 
-int db_pool_after_logoff(struct db *db, int64_t pool_id, struct db_vm_brief **ret,
-                         size_t *ret_n)
+int db_pool_after_logoff(struct db *db, int64_t pool_id, struct db_vm_brief **ret, size_t *ret_n)
 {
     char b[24];
     const char *v[] = {db_param_i64(b, pool_id)};
-    return briefs(db,
-                  "UPDATE vms SET"
-                  " state = CASE WHEN image_stale OR state = 'assigned' THEN 'deleting'"
-                  "              ELSE 'refreshing' END,"
-                  " desired_power = CASE WHEN image_stale OR state = 'assigned' THEN 'deleted'"
-                  "              ELSE desired_power END,"
-                  " assigned_user_id = CASE WHEN image_stale THEN NULL ELSE assigned_user_id END"
-                  " WHERE pool_id = $1 AND (state = 'logging_off'"
-                  "   OR (state = 'assigned' AND image_stale AND NOT EXISTS (SELECT 1"
-                  "       FROM desktop_sessions s WHERE s.vm_id = vms.id AND s.state <> 'ended')))"
-                  BRIEF,
-                  1, v, ret, ret_n);
+    return briefs(
+        db,
+        "UPDATE vms SET"
+        " state = CASE WHEN image_stale OR state = 'assigned' THEN 'deleting'"
+        "              ELSE 'refreshing' END,"
+        " desired_power = CASE WHEN image_stale OR state = 'assigned' THEN 'deleted'"
+        "              ELSE desired_power END,"
+        " assigned_user_id = CASE WHEN image_stale THEN NULL ELSE assigned_user_id END"
+        " WHERE pool_id = $1 AND (state = 'logging_off'"
+        "   OR (state = 'assigned' AND image_stale AND NOT EXISTS (SELECT 1"
+        "       FROM desktop_sessions s WHERE s.vm_id = vms.id AND s.state <> 'ended')))" BRIEF,
+        1, v, ret, ret_n);
 }
 
 int db_pool_drop_unplaced(struct db *db, int64_t pool_id)

@@ -46,8 +46,10 @@ static int assign_once(struct db *db, const char *user, const char *pool, unsign
      * the second one finds the first one's session instead of skipping the
      * rows the first one holds and reporting "none ready".  Different people
      * never wait for each other: the key is (person, pool). */
-    r = db_exec(db, "SELECT pg_advisory_xact_lock(($1::bigint % 2147483647)::int,"
-                    " ($2::bigint % 2147483647)::int)", 2, p2, NULL, NULL);
+    r = db_exec(db,
+                "SELECT pg_advisory_xact_lock(($1::bigint % 2147483647)::int,"
+                " ($2::bigint % 2147483647)::int)",
+                2, p2, NULL, NULL);
     if (r < 0)
         return r;
 
@@ -191,12 +193,12 @@ int db_session_assign(struct db *db, int64_t user_id, int64_t pool_id, unsigned 
     return r;
 }
 
-#define SESSION_COLUMNS                                                                       \
-    "id, user_id, pool_id, vm_id, state, coalesce(protocol, ''),"                              \
-    " coalesce(host(client_addr), ''),"                                                       \
-    " (extract(epoch from started_at) * 1000000)::bigint,"                                    \
-    " (extract(epoch from connected_at) * 1000000)::bigint,"                                  \
-    " (extract(epoch from disconnected_at) * 1000000)::bigint,"                               \
+#define SESSION_COLUMNS                                                                            \
+    "id, user_id, pool_id, vm_id, state, coalesce(protocol, ''),"                                  \
+    " coalesce(host(client_addr), ''),"                                                            \
+    " (extract(epoch from started_at) * 1000000)::bigint,"                                         \
+    " (extract(epoch from connected_at) * 1000000)::bigint,"                                       \
+    " (extract(epoch from disconnected_at) * 1000000)::bigint,"                                    \
     " (extract(epoch from ended_at) * 1000000)::bigint, end_reason"
 
 int db_session_get(struct db *db, int64_t id, struct db_session *ret)
@@ -230,18 +232,6 @@ int db_session_get(struct db *db, int64_t id, struct db_session *ret)
     return 0;
 }
 
-/* Run @sql (which must RETURN one row when it changed something) with @v. */
-static int exec_one(struct db *db, const char *sql, int n, const char *const *v)
-{
-    PGresult *res;
-    int r = db_exec(db, sql, n, v, &res, NULL);
-    if (r < 0)
-        return r;
-    r = PQntuples(res) >= 1 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
-}
-
 int db_session_connected(struct db *db, int64_t id, unsigned protocol, const char *client_addr)
 {
     const char *proto = db_protocol_name(protocol);
@@ -249,28 +239,29 @@ int db_session_connected(struct db *db, int64_t id, unsigned protocol, const cha
         return -EPROTONOSUPPORT;
     char b[24];
     const char *v[] = {db_param_i64(b, id), proto, client_addr};
-    return exec_one(db,
-                    "WITH s AS (UPDATE desktop_sessions SET state = 'connected',"
-                    "   connected_at = now(), disconnected_at = NULL, protocol = $2,"
-                    "   client_addr = coalesce($3::inet, client_addr)"
-                    "   WHERE id = $1 AND state IN ('assigned', 'connected', 'disconnected')"
-                    "   RETURNING vm_id)"
-                    " UPDATE vms SET state = 'connected' WHERE id = (SELECT vm_id FROM s)"
-                    " RETURNING id",
-                    3, v);
+    return db_exec_changed(db,
+                           "WITH s AS (UPDATE desktop_sessions SET state = 'connected',"
+                           "   connected_at = now(), disconnected_at = NULL, protocol = $2,"
+                           "   client_addr = coalesce($3::inet, client_addr)"
+                           "   WHERE id = $1 AND state IN ('assigned', 'connected', 'disconnected')"
+                           "   RETURNING vm_id)"
+                           " UPDATE vms SET state = 'connected' WHERE id = (SELECT vm_id FROM s)"
+                           " RETURNING id",
+                           3, v);
 }
 
 int db_session_disconnected(struct db *db, int64_t id)
 {
     char b[24];
     const char *v[] = {db_param_i64(b, id)};
-    return exec_one(db,
-                    "WITH s AS (UPDATE desktop_sessions SET state = 'disconnected',"
-                    "   disconnected_at = now()"
-                    "   WHERE id = $1 AND state IN ('assigned', 'connected') RETURNING vm_id)"
-                    " UPDATE vms SET state = 'disconnected' WHERE id = (SELECT vm_id FROM s)"
-                    " RETURNING id",
-                    1, v);
+    return db_exec_changed(
+        db,
+        "WITH s AS (UPDATE desktop_sessions SET state = 'disconnected',"
+        "   disconnected_at = now()"
+        "   WHERE id = $1 AND state IN ('assigned', 'connected') RETURNING vm_id)"
+        " UPDATE vms SET state = 'disconnected' WHERE id = (SELECT vm_id FROM s)"
+        " RETURNING id",
+        1, v);
 }
 
 int db_session_logoff(struct db *db, int64_t id, const char *reason)

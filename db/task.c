@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TASK_COLUMNS                                                                          \
-    "id, kind, state, host_id, vm_id, pool_id, image_version_id, created_by, progress,"      \
-    " attempts, params::text, result::text, message, error, claimed_by,"                      \
-    " (extract(epoch from created_at) * 1000000)::bigint,"                                    \
-    " (extract(epoch from started_at) * 1000000)::bigint,"                                    \
+#define TASK_COLUMNS                                                                               \
+    "id, kind, state, host_id, vm_id, pool_id, image_version_id, created_by, progress,"            \
+    " attempts, params::text, result::text, message, error, claimed_by,"                           \
+    " (extract(epoch from created_at) * 1000000)::bigint,"                                         \
+    " (extract(epoch from started_at) * 1000000)::bigint,"                                         \
     " (extract(epoch from finished_at) * 1000000)::bigint"
 
 struct db_task *db_task_free(struct db_task *t)
@@ -123,9 +123,9 @@ int db_task_claim(struct db *db, int64_t host_id, const char *const *kinds, cons
      * skips rows other claimers hold, so two daemons never get one task.
      * Two texts, not "host_id IS NOT DISTINCT FROM $2", so that each queue's
      * partial index gives the order without sorting the whole queue. */
-    int r = db_exec(db,
-                    host_id
-                        ? "UPDATE tasks SET state = 'running', claimed_by = $3, started_at = now(),"
+    int r =
+        db_exec(db,
+                host_id ? "UPDATE tasks SET state = 'running', claimed_by = $3, started_at = now(),"
                           " heartbeat_at = now(), attempts = attempts + 1"
                           " WHERE id = (SELECT id FROM tasks WHERE state = 'queued'"
                           "   AND host_id = $2::bigint AND kind = ANY($1::text[])"
@@ -137,7 +137,7 @@ int db_task_claim(struct db *db, int64_t host_id, const char *const *kinds, cons
                           "   AND host_id IS NULL AND $2::bigint IS NULL AND kind = ANY($1::text[])"
                           "   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
                           " RETURNING " TASK_COLUMNS,
-                    3, p, &res, NULL);
+                3, p, &res, NULL);
     free(arr);
     if (r < 0)
         return r;
@@ -158,16 +158,10 @@ int db_task_progress(struct db *db, int64_t id, int progress, const char *messag
         progress = 100;
     char b1[24], b2[24];
     const char *p[] = {db_param_i64(b1, id), db_param_i64(b2, progress), message};
-    PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE tasks SET progress = $2, message = coalesce($3, message),"
-                    " heartbeat_at = now() WHERE id = $1 AND state = 'running'",
-                    3, p, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_changed(db,
+                           "UPDATE tasks SET progress = $2, message = coalesce($3, message),"
+                           " heartbeat_at = now() WHERE id = $1 AND state = 'running'",
+                           3, p);
 }
 
 int db_task_finish(struct db *db, int64_t id, const char *error, const json_t *result)
@@ -197,16 +191,10 @@ int db_task_cancel(struct db *db, int64_t id)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, id)};
-    PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE tasks SET state = 'cancelled', finished_at = now()"
-                    " WHERE id = $1 AND state IN ('queued', 'running')",
-                    1, p, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_changed(db,
+                           "UPDATE tasks SET state = 'cancelled', finished_at = now()"
+                           " WHERE id = $1 AND state IN ('queued', 'running')",
+                           1, p);
 }
 
 int db_task_get(struct db *db, int64_t id, struct db_task **ret_task)

@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "pgtest.h"
+#include "pgtest-db.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -41,15 +41,8 @@ static int setup(void **state)
 {
     struct fx *fx = calloc(1, sizeof(*fx));
     struct atr_error err = {0};
-    size_t n;
-    const struct db_migration *list = db_migrations_builtin(&n);
-    if (!fx || pgt_db_create(&fx->conninfo) < 0)
+    if (!fx || pgt_db_fresh(&fx->conninfo, &fx->db) < 0)
         return -1;
-    if (db_open(fx->conninfo, 10, "test", &fx->db, &err) < 0 ||
-        db_migrate(fx->db, list, n, NULL, NULL, NULL, &err) < 0) {
-        fprintf(stderr, "%s\n", err.msg);
-        return -1;
-    }
     struct db_pool p;
     pool_defaults(&p);
     snprintf(p.name, sizeof(p.name), "office");
