@@ -29,20 +29,23 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: atrium-poold [--config PATH]\n"
-                 "\n"
-                 "Atrium's pool manager: provisions spare desktops, refreshes them at logoff,\n"
-                 "pushes new images. Runs on every host; one instance acts at a time.\n"
-                 "\n"
-                 "  -c, --config PATH  configuration file (default: $ATRIUM_CONFIG, else %s)\n"
-                 "  -h, --help         show this help\n",
-                 ATR_CONFIG_DEFAULT_PATH);
+    fprintf(out,
+            "Usage: atrium-poold [--config PATH]\n"
+            "\n"
+            "Atrium's pool manager: provisions spare desktops, refreshes them at logoff,\n"
+            "pushes new images. Runs on every host; one instance acts at a time.\n"
+            "\n"
+            "  -c, --config PATH  configuration file (default: $ATRIUM_CONFIG, else %s)\n"
+            "  -h, --help         show this help\n",
+            ATR_CONFIG_DEFAULT_PATH);
 }
 
 /* A clone this poold started, timed until it is ready. */
 struct pending {
     int64_t vm_id;
+    int64_t task_id;
     int64_t started_ms;
+    int progress;
 };
 #define MAX_PENDING 256
 
@@ -96,22 +99,46 @@ static int connect_db(struct poold *d)
  * lacking spare or an assignment's NOTIFY triggered) to `ready`: the time a
  * person waits when they take the last spare.
  */
-static void time_pending(struct poold *d, const struct pool_pass *st)
+static void time_pending(struct poold *d)
 {
+    static const char *const kinds[] = {"vm.provision", NULL};
     int64_t now = atr_now_mono_ms();
-    for (int i = 0; i < st->n_created_ids && d->n_pending < MAX_PENDING; i++)
-        d->pending[d->n_pending++] = (struct pending){st->created_ids[i], now};
+    /* Take every queued provisioning task: the ones this pass made and any a
+     * previous leader left (requeued when it stopped heart-beating). */
+    struct db_task *t = NULL;
+    while (d->n_pending < MAX_PENDING && db_task_claim(d->db, 0, kinds, "poold", &t) == 1) {
+        d->pending[d->n_pending++] = (struct pending){t->vm_id, t->id, now, 0};
+        t = db_task_free(t);
+    }
     for (size_t i = 0; i < d->n_pending;) {
+        struct pending *p = &d->pending[i];
         struct db_vm vm;
-        int r = db_vm_get(d->db, d->pending[i].vm_id, &vm);
-        bool done = r == -ENOENT || (r == 0 && strcmp(vm.state, "provisioning") != 0 &&
-                                     strcmp(vm.state, "booting") != 0);
-        if (r == 0 && done)
-            log_info(strcmp(vm.state, "ready") == 0 ? "spare ready" : "spare did not become ready",
-                     "vm", vm.name, "state", vm.state, "after_ms",
-                     LOG_INT(now - d->pending[i].started_ms));
-        if (done || r < 0)
-            d->pending[i] = d->pending[--d->n_pending];
+        int r = db_vm_get(d->db, p->vm_id, &vm);
+        bool gone = r == -ENOENT;
+        bool ready = r == 0 && strcmp(vm.state, "ready") == 0;
+        bool failed = r == 0 && !ready && strcmp(vm.state, "provisioning") != 0 &&
+                      strcmp(vm.state, "booting") != 0;
+        if (ready) {
+            log_info("spare ready", "vm", vm.name, "state", vm.state, "after_ms",
+                     LOG_INT(now - p->started_ms));
+            db_task_finish(d->db, p->task_id, NULL, NULL);
+        } else if (gone || failed) {
+            char why[300];
+            snprintf(why, sizeof(why), "VM %s: %.200s", gone ? "deleted" : vm.state,
+                     gone ? "" : vm.last_error);
+            log_warn("spare did not become ready", "vm", gone ? LOG_INT(p->vm_id) : vm.name,
+                     "state", gone ? "deleted" : vm.state);
+            db_task_finish(d->db, p->task_id, why, NULL);
+        } else if (r == 0) {
+            int pct = strcmp(vm.state, "booting") == 0 ? 50 : 10;
+            if (pct != p->progress &&
+                db_task_progress(d->db, p->task_id, pct, pct == 50 ? "booting" : "cloning") == 0)
+                p->progress = pct;
+            else
+                db_task_progress(d->db, p->task_id, p->progress, NULL); /* heartbeat */
+        }
+        if (ready || gone || failed || r < 0)
+            *p = d->pending[--d->n_pending];
         else
             i++;
     }
@@ -178,7 +205,7 @@ static int run(struct poold *d)
                          "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost));
             if (r < 0)
                 log_warn("pass incomplete", "errno", LOG_INT(r));
-            time_pending(d, &st);
+            time_pending(d);
             next_pass = atr_now_mono_ms() + PASS_INTERVAL_MS;
         }
         int timeout = d->leader ? atr_deadline_left_ms(next_pass) : STANDBY_RETRY_MS;
@@ -192,9 +219,8 @@ static int run(struct poold *d)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {0}};
     const char *config = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {

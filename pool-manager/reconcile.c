@@ -90,6 +90,13 @@ static int create_vm(struct db *db, const struct pool_env *env, const struct db_
                      &id);
     if (r < 0)
         return r;
+    /* visible to admins as a task with progress; atrium-poold moves it */
+    int64_t task;
+    r = db_task_create(db,
+                       &(struct db_task_new){.kind = "vm.provision", .vm_id = id, .pool_id = p->id},
+                       &task);
+    if (r < 0)
+        return r;
     if (stats->n_created_ids < (int)(sizeof(stats->created_ids) / sizeof(stats->created_ids[0])))
         stats->created_ids[stats->n_created_ids++] = id;
     host->free_memory_mb -= p->memory_mb;

@@ -82,6 +82,10 @@ t0=$SECONDS
 until_sql 240 "SELECT count(*) = 2 FROM vms v JOIN pools p ON p.id = v.pool_id
                WHERE p.name = 'office' AND v.state = 'ready'" &&
     ok "replacement became ready in $((SECONDS - t0)) s" || { bad "replacement ready"; diag; }
+until_sql 30 "SELECT count(*) = 4 AND bool_and(state = 'succeeded' AND progress = 100)
+              FROM tasks WHERE kind = 'vm.provision'" &&
+    ok "each of the 4 clones was a vm.provision task that succeeded at 100 %" ||
+    { bad "provision tasks"; q "SELECT id, vm_id, state, progress, error FROM tasks WHERE kind = 'vm.provision'"; }
 wait_for "$tmp/poold.log" 'msg="spare ready" vm=office-3 state=ready after_ms=[0-9]+' 30 &&
     ok "poold logs the replacement's time to ready: $(grep -o 'vm=office-3 state=ready after_ms=[0-9]*' "$tmp/poold.log")" ||
     bad "time to ready logged"
