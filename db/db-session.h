@@ -58,3 +58,10 @@ int db_session_disconnected(struct db *db, int64_t id);
  * -ENOENT when the session is not live.
  */
 int db_session_logoff(struct db *db, int64_t id, const char *reason);
+
+/*
+ * Live sessions of pool @pool_id that were disconnected longer than
+ * @timeout_s seconds (0: never): their ids in *ret_ids (malloc'd, free()).
+ */
+int db_session_stale_disconnected(struct db *db, int64_t pool_id, int timeout_s,
+                                  int64_t **ret_ids, size_t *ret_n);

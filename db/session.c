@@ -290,3 +290,21 @@ int db_session_logoff(struct db *db, int64_t id, const char *reason)
     PQclear(res);
     return r;
 }
+
+static void id_from_row(const PGresult *res, int row, void *elem)
+{
+    *(int64_t *)elem = db_get_i64(res, row, 0);
+}
+
+int db_session_stale_disconnected(struct db *db, int64_t pool_id, int timeout_s, int64_t **ret_ids,
+                                  size_t *ret_n)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, pool_id), db_param_i64(b2, timeout_s)};
+    return db_exec_rows(db,
+                        "SELECT id FROM desktop_sessions WHERE pool_id = $1"
+                        " AND state = 'disconnected' AND $2::int > 0"
+                        " AND disconnected_at < now() - make_interval(secs => $2::int)"
+                        " ORDER BY id",
+                        2, v, sizeof(**ret_ids), id_from_row, (void **)ret_ids, ret_n);
+}

@@ -80,6 +80,7 @@ struct pool_pass {
     int retired;   /* VMs sent to deletion: broken, late or on an old image */
     int refreshed; /* VMs sent back to their pristine clone after logoff */
     int lost;      /* VMs marked lost because their host went silent */
+    int logged_off; /* sessions ended after the pool's disconnect timeout */
     int64_t created_ids[64]; /* the first 64 VMs created, so the caller can time them */
     int n_created_ids;
 };

@@ -60,8 +60,8 @@ static struct db_host_room *place(struct db_host_room *rooms, size_t n, const st
 }
 
 static int create_vm(struct db *db, const struct pool_env *env, const struct db_pool *p,
-                     const struct db_image_version *iv, struct db_host_room *host,
-                     char *name, size_t name_size, struct pool_pass *stats)
+                     const struct db_image_version *iv, struct db_host_room *host, char *name,
+                     size_t name_size, struct pool_pass *stats)
 {
     int64_t n;
     int r = db_pool_next_vm_number(db, p->id, &n);
@@ -92,9 +92,8 @@ static int create_vm(struct db *db, const struct pool_env *env, const struct db_
         return r;
     /* visible to admins as a task with progress; atrium-poold moves it */
     int64_t task;
-    r = db_task_create(db,
-                       &(struct db_task_new){.kind = "vm.provision", .vm_id = id, .pool_id = p->id},
-                       &task);
+    r = db_task_create(
+        db, &(struct db_task_new){.kind = "vm.provision", .vm_id = id, .pool_id = p->id}, &task);
     if (r < 0)
         return r;
     if (stats->n_created_ids < (int)(sizeof(stats->created_ids) / sizeof(stats->created_ids[0])))
@@ -131,8 +130,8 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
     if (r < 0)
         return r;
     for (size_t i = 0; i < n; i++) {
-        log_warn("vm not ready in time, retired", "pool", p->name, "vm", vms[i].name,
-                 "timeout_s", LOG_INT(env->provision_timeout_s));
+        log_warn("vm not ready in time, retired", "pool", p->name, "vm", vms[i].name, "timeout_s",
+                 LOG_INT(env->provision_timeout_s));
         audit_vm(db, p, &vms[i], "pool.vm_failed", "failure");
     }
     stats->retired += (int)n;
@@ -147,6 +146,22 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
         stats->retired += (int)n;
         vms = atr_free(vms);
     }
+
+    /* a person who left (disconnected) longer than the pool allows is logged
+     * off, so the desktop goes back to the pool */
+    int64_t *stale = NULL;
+    size_t nstale = 0;
+    r = db_session_stale_disconnected(db, p->id, p->disconnect_timeout_s, &stale, &nstale);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < nstale; i++) {
+        if (db_session_logoff(db, stale[i], "disconnect timeout") == 0) {
+            log_info("session logged off: disconnected too long", "pool", p->name, "session",
+                     LOG_INT(stale[i]), "timeout_s", LOG_INT(p->disconnect_timeout_s));
+            stats->logged_off++;
+        }
+    }
+    free(stale);
 
     r = db_pool_after_logoff(db, p->id, &vms, &n);
     if (r < 0)
@@ -205,8 +220,8 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
                 return r;
             char pool_id[24];
             snprintf(pool_id, sizeof(pool_id), "%lld", (long long)p->id);
-            json_t *d = json_pack("{s:i, s:i}", "failures", failures, "window_s",
-                                  env->failure_window_s);
+            json_t *d =
+                json_pack("{s:i, s:i}", "failures", failures, "window_s", env->failure_window_s);
             db_audit_add(db, &(struct db_audit_entry){.actor = "poold",
                                                       .action = "pool.failing",
                                                       .target_type = "pool",

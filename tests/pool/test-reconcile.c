@@ -374,6 +374,40 @@ static void test_shrinking_a_pool_retires_spares_but_never_vms_in_use(void **sta
     assert_int_equal(pass(fx).retired, 0);
 }
 
+static void test_session_disconnected_too_long_is_logged_off_and_refreshed(void **state)
+{
+    struct fx *fx = *state;
+    sql(fx, "UPDATE pools SET disconnect_timeout_s = 60");
+    pass(fx);
+    all_ready(fx);
+    sql(fx, "INSERT INTO users (username) VALUES ('a'), ('b')");
+    struct db_assignment a, b;
+    int64_t ua = qi(fx, "SELECT id FROM users WHERE username = 'a'");
+    assert_int_equal(pool_assign(fx->db, ua, fx->pool, "spice", NULL, &a), 0);
+    assert_int_equal(pool_assign(fx->db, ua + 1, fx->pool, "spice", NULL, &b), 0);
+    assert_int_equal(pool_session_connected(fx->db, a.session_id, "spice", NULL), 0);
+    assert_int_equal(pool_session_disconnected(fx->db, a.session_id), 0);
+    assert_int_equal(pool_session_connected(fx->db, b.session_id, "spice", NULL), 0);
+    assert_int_equal(pool_session_disconnected(fx->db, b.session_id), 0);
+    /* a left two minutes ago, b just now */
+    sql(fx, "UPDATE desktop_sessions SET disconnected_at = now() - interval '2 minutes'"
+            " WHERE id = %lld", (long long)a.session_id);
+    struct pool_pass st = pass(fx);
+    assert_int_equal(st.logged_off, 1);
+    assert_int_equal(st.refreshed, 1);
+    struct db_session s;
+    assert_int_equal(db_session_get(fx->db, a.session_id, &s), 0);
+    assert_string_equal(s.state, "ended");
+    assert_string_equal(s.end_reason, "disconnect timeout");
+    assert_int_equal(db_session_get(fx->db, b.session_id, &s), 0);
+    assert_string_equal(s.state, "disconnected");
+    /* 0 means never */
+    sql(fx, "UPDATE pools SET disconnect_timeout_s = 0");
+    sql(fx, "UPDATE desktop_sessions SET disconnected_at = now() - interval '1 day'"
+            " WHERE id = %lld", (long long)b.session_id);
+    assert_int_equal(pass(fx).logged_off, 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -388,6 +422,7 @@ int main(void)
         T(test_push_image_replaces_spares_now_and_used_vms_at_logoff),
         T(test_silent_host_loses_its_vms_and_spares_are_rebuilt_elsewhere),
         T(test_shrinking_a_pool_retires_spares_but_never_vms_in_use),
+        T(test_session_disconnected_too_long_is_logged_off_and_refreshed),
     };
     return cmocka_run_group_tests_name("pool.reconcile", tests, NULL, NULL);
 }
