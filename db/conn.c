@@ -138,8 +138,7 @@ int db_result_errno(const PGresult *res)
         return -EEXIST;
     if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0)
         return -EINVAL;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0)
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0)
         return -EAGAIN;
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
         return -ENOTCONN;
@@ -200,6 +199,21 @@ int db_exec_rows(struct db *db, const char *sql, int nparams, const char *const 
     *ret_items = items;
     *ret_n = (size_t)n;
     return 0;
+}
+
+int db_exec_row(struct db *db, const char *sql, int nparams, const char *const *params,
+                db_row_fn fill, void *elem)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, nparams, params, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        fill(res, 0, elem);
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
 }
 
 const char *db_get(const PGresult *res, int row, int col)

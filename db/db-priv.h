@@ -48,6 +48,11 @@ typedef void (*db_row_fn)(const PGresult *res, int row, void *elem);
 int db_exec_rows(struct db *db, const char *sql, int nparams, const char *const *params,
                  size_t elem_size, db_row_fn fill, void **ret_items, size_t *ret_n);
 
+/* The same for a query of one row: @fill writes @elem only when there is
+ * exactly one; -ENOENT otherwise (and @elem is left as it was). */
+int db_exec_row(struct db *db, const char *sql, int nparams, const char *const *params,
+                db_row_fn fill, void *elem);
+
 /* Map a failed result to -errno. */
 int db_result_errno(const PGresult *res);
 

@@ -157,16 +157,7 @@ int db_pool_update(struct db *db, const struct db_pool *p)
 static int pool_get_where(struct db *db, const char *sql, const char *param, struct db_pool *ret)
 {
     const char *v[] = {param};
-    PGresult *res;
-    int r = db_exec(db, sql, 1, v, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) == 1)
-        pool_from_row(res, 0, ret);
-    else
-        r = -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_row(db, sql, 1, v, pool_from_row, ret);
 }
 
 int db_pool_get(struct db *db, int64_t id, struct db_pool *ret)
@@ -187,16 +178,17 @@ int db_pool_list(struct db *db, struct db_pool **ret_pools, size_t *ret_n)
                         sizeof(**ret_pools), pool_from_row, (void **)ret_pools, ret_n);
 }
 
-int db_pool_delete(struct db *db, int64_t id)
+/*
+ * Run @sql, a delete of row $1 guarded by "nobody uses it", written to
+ * return (rows deleted, rows with that id still there): 0 when deleted,
+ * -EBUSY when the row stays because it is in use, -ENOENT when there is none.
+ */
+static int delete_unless_used(struct db *db, const char *sql, int64_t id)
 {
     char b[24];
     const char *v[] = {db_param_i64(b, id)};
     PGresult *res;
-    int r = db_exec(db,
-                    "WITH d AS (DELETE FROM pools WHERE id = $1"
-                    "   AND NOT EXISTS (SELECT 1 FROM vms WHERE pool_id = $1) RETURNING id)"
-                    " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM pools WHERE id = $1)",
-                    1, v, &res, NULL);
+    int r = db_exec(db, sql, 1, v, &res, NULL);
     if (r < 0)
         return r;
     if (db_get_i64(res, 0, 0) == 1)
@@ -205,6 +197,16 @@ int db_pool_delete(struct db *db, int64_t id)
         r = db_get_i64(res, 0, 1) == 1 ? -EBUSY : -ENOENT;
     PQclear(res);
     return r;
+}
+
+int db_pool_delete(struct db *db, int64_t id)
+{
+    return delete_unless_used(
+        db,
+        "WITH d AS (DELETE FROM pools WHERE id = $1"
+        "   AND NOT EXISTS (SELECT 1 FROM vms WHERE pool_id = $1) RETURNING id)"
+        " SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM pools WHERE id = $1)",
+        id);
 }
 
 /* ------------------------------------------------------------- images -- */
@@ -293,19 +295,10 @@ int db_image_version_get(struct db *db, int64_t id, struct db_image_version *ret
 {
     char b[24];
     const char *v[] = {db_param_i64(b, id)};
-    PGresult *res;
-    int r = db_exec(db,
-                    "SELECT " VERSION_COLUMNS " FROM image_versions v"
-                    " JOIN images i ON i.id = v.image_id WHERE v.id = $1",
-                    1, v, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) == 1)
-        version_from_row(res, 0, ret);
-    else
-        r = -ENOENT;
-    PQclear(res);
-    return r;
+    return db_exec_row(db,
+                       "SELECT " VERSION_COLUMNS " FROM image_versions v"
+                       " JOIN images i ON i.id = v.image_id WHERE v.id = $1",
+                       1, v, version_from_row, ret);
 }
 
 int db_image_version_list(struct db *db, const char *image_name,
@@ -323,25 +316,14 @@ int db_image_version_list(struct db *db, const char *image_name,
 
 int db_image_version_delete(struct db *db, int64_t id)
 {
-    char b[24];
-    const char *v[] = {db_param_i64(b, id)};
-    PGresult *res;
-    int r = db_exec(db,
-                    "WITH d AS (DELETE FROM image_versions WHERE id = $1"
-                    "   AND NOT EXISTS (SELECT 1 FROM pools WHERE image_version_id = $1)"
-                    "   AND NOT EXISTS (SELECT 1 FROM vms WHERE image_version_id = $1)"
-                    "   RETURNING id)"
-                    " SELECT (SELECT count(*) FROM d),"
-                    " (SELECT count(*) FROM image_versions WHERE id = $1)",
-                    1, v, &res, NULL);
-    if (r < 0)
-        return r;
-    if (db_get_i64(res, 0, 0) == 1)
-        r = 0;
-    else
-        r = db_get_i64(res, 0, 1) == 1 ? -EBUSY : -ENOENT;
-    PQclear(res);
-    return r;
+    return delete_unless_used(db,
+                              "WITH d AS (DELETE FROM image_versions WHERE id = $1"
+                              "   AND NOT EXISTS (SELECT 1 FROM pools WHERE image_version_id = $1)"
+                              "   AND NOT EXISTS (SELECT 1 FROM vms WHERE image_version_id = $1)"
+                              "   RETURNING id)"
+                              " SELECT (SELECT count(*) FROM d),"
+                              " (SELECT count(*) FROM image_versions WHERE id = $1)",
+                              id);
 }
 
 /* ------------------------------------------------- pool manager (poold) -- */

@@ -201,35 +201,30 @@ int db_session_assign(struct db *db, int64_t user_id, int64_t pool_id, unsigned 
     " (extract(epoch from disconnected_at) * 1000000)::bigint,"                                    \
     " (extract(epoch from ended_at) * 1000000)::bigint, end_reason"
 
+static void session_from_row(const PGresult *res, int row, void *elem)
+{
+    struct db_session *s = elem;
+    memset(s, 0, sizeof(*s));
+    s->id = db_get_i64(res, row, 0);
+    s->user_id = db_get_i64(res, row, 1);
+    s->pool_id = db_get_i64(res, row, 2);
+    s->vm_id = db_get_i64(res, row, 3);
+    snprintf(s->state, sizeof(s->state), "%s", PQgetvalue(res, row, 4));
+    snprintf(s->protocol, sizeof(s->protocol), "%s", PQgetvalue(res, row, 5));
+    snprintf(s->client_addr, sizeof(s->client_addr), "%s", PQgetvalue(res, row, 6));
+    s->started_at_us = db_get_i64(res, row, 7);
+    s->connected_at_us = db_get_i64(res, row, 8);
+    s->disconnected_at_us = db_get_i64(res, row, 9);
+    s->ended_at_us = db_get_i64(res, row, 10);
+    snprintf(s->end_reason, sizeof(s->end_reason), "%s", PQgetvalue(res, row, 11));
+}
+
 int db_session_get(struct db *db, int64_t id, struct db_session *ret)
 {
     char b[24];
     const char *v[] = {db_param_i64(b, id)};
-    PGresult *res;
-    int r = db_exec(db, "SELECT " SESSION_COLUMNS " FROM desktop_sessions WHERE id = $1", 1, v,
-                    &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
-    struct db_session s = {0};
-    s.id = db_get_i64(res, 0, 0);
-    s.user_id = db_get_i64(res, 0, 1);
-    s.pool_id = db_get_i64(res, 0, 2);
-    s.vm_id = db_get_i64(res, 0, 3);
-    snprintf(s.state, sizeof(s.state), "%s", PQgetvalue(res, 0, 4));
-    snprintf(s.protocol, sizeof(s.protocol), "%s", PQgetvalue(res, 0, 5));
-    snprintf(s.client_addr, sizeof(s.client_addr), "%s", PQgetvalue(res, 0, 6));
-    s.started_at_us = db_get_i64(res, 0, 7);
-    s.connected_at_us = db_get_i64(res, 0, 8);
-    s.disconnected_at_us = db_get_i64(res, 0, 9);
-    s.ended_at_us = db_get_i64(res, 0, 10);
-    snprintf(s.end_reason, sizeof(s.end_reason), "%s", PQgetvalue(res, 0, 11));
-    PQclear(res);
-    *ret = s;
-    return 0;
+    return db_exec_row(db, "SELECT " SESSION_COLUMNS " FROM desktop_sessions WHERE id = $1", 1, v,
+                       session_from_row, ret);
 }
 
 int db_session_connected(struct db *db, int64_t id, unsigned protocol, const char *client_addr)
