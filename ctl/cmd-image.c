@@ -15,20 +15,19 @@
 
 static void image_usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: atriumctl image import FILE --name NAME [--notes TEXT]\n"
-            "                              [--kernel FILE --initrd FILE [--cmdline TEXT]]\n"
-            "       atriumctl [--json] image list [NAME]\n"
-            "       atriumctl [--json] image show NAME[:VERSION]\n"
-            "       atriumctl image delete NAME:VERSION\n"
-            "\n"
-            "Golden images: immutable numbered versions of a desktop disk.\n"
-            "  import  convert FILE (qcow2 or raw) into a new version of NAME under\n"
-            "          <data_dir>/images, checksum it, and print the new version;\n"
-            "          --kernel/--initrd boot it directly instead of via its boot loader\n"
-            "  list    every version (of NAME), newest first, and the pools using it\n"
-            "  show    one version (default: the newest ready one)\n"
-            "  delete  remove a version no pool and no VM uses\n");
+    fprintf(out, "Usage: atriumctl image import FILE --name NAME [--notes TEXT]\n"
+                 "                              [--kernel FILE --initrd FILE [--cmdline TEXT]]\n"
+                 "       atriumctl [--json] image list [NAME]\n"
+                 "       atriumctl [--json] image show NAME[:VERSION]\n"
+                 "       atriumctl image delete NAME:VERSION\n"
+                 "\n"
+                 "Golden images: immutable numbered versions of a desktop disk.\n"
+                 "  import  convert FILE (qcow2 or raw) into a new version of NAME under\n"
+                 "          <data_dir>/images, checksum it, and print the new version;\n"
+                 "          --kernel/--initrd boot it directly instead of via its boot loader\n"
+                 "  list    every version (of NAME), newest first, and the pools using it\n"
+                 "  show    one version (default: the newest ready one)\n"
+                 "  delete  remove a version no pool and no VM uses\n");
 }
 
 /* The import runs in a thread while the main thread draws the bar from the
@@ -211,41 +210,13 @@ static int cmd_import(struct ctl *ctl, const char *file, const char *name, const
     return CTL_EXIT_OK;
 }
 
-/* NAME or NAME:VERSION -> the version row (the newest ready one when no VERSION). */
-static int find_version(struct db *db, const char *spec, struct db_image_version *ret)
-{
-    char name[129];
-    snprintf(name, sizeof(name), "%s", spec);
-    long long want = 0;
-    char *colon = strrchr(name, ':');
-    if (colon) {
-        *colon = '\0';
-        if (atr_parse_ll(colon + 1, 1, 1000000, &want) < 0)
-            return -EINVAL;
-    }
-    struct db_image_version *list = NULL;
-    size_t n = 0;
-    int r = db_image_version_list(db, name, &list, &n);
-    if (r < 0)
-        return r;
-    r = -ENOENT;
-    for (size_t i = 0; i < n; i++)
-        if (want ? list[i].version == want : strcmp(list[i].state, "ready") == 0) {
-            *ret = list[i];
-            r = 0;
-            break;
-        }
-    free(list);
-    return r;
-}
-
 static json_t *version_json(const struct db_image_version *v)
 {
-    return json_pack("{s:I, s:s, s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id",
-                     (json_int_t)v->id, "image", v->image_name, "version", v->version, "state",
-                     v->state, "path", v->path, "size_bytes", (json_int_t)v->size_bytes,
-                     "virtual_size_bytes", (json_int_t)v->virtual_size_bytes, "sha256", v->sha256,
-                     "boot_kernel", v->boot_kernel, "notes", v->notes);
+    return json_pack("{s:I, s:s, s:i, s:s, s:s, s:I, s:I, s:s, s:s, s:s}", "id", (json_int_t)v->id,
+                     "image", v->image_name, "version", v->version, "state", v->state, "path",
+                     v->path, "size_bytes", (json_int_t)v->size_bytes, "virtual_size_bytes",
+                     (json_int_t)v->virtual_size_bytes, "sha256", v->sha256, "boot_kernel",
+                     v->boot_kernel, "notes", v->notes);
 }
 
 static int cmd_list(struct ctl *ctl, const char *name)
@@ -308,7 +279,7 @@ static int cmd_show(struct ctl *ctl, const char *spec)
     if (rc != CTL_EXIT_OK)
         return rc;
     struct db_image_version v;
-    int r = find_version(db, spec, &v);
+    int r = pool_image_version_find(db, spec, &v);
     db_close(db);
     if (r == -EINVAL) {
         fprintf(stderr, "atriumctl: '%s': expected NAME or NAME:VERSION\n", spec);
@@ -349,7 +320,7 @@ static int cmd_delete(struct ctl *ctl, const char *spec)
     if (rc != CTL_EXIT_OK)
         return rc;
     struct db_image_version v;
-    int r = find_version(db, spec, &v);
+    int r = pool_image_version_find(db, spec, &v);
     if (r == 0)
         r = db_image_version_delete(db, v.id);
     db_close(db);
@@ -375,10 +346,10 @@ static int cmd_delete(struct ctl *ctl, const char *spec)
 int ctl_cmd_image(struct ctl *ctl, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"name", required_argument, NULL, 'n'},   {"notes", required_argument, NULL, 'N'},
-        {"kernel", required_argument, NULL, 'k'}, {"initrd", required_argument, NULL, 'i'},
+        {"name", required_argument, NULL, 'n'},    {"notes", required_argument, NULL, 'N'},
+        {"kernel", required_argument, NULL, 'k'},  {"initrd", required_argument, NULL, 'i'},
         {"cmdline", required_argument, NULL, 'C'}, {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},         {0},
+        {"help", no_argument, NULL, 'h'},          {0},
     };
     const char *name = NULL, *notes = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL;
     int c;
@@ -426,6 +397,7 @@ int ctl_cmd_image(struct ctl *ctl, int argc, char **argv)
         return cmd_show(ctl, arg);
     if (strcmp(sub, "delete") == 0 && arg)
         return cmd_delete(ctl, arg);
-    fprintf(stderr, "atriumctl: unknown or incomplete image command (see 'atriumctl image --help')\n");
+    fprintf(stderr,
+            "atriumctl: unknown or incomplete image command (see 'atriumctl image --help')\n");
     return CTL_EXIT_USAGE;
 }

@@ -67,34 +67,20 @@ static int parse_protocols(const char *list, unsigned *ret)
     return 0;
 }
 
-/* IMAGE or IMAGE:VERSION -> a ready version id. */
+/* IMAGE or IMAGE:VERSION -> a version id, saying what is wrong when none. */
 static int resolve_image(struct db *db, const char *spec, int64_t *ret_id)
 {
-    char name[129];
-    snprintf(name, sizeof(name), "%s", spec);
-    long long want = 0;
-    char *colon = strrchr(name, ':');
-    if (colon) {
-        *colon = '\0';
-        if (atr_parse_ll(colon + 1, 1, 1000000, &want) < 0) {
-            fprintf(stderr, "atriumctl: '%s': expected IMAGE or IMAGE:VERSION\n", spec);
-            return -EINVAL;
-        }
-    }
-    struct db_image_version *list = NULL;
-    size_t n = 0;
-    if (db_image_version_list(db, name, &list, &n) < 0)
-        return -EIO;
-    int r = -ENOENT;
-    for (size_t i = 0; i < n && r == -ENOENT; i++) {
-        if (want ? list[i].version != want : strcmp(list[i].state, "ready") != 0)
-            continue;
-        *ret_id = list[i].id;
-        r = 0;
-    }
-    free(list);
-    if (r < 0)
-        fprintf(stderr, "atriumctl: no %s version of image '%s'\n", want ? "such" : "ready", name);
+    struct db_image_version v;
+    int r = pool_image_version_find(db, spec, &v);
+    if (r == -EINVAL)
+        fprintf(stderr, "atriumctl: '%s': expected IMAGE or IMAGE:VERSION\n", spec);
+    else if (r == -ENOENT)
+        fprintf(stderr, "atriumctl: no %s version of image '%s'\n",
+                strchr(spec, ':') ? "such" : "ready", spec);
+    else if (r < 0)
+        fprintf(stderr, "atriumctl: cannot read images: %s\n", strerror(-r));
+    else
+        *ret_id = v.id;
     return r;
 }
 
@@ -108,8 +94,8 @@ static json_t *pool_json(const struct db_pool *p, const struct db_pool_counts *c
                      "s:s, s:b, s:{s:i, s:i, s:i, s:i, s:i}}",
                      "id", (json_int_t)p->id, "name", p->name, "image_version_id",
                      (json_int_t)p->image_version_id, "vcpus", p->vcpus, "memory_mb", p->memory_mb,
-                     "disk_gb", p->disk_gb, "protocols", protos, "assignment", p->assignment,
-                     "min", p->min_size, "max", p->max_size, "spare", p->spare, "name_pattern",
+                     "disk_gb", p->disk_gb, "protocols", protos, "assignment", p->assignment, "min",
+                     p->min_size, "max", p->max_size, "spare", p->spare, "name_pattern",
                      p->name_pattern, "idle_timeout_s", p->idle_timeout_s, "disconnect_timeout_s",
                      p->disconnect_timeout_s, "power_policy", p->power_policy, "enabled",
                      p->enabled, "vms", "ready", c->ready, "starting", c->inflight, "in_use",
@@ -207,9 +193,9 @@ static int run(struct ctl *ctl, const char *sub, const char *name, const char *a
             if (ctl->json)
                 json_array_append_new(arr, pool_json(&pools[i], &c));
             else
-                printf("%-16s %-10s %5d %5d %5d %6d %6d %6d\n", pools[i].name,
-                       pools[i].assignment, pools[i].min_size, pools[i].max_size, pools[i].spare,
-                       c.ready, c.inflight, c.in_use);
+                printf("%-16s %-10s %5d %5d %5d %6d %6d %6d\n", pools[i].name, pools[i].assignment,
+                       pools[i].min_size, pools[i].max_size, pools[i].spare, c.ready, c.inflight,
+                       c.in_use);
         }
         if (ctl->json)
             print_json(arr);
@@ -261,8 +247,8 @@ static int run(struct ctl *ctl, const char *sub, const char *name, const char *a
             printf("desktop:     %d vCPU, %d MiB, %d GiB disk\n", p.vcpus, p.memory_mb, p.disk_gb);
             printf("assignment:  %s; size min %d max %d spare %d; names %s\n", p.assignment,
                    p.min_size, p.max_size, p.spare, p.name_pattern);
-            printf("vms:         %d ready, %d starting, %d in use, %d other\n", c.ready,
-                   c.inflight, c.in_use, c.other);
+            printf("vms:         %d ready, %d starting, %d in use, %d other\n", c.ready, c.inflight,
+                   c.in_use, c.other);
         }
         rc = CTL_EXIT_OK;
     } else if (strcmp(sub, "resize") == 0 || strcmp(sub, "set-image") == 0) {
@@ -300,8 +286,23 @@ out:
 
 int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
 {
-    enum { O_VCPUS = 256, O_MEM, O_DISK, O_PROTO, O_ASSIGN, O_MIN, O_MAX, O_SPARE, O_PATTERN,
-           O_IDLE, O_DISC, O_POWER, O_DISABLED, O_IMAGE, O_JSON };
+    enum {
+        O_VCPUS = 256,
+        O_MEM,
+        O_DISK,
+        O_PROTO,
+        O_ASSIGN,
+        O_MIN,
+        O_MAX,
+        O_SPARE,
+        O_PATTERN,
+        O_IDLE,
+        O_DISC,
+        O_POWER,
+        O_DISABLED,
+        O_IMAGE,
+        O_JSON
+    };
     static const struct option opts[] = {
         {"vcpus", required_argument, NULL, O_VCPUS},
         {"memory", required_argument, NULL, O_MEM},
@@ -321,8 +322,14 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {0},
     };
-    struct pool_opts o = {.vcpus = -1, .memory = -1, .disk = -1, .min = -1, .max = -1,
-                          .spare = -1, .idle = -1, .disconnect = -1};
+    struct pool_opts o = {.vcpus = -1,
+                          .memory = -1,
+                          .disk = -1,
+                          .min = -1,
+                          .max = -1,
+                          .spare = -1,
+                          .idle = -1,
+                          .disconnect = -1};
     long long *nums[] = {[O_VCPUS - O_VCPUS] = &o.vcpus, [O_MEM - O_VCPUS] = &o.memory,
                          [O_DISK - O_VCPUS] = &o.disk,   [O_MIN - O_VCPUS] = &o.min,
                          [O_MAX - O_VCPUS] = &o.max,     [O_SPARE - O_VCPUS] = &o.spare,
@@ -371,11 +378,12 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
     static const struct {
         const char *sub;
         int args; /* words after the subcommand */
-    } forms[] = {{"list", 0},   {"create", 1}, {"show", 1},   {"resize", 1},
-                 {"set-image", 2}, {"clear", 1}, {"delete", 1}};
+    } forms[] = {{"list", 0},      {"create", 1}, {"show", 1},  {"resize", 1},
+                 {"set-image", 2}, {"clear", 1},  {"delete", 1}};
     for (size_t i = 0; sub && i < sizeof(forms) / sizeof(forms[0]); i++)
         if (strcmp(sub, forms[i].sub) == 0 && nargs - 1 == forms[i].args)
             return run(ctl, sub, name, arg, &o);
-    fprintf(stderr, "atriumctl: unknown or incomplete pool command (see 'atriumctl pool --help')\n");
+    fprintf(stderr,
+            "atriumctl: unknown or incomplete pool command (see 'atriumctl pool --help')\n");
     return CTL_EXIT_USAGE;
 }

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define POOL_MAX_SIZE 10000
@@ -75,8 +76,7 @@ int pool_validate(const struct db_pool *p, struct atr_error *err)
                              "starting with a letter or digit",
                              p->name);
     if (p->min_size < 0 || p->max_size < 0 || p->spare < 0 || p->max_size > POOL_MAX_SIZE)
-        return atr_error_set(err, -EINVAL, "pool sizes must be between 0 and %d",
-                             POOL_MAX_SIZE);
+        return atr_error_set(err, -EINVAL, "pool sizes must be between 0 and %d", POOL_MAX_SIZE);
     if (p->min_size > p->max_size)
         return atr_error_set(err, -EINVAL, "min (%d) must not exceed max (%d)", p->min_size,
                              p->max_size);
@@ -104,8 +104,8 @@ int pool_validate(const struct db_pool *p, struct atr_error *err)
                              p->name_pattern);
     char probe[64];
     if (pool_vm_name(p->name_pattern, p->name, 99999, probe, sizeof(probe)) < 0)
-        return atr_error_set(err, -EINVAL,
-                             "naming pattern '%.64s' does not give valid VM names", p->name_pattern);
+        return atr_error_set(err, -EINVAL, "naming pattern '%.64s' does not give valid VM names",
+                             p->name_pattern);
     return 0;
 }
 
@@ -172,4 +172,31 @@ int pool_delete(struct db *db, int64_t pool_id, struct atr_error *err)
     if (r < 0)
         return atr_error_set(err, r, "cannot delete pool %lld", (long long)pool_id);
     return 0;
+}
+
+int pool_image_version_find(struct db *db, const char *spec, struct db_image_version *ret)
+{
+    char name[129];
+    snprintf(name, sizeof(name), "%s", spec);
+    long long want = 0;
+    char *colon = strrchr(name, ':');
+    if (colon) {
+        *colon = '\0';
+        if (atr_parse_ll(colon + 1, 1, 1000000, &want) < 0)
+            return -EINVAL;
+    }
+    struct db_image_version *list = NULL;
+    size_t n = 0;
+    int r = db_image_version_list(db, name, &list, &n);
+    if (r < 0)
+        return r;
+    r = -ENOENT;
+    for (size_t i = 0; i < n && r == -ENOENT; i++) {
+        if (want ? list[i].version != want : strcmp(list[i].state, "ready") != 0)
+            continue;
+        *ret = list[i];
+        r = 0;
+    }
+    free(list);
+    return r;
 }

@@ -38,6 +38,13 @@ int pool_update(struct db *db, const struct db_pool *p, struct atr_error *err);
 int pool_delete(struct db *db, int64_t pool_id, struct atr_error *err);
 
 /*
+ * Find an image version by "NAME" (its newest ready version) or
+ * "NAME:VERSION" (that version, whatever its state).  Fills *ret; -EINVAL
+ * for a malformed @spec, -ENOENT when there is no such version, -errno.
+ */
+int pool_image_version_find(struct db *db, const char *spec, struct db_image_version *ret);
+
+/*
  * Render a VM name from @pattern: "{pool}" becomes the pool's name and "{n}"
  * the number @n.  Returns 0, or -EINVAL when the result is not a valid VM
  * name or does not fit @size.
