@@ -52,14 +52,11 @@ ready_timeout=${ATRIUM_DEMO_BOOT_TIMEOUT:-300}
 # Every wait ends by this overall deadline, so that this script, not ctest,
 # stops QEMU.
 deadline=$((SECONDS + ${ATRIUM_DEMO_BOOT_TOTAL:-540}))
-# end_in SECS: SECONDS value SECS from now, but never past the deadline.
-end_in() {
-    local e=$((SECONDS + $1))
-    ((e < deadline)) || e=$deadline
-    echo "$e"
-}
 
 tmp=$(mktemp -d /tmp/atrium-demoimg.XXXXXX)
+qmp_log=$tmp/qmp.log
+# shellcheck source=../harness/qmp.sh
+source "$here/../harness/qmp.sh"
 qemu_pid=""
 qga_socat=""
 cleanup() {
@@ -140,28 +137,7 @@ qmp_open() {
         sleep 0.1
     done
     [[ -S $qmp_sock ]] || fail "QEMU made no QMP socket within 20 s"
-    coproc QMP { exec socat - "UNIX-CONNECT:$qmp_sock"; }
-    qmp_read '"QMP"' 10 >/dev/null || fail "no QMP greeting"
-    qmp '{"execute":"qmp_capabilities"}' >/dev/null
-}
-qmp_read() {
-    local end line t
-    end=$(end_in "$2")
-    while :; do
-        t=$((end - SECONDS))
-        ((t > 0)) || return 1
-        IFS= read -r -t "$t" -u "${QMP[0]}" line || return 1
-        echo "$line" >>"$tmp/qmp.log"
-        [[ $line =~ $1 ]] && { printf '%s\n' "$line"; return 0; }
-    done
-}
-qmp() {
-    local reply
-    echo "$1" >>"$tmp/qmp.log"
-    printf '%s\n' "$1" >&"${QMP[1]}"
-    reply=$(qmp_read '"return"|"error"' 60) || fail "no QMP reply to $1"
-    [[ $reply == *'"return"'* ]] || fail "QMP $1 -> $reply"
-    printf '%s\n' "$reply"
+    qmp_connect "$qmp_sock"
 }
 
 qmp_open

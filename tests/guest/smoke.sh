@@ -39,6 +39,9 @@ deadline=$((SECONDS + ${ATRIUM_GUEST_SMOKE_TIMEOUT:-240}))
 
 # A short path: unix socket names are limited to 107 bytes.
 tmp=$(mktemp -d /tmp/atrium-guest-smoke.XXXXXX)
+qmp_log=$tmp/qmp.log
+# shellcheck source=../harness/qmp.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../harness/qmp.sh"
 qemu_pid=""
 serial_fd=""
 
@@ -83,14 +86,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# end_in SECS: the time ($SECONDS scale) SECS from now, but never past the
-# overall deadline.
-end_in() {
-    local d=$((SECONDS + $1))
-    ((d < deadline)) || d=$deadline
-    echo "$d"
-}
-
 overlay=$tmp/disk.qcow2
 qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$overlay" ||
     fail "qemu-img create overlay failed"
@@ -128,36 +123,7 @@ boot() {
     done
     [[ -S $sock && -s $tmp/qemu.pid ]] || fail "QEMU did not create $sock within 20 s"
     qemu_pid=$(<"$tmp/qemu.pid")
-    coproc QMP { exec socat - "UNIX-CONNECT:$sock"; }
-    qmp_read_until '"QMP"' 10 >/dev/null || fail "no QMP greeting"
-    qmp '{"execute":"qmp_capabilities"}' >/dev/null
-}
-
-# qmp_read_until REGEX SECS: print the first QMP line matching REGEX; events
-# and other lines go to qmp.log.  Non-zero on timeout or closed socket.
-qmp_read_until() {
-    local line t end
-    end=$(end_in "$2")
-    while :; do
-        t=$((end - SECONDS))
-        ((t > 0)) || return 1
-        IFS= read -r -t "$t" -u "${QMP[0]}" line || return 1
-        echo "$line" >>"$tmp/qmp.log"
-        if [[ $line =~ $1 ]]; then
-            printf '%s\n' "$line"
-            return 0
-        fi
-    done
-}
-
-# qmp JSON: run one command, fail the test unless it returns.
-qmp() {
-    local reply
-    echo "$1" >>"$tmp/qmp.log"
-    printf '%s\n' "$1" >&"${QMP[1]}"
-    reply=$(qmp_read_until '"return"|"error"' 30) || fail "no QMP reply to $1"
-    [[ $reply == *'"return"'* ]] || fail "QMP $1 -> $reply"
-    printf '%s\n' "$reply"
+    qmp_connect "$sock"
 }
 
 # wait_serial LINE SECS [COUNT]: wait until the guest printed LINE as a whole
