@@ -21,8 +21,9 @@ static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
     snprintf(dst, size, "%s", v ? v : "");
 }
 
-static void host_from_row(const PGresult *res, int row, struct db_host *h)
+static void host_from_row(const PGresult *res, int row, void *elem)
 {
+    struct db_host *h = elem;
     memset(h, 0, sizeof(*h));
     h->id = db_get_i64(res, row, 0);
     copy(h->name, sizeof(h->name), res, row, 1);
@@ -81,45 +82,24 @@ int db_host_register(struct db *db, const struct db_host_reg *reg, int64_t *ret_
     return 0;
 }
 
-static int update_one(struct db *db, const char *sql, int n, const char *const *p)
-{
-    PGresult *res;
-    int r = db_exec(db, sql, n, p, &res, NULL);
-    if (r < 0)
-        return r;
-    r = strcmp(PQcmdTuples(res), "1") == 0 ? 0 : -ENOENT;
-    PQclear(res);
-    return r;
-}
-
 int db_host_heartbeat(struct db *db, int64_t id)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, id)};
-    return update_one(db, "UPDATE hosts SET heartbeat_at = now() WHERE id = $1", 1, p);
+    return db_exec_changed(db, "UPDATE hosts SET heartbeat_at = now() WHERE id = $1", 1, p);
 }
 
 int db_host_set_state(struct db *db, int64_t id, const char *state)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, id), state};
-    return update_one(db, "UPDATE hosts SET state = $2 WHERE id = $1", 2, p);
+    return db_exec_changed(db, "UPDATE hosts SET state = $2 WHERE id = $1", 2, p);
 }
 
 static int get_one(struct db *db, const char *sql, const char *param, struct db_host *ret)
 {
     const char *p[] = {param};
-    PGresult *res;
-    int r = db_exec(db, sql, 1, p, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
-    host_from_row(res, 0, ret);
-    PQclear(res);
-    return 0;
+    return db_exec_row(db, sql, 1, p, host_from_row, ret);
 }
 
 int db_host_get(struct db *db, int64_t id, struct db_host *ret)
@@ -136,23 +116,8 @@ int db_host_get_by_name(struct db *db, const char *name, struct db_host *ret)
 
 int db_host_list(struct db *db, struct db_host **ret_hosts, size_t *ret_n)
 {
-    PGresult *res;
-    int r =
-        db_exec(db, "SELECT " HOST_COLUMNS " FROM hosts h ORDER BY h.name", 0, NULL, &res, NULL);
-    if (r < 0)
-        return r;
-    size_t n = (size_t)PQntuples(res);
-    struct db_host *hosts = calloc(n ? n : 1, sizeof(*hosts));
-    if (!hosts) {
-        PQclear(res);
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        host_from_row(res, (int)i, &hosts[i]);
-    PQclear(res);
-    *ret_hosts = hosts;
-    *ret_n = n;
-    return 0;
+    return db_exec_rows(db, "SELECT " HOST_COLUMNS " FROM hosts h ORDER BY h.name", 0, NULL,
+                        sizeof(**ret_hosts), host_from_row, (void **)ret_hosts, ret_n);
 }
 
 /* Negative = not measured: JSON null, then the column default (or NULL). */
