@@ -35,6 +35,14 @@ struct db_vm {
     int balloon_mb;    /* live memory target; 0 = none (all of memory_mb) */
     int resources_gen; /* bumped on every change of the live resources */
     int applied_gen;   /* what hostd applied */
+    int cpu_weight;    /* cgroup cpu.weight 1..10000 (100: everyone equal) */
+    int cpu_max_pct;   /* CPU cap in percent of one host CPU; 0 = none */
+    int memory_max_mb; /* cgroup memory.max of the QEMU process; 0 = none */
+    int disk_iops;     /* disk operations per second; 0 = unlimited */
+    int64_t disk_bps;  /* disk bytes per second; 0 = unlimited */
+    int64_t net_bps;   /* network bytes per second; 0 = unlimited */
+    bool boosted;      /* has the host first (db_vm_boost) */
+    char source_snapshot[160]; /* "VM/SNAPSHOT" this VM was cloned from, or "" */
     int qemu_pid;      /* 0 = none */
     int64_t qemu_started_at_us;
     char last_error[2048];
@@ -53,6 +61,7 @@ struct db_vm_new {
     const char *nic_mode; /* none, user, bridge */
     const char *bridge;
     const char *desired_power; /* running (default), paused, stopped */
+    const char *source_snapshot; /* NULL = none */
 };
 
 int db_vm_create(struct db *db, const struct db_vm_new *v, int64_t *ret_id);
@@ -95,5 +104,33 @@ int db_vm_set_desired(struct db *db, int64_t id, const char *desired);
  */
 int db_vm_set_balloon(struct db *db, int64_t id, int balloon_mb);
 
+/*
+ * Live resource limits, applied by hostd without a restart (cgroup, QMP).
+ * A field < 0 leaves its column as it is; 0 lifts the limit (cpu_weight: 0
+ * also means unchanged).  Bumps resources_gen.  -EINVAL when a value is
+ * out of range (cpu_weight 1..10000, memory_max_mb >= 64), -ENOENT when
+ * there is no such VM.
+ */
+struct db_vm_resources {
+    int cpu_weight;
+    int cpu_max_pct;
+    int memory_max_mb;
+    int disk_iops;
+    int64_t disk_bps;
+    int64_t net_bps;
+};
+
+int db_vm_set_resources(struct db *db, int64_t id, const struct db_vm_resources *res);
+
+/*
+ * Give VM @id its host first (@on) or end that (!@on).  One statement: the
+ * VM becomes the only boosted VM of its host and every VM of that host gets
+ * a new resources generation, so hostd re-applies the weights of all of
+ * them.  -ENOENT when there is no such VM.
+ */
+int db_vm_boost(struct db *db, int64_t id, bool on);
+
 /* Remove VM @id's row (hostd, after its process, sockets and disk are gone). */
 int db_vm_delete(struct db *db, int64_t id);
+
+#include "db-snapshot.h"

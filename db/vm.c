@@ -13,7 +13,9 @@
     " (extract(epoch from qemu_started_at) * 1000000)::bigint, last_error,"                        \
     " (extract(epoch from state_changed_at) * 1000000)::bigint,"                                   \
     " (extract(epoch from created_at) * 1000000)::bigint,"                                         \
-    " (extract(epoch from updated_at) * 1000000)::bigint, balloon_mb, resources_gen, applied_gen"
+    " (extract(epoch from updated_at) * 1000000)::bigint, balloon_mb, resources_gen, applied_gen,"   \
+    " cpu_weight, cpu_max_pct, memory_max_mb, disk_iops, disk_bps, net_bps, boosted,"             \
+    " source_snapshot"
 
 static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
 {
@@ -53,6 +55,15 @@ static void vm_from_row(const PGresult *res, int row, struct db_vm *v)
     v->balloon_mb = (int)db_get_i64(res, row, 26);
     v->resources_gen = (int)db_get_i64(res, row, 27);
     v->applied_gen = (int)db_get_i64(res, row, 28);
+    v->cpu_weight = (int)db_get_i64(res, row, 29);
+    v->cpu_max_pct = (int)db_get_i64(res, row, 30);
+    v->memory_max_mb = (int)db_get_i64(res, row, 31);
+    v->disk_iops = (int)db_get_i64(res, row, 32);
+    v->disk_bps = db_get_i64(res, row, 33);
+    v->net_bps = db_get_i64(res, row, 34);
+    const char *b = db_get(res, row, 35);
+    v->boosted = b && b[0] == 't';
+    copy(v->source_snapshot, sizeof(v->source_snapshot), res, row, 36);
 }
 
 int db_vm_create(struct db *db, const struct db_vm_new *v, int64_t *ret_id)
@@ -73,19 +84,21 @@ int db_vm_create(struct db *db, const struct db_vm_new *v, int64_t *ret_id)
                        v->boot_cmdline,
                        v->nic_mode,
                        v->bridge,
-                       v->desired_power};
+                       v->desired_power,
+                       v->source_snapshot};
     PGresult *res;
     /* coalesce() keeps the column defaults (the schema's) for what the
      * caller left out, in a single statement. */
     int r = db_exec(db,
                     "INSERT INTO vms (name, host_id, pool_id, image_version_id, vcpus, memory_mb,"
                     " disk_path, boot, boot_kernel, boot_initrd, boot_cmdline, nic_mode, bridge,"
-                    " desired_power) VALUES ($1, $2, $3, $4, coalesce($5::int, 2),"
+                    " desired_power, source_snapshot) VALUES ($1, $2, $3, $4, coalesce($5::int, 2),"
                     " coalesce($6::int, 2048), coalesce($7, ''), coalesce($8, 'disk'),"
                     " coalesce($9, ''), coalesce($10, ''), coalesce($11, ''),"
-                    " coalesce($12, 'user'), coalesce($13, ''), coalesce($14, 'running'))"
+                    " coalesce($12, 'user'), coalesce($13, ''), coalesce($14, 'running'),"
+                    " coalesce($15, ''))"
                     " RETURNING id",
-                    14, p, &res, NULL);
+                    15, p, &res, NULL);
     if (r < 0)
         return r;
     *ret_id = db_get_i64(res, 0, 0);
@@ -228,4 +241,56 @@ int db_vm_delete(struct db *db, int64_t id)
     char b1[24];
     const char *p[] = {db_param_i64(b1, id)};
     return update_one(db, "DELETE FROM vms WHERE id = $1", 1, p);
+}
+
+/* A limit as a parameter: NULL (unchanged) when < 0, else its text (0 = lift). */
+static const char *limit_param(char buf[static 24], int64_t v)
+{
+    if (v < 0)
+        return NULL;
+    snprintf(buf, 24, "%lld", (long long)v);
+    return buf;
+}
+
+int db_vm_set_resources(struct db *db, int64_t id, const struct db_vm_resources *res)
+{
+    if (res->cpu_weight > 10000 || (res->memory_max_mb > 0 && res->memory_max_mb < 64))
+        return -EINVAL;
+    char b1[24], b2[24], b3[24], b4[24], b5[24], b6[24], b7[24];
+    const char *p[] = {db_param_i64(b1, id),
+                       res->cpu_weight > 0 ? db_param_i64(b2, res->cpu_weight) : NULL,
+                       limit_param(b3, res->cpu_max_pct),
+                       limit_param(b4, res->memory_max_mb),
+                       limit_param(b5, res->disk_iops),
+                       limit_param(b6, res->disk_bps),
+                       limit_param(b7, res->net_bps)};
+    /* nullif(.., 0): 0 lifts a limit, stored as NULL like a VM that never had one. */
+    return update_one(db,
+                      "UPDATE vms SET cpu_weight = coalesce($2::int, cpu_weight),"
+                      " cpu_max_pct = CASE WHEN $3::int IS NULL THEN cpu_max_pct"
+                      "   ELSE nullif($3::int, 0) END,"
+                      " memory_max_mb = CASE WHEN $4::int IS NULL THEN memory_max_mb"
+                      "   ELSE nullif($4::int, 0) END,"
+                      " disk_iops = CASE WHEN $5::int IS NULL THEN disk_iops"
+                      "   ELSE nullif($5::int, 0) END,"
+                      " disk_bps = CASE WHEN $6::bigint IS NULL THEN disk_bps"
+                      "   ELSE nullif($6::bigint, 0) END,"
+                      " net_bps = CASE WHEN $7::bigint IS NULL THEN net_bps"
+                      "   ELSE nullif($7::bigint, 0) END,"
+                      " resources_gen = resources_gen + 1"
+                      " WHERE id = $1",
+                      7, p);
+}
+
+int db_vm_boost(struct db *db, int64_t id, bool on)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id), on ? "true" : "false"};
+    /* Every VM of the host gets a new generation: their weights depend on
+     * whether a neighbour is boosted. */
+    return db_exec_changed(db,
+                           "UPDATE vms SET boosted = (id = $1 AND $2::boolean),"
+                           " resources_gen = resources_gen + 1"
+                           " WHERE id = $1 OR host_id = (SELECT host_id FROM vms WHERE id = $1)",
+                           2, p);
 }

@@ -51,7 +51,20 @@ struct local_vm {
     struct hv_vm_io io;
     bool have_io;
     int applying_gen;   /* resources generation sent to QEMU, awaiting its answer */
-    bool resources_due; /* a new QEMU starts with all memory: apply the target again */
+    bool resources_due; /* a new QEMU starts without limits: apply them again */
+    struct snap_op *snap; /* snapshot job under way (one at a time per VM) */
+    int64_t revert_task;  /* disk-only revert: apply the snapshot once QEMU is gone */
+    char revert_tag[64];
+};
+
+/* A snapshot task being done by a QMP job of the VM's QEMU. */
+struct snap_op {
+    struct hostd *h;
+    int64_t vm_id, task, snap_id;
+    enum hv_snap_op op;
+    char tag[64];
+    char vm_power[16]; /* how the VM was when the job started */
+    struct hv_snap_job *job;
 };
 
 struct hostd {
@@ -72,6 +85,7 @@ struct hostd {
     int64_t db_retry_ms; /* 0: connected */
     int sigfd;
     bool quit;
+    struct hv_cgroups cg;
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -115,6 +129,7 @@ static void delete_overlay(const char *path, int64_t id)
 
 static void finish_delete(struct hostd *h, int64_t id, const char *name, const char *disk)
 {
+    hv_cgroup_vm_remove(&h->cg, id);
     int r = hv_vm_remove_runtime(id, h->cfg->paths.runtime_dir);
     if (r < 0)
         log_error("cannot remove VM runtime directory", "vm", LOG_INT(id), "errno", LOG_INT(-r));
@@ -155,8 +170,8 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         break;
     case HV_VM_EXITED:
         l->reap = true;
-        if (l->deleting || l->refresh_task)
-            return; /* finish_delete / finish_refresh run when the entry is reaped */
+        if (l->deleting || l->refresh_task || l->revert_task)
+            return; /* finish_delete / _refresh / _revert run when the entry is reaped */
         rep.qemu_pid = 0;
         if (hv_vm_exit_clean(vm) || l->stop_requested) {
             rep.state = "stopped";
@@ -183,7 +198,11 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
     report(h, l->id, &rep);
 }
 
-static const struct hv_vm_ops vm_ops = {.changed = vm_changed};
+static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata);
+static void snap_abandon(struct hostd *h, struct local_vm *l);
+static void finish_revert(struct hostd *h, struct local_vm *l);
+
+static const struct hv_vm_ops vm_ops = {.changed = vm_changed, .event = vm_event};
 
 static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm, bool fresh)
 {
@@ -237,7 +256,7 @@ static int ensure_disk(struct hostd *h, const struct db_vm *row, struct atr_erro
     return r;
 }
 
-static void start_vm(struct hostd *h, const struct db_vm *row)
+static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadvm)
 {
     struct hv_vm_def def = {
         .id = row->id,
@@ -256,6 +275,7 @@ static void start_vm(struct hostd *h, const struct db_vm *row)
         .mac = row->mac,
         .accel = h->accel.accel,
         .start_paused = strcmp(row->desired_power, "paused") == 0,
+        .loadvm = loadvm,
     };
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
@@ -272,6 +292,9 @@ static void start_vm(struct hostd *h, const struct db_vm *row)
     log_info("vm starting", "vm", LOG_INT(row->id), "name", row->name, "pid",
              LOG_INT(hv_vm_pid(vm)), "accel", hv_accel_name(h->accel.accel));
     add_local(h, row, vm, true);
+    if (h->cg.mode != HV_CGROUP_NONE && (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
+        log_warn("cannot move QEMU into its cgroup; no CPU or memory limits for it", "vm",
+                 LOG_INT(row->id), "errno", LOG_INT(-r));
     struct db_vm_report rep = {.state = "booting",
                                .actual_power = "starting",
                                .qemu_pid = hv_vm_pid(vm),
@@ -279,58 +302,109 @@ static void start_vm(struct hostd *h, const struct db_vm *row)
     report(h, row->id, &rep);
 }
 
-struct balloon_req {
+/* One application of a resources generation: QEMU's answers it waits for. */
+struct res_req {
     struct hostd *h;
     int64_t id;
     int gen;
+    int pending;
+    char err[512];
 };
 
-static void on_balloon_set(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
+static void res_note(struct res_req *b, const char *what, const char *why)
 {
-    (void)q;
-    struct balloon_req *b = userdata;
+    size_t len = strlen(b->err);
+    snprintf(b->err + len, sizeof(b->err) - len, "%s%s not applied: %s", len ? "; " : "", what,
+             why);
+}
+
+static void res_finish(struct res_req *b)
+{
     struct local_vm *l = find_vm(b->h, b->id);
     if (l && l->applying_gen == b->gen)
         l->applying_gen = 0;
-    if (r->error == -ECANCELED) {
-        free(b);
-        return;
-    }
+    /* Recorded as applied also when a part failed, with the reason: retrying
+     * would fail the same way until the admin changes the limits. */
     struct db_vm_report rep = {.qemu_pid = -1, .applied_gen = b->gen};
-    char msg[256];
-    if (r->error < 0) {
-        /* Recorded as applied anyway, with the reason: retrying would fail
-         * the same way until the admin changes the target. */
-        snprintf(msg, sizeof(msg), "memory target not applied: %s",
-                 r->err_desc ? r->err_desc : strerror(-r->error));
-        rep.last_error = msg;
-        log_warn("balloon change failed", "vm", LOG_INT(b->id), "error", msg);
+    if (b->err[0]) {
+        rep.last_error = b->err;
+        log_warn("resource change partly failed", "vm", LOG_INT(b->id), "error", b->err);
     } else {
-        log_info("memory target applied", "vm", LOG_INT(b->id), "generation", LOG_INT(b->gen));
+        log_info("resources applied", "vm", LOG_INT(b->id), "generation", LOG_INT(b->gen));
     }
-    report(b->h, b->id, &rep);
+    if (b->gen > 0)
+        report(b->h, b->id, &rep);
     free(b);
 }
 
-/* Live resources: the balloon target follows vms.balloon_mb, no restart. */
-static void apply_resources(struct hostd *h, struct local_vm *l, const struct db_vm *row)
+static void on_resource_reply(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
 {
-    bool due = l->resources_due && row->balloon_mb > 0;
+    (void)q;
+    struct res_req *b = userdata;
+    if (r->error < 0 && r->error != -ECANCELED)
+        res_note(b, strcmp(r->command, "balloon") == 0 ? "memory target" : "disk limits",
+                 r->err_desc ? r->err_desc : strerror(-r->error));
+    if (--b->pending == 0) {
+        if (r->error == -ECANCELED) /* QEMU went away: nothing to record */
+            free(b);
+        else
+            res_finish(b);
+    }
+}
+
+/*
+ * Live resources, no restart: CPU weight and cap and the memory cap through
+ * the VM's cgroup, the balloon target and disk limits through QMP, the
+ * priority boost folded in by hv_resources_effective.  The generation is
+ * recorded as applied once QEMU answered.
+ */
+static void apply_resources(struct hostd *h, struct local_vm *l, const struct db_vm *row,
+                            bool neighbour_boosted)
+{
+    bool due = l->resources_due;
     if (!due && (row->resources_gen == row->applied_gen || row->resources_gen <= 0 ||
                  l->applying_gen == row->resources_gen))
         return;
-    l->resources_due = false;
     struct hv_qmp *q = hv_vm_qmp(l->vm);
-    struct balloon_req *b = calloc(1, sizeof(*b));
+    struct res_req *b = calloc(1, sizeof(*b));
     if (!q || !b) {
         free(b);
         return;
     }
-    *b = (struct balloon_req){.h = h, .id = row->id, .gen = row->resources_gen};
+    l->resources_due = false;
+    *b = (struct res_req){.h = h, .id = row->id, .gen = row->resources_gen};
+    struct hv_resources want = {.cpu_weight = row->cpu_weight,
+                                .cpu_max_pct = row->cpu_max_pct,
+                                .memory_max_mb = row->memory_max_mb,
+                                .disk_iops = row->disk_iops,
+                                .disk_bps = row->disk_bps,
+                                .net_bps = row->net_bps},
+                        eff;
+    hv_resources_effective(&want, row->boosted, neighbour_boosted, &eff);
+    struct atr_error err = {0};
+    if (h->cg.mode != HV_CGROUP_NONE && hv_cgroup_vm_apply(&h->cg, row->id, &eff, &err) < 0)
+        res_note(b, "CPU/memory limits", err.msg);
+    if (eff.net_bps > 0)
+        res_note(b, "network cap",
+                 "QEMU's user networking has no rate limiter; the cap is kept for bridged NICs");
     int64_t mb = row->balloon_mb > 0 ? row->balloon_mb : row->memory_mb;
     l->applying_gen = row->resources_gen;
-    hv_qmp_send(q, "balloon", json_pack("{s:I}", "value", (json_int_t)(mb * 1024 * 1024)), 10000,
-                on_balloon_set, b, NULL);
+    b->pending = 1; /* held until every command is queued */
+    b->pending++;
+    if (hv_qmp_send(q, "balloon", json_pack("{s:I}", "value", (json_int_t)(mb * 1024 * 1024)),
+                    10000, on_resource_reply, b, NULL) < 0)
+        b->pending--;
+    if (row->disk_path[0]) {
+        b->pending++;
+        if (hv_qmp_send(q, "block_set_io_throttle", hv_resources_throttle_args(&eff), 10000,
+                        on_resource_reply, b, NULL) < 0)
+            b->pending--;
+    }
+    log_debug("applying resources", "vm", LOG_INT(row->id), "generation",
+              LOG_INT(row->resources_gen), "cpu_weight", LOG_INT(eff.cpu_weight), "boosted",
+              row->boosted ? "yes" : "no");
+    if (--b->pending == 0)
+        res_finish(b);
 }
 
 static void request_stop(struct hostd *h, struct local_vm *l)
@@ -349,7 +423,7 @@ static void request_stop(struct hostd *h, struct local_vm *l)
 }
 
 /* Make one VM row and its local process agree. */
-static void reconcile_vm(struct hostd *h, const struct db_vm *row)
+static void reconcile_vm(struct hostd *h, const struct db_vm *row, bool neighbour_boosted)
 {
     struct local_vm *l = find_vm(h, row->id);
     const char *want = row->desired_power;
@@ -369,7 +443,7 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row)
         /* A failed VM stays down until someone asks again (which clears
          * the failure): no crash loops. */
         if (on && strcmp(row->state, "failed") != 0) {
-            start_vm(h, row);
+            start_vm(h, row, NULL);
         } else if (strcmp(row->actual_power, "off") != 0 &&
                    strcmp(row->actual_power, "crashed") != 0) {
             struct db_vm_report rep = {.actual_power = "off", .qemu_pid = 0};
@@ -379,7 +453,8 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row)
         }
         return;
     }
-    if (l->stop_requested || l->deleting)
+    /* A snapshot job stops and resumes the guest itself: hands off. */
+    if (l->stop_requested || l->deleting || l->snap)
         return;
     enum hv_vm_power p = hv_vm_power(l->vm);
     if (strcmp(want, "stopped") == 0)
@@ -389,7 +464,7 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row)
     else if (strcmp(want, "running") == 0 && p == HV_VM_PAUSED)
         hv_vm_resume(l->vm);
     if (p == HV_VM_RUNNING || p == HV_VM_PAUSED)
-        apply_resources(h, l, row);
+        apply_resources(h, l, row, neighbour_boosted);
 }
 
 static void reconcile(struct hostd *h)
@@ -402,8 +477,12 @@ static void reconcile(struct hostd *h)
         return;
     }
     h->dirty = false;
+    int64_t boosted = 0;
     for (size_t i = 0; i < n; i++)
-        reconcile_vm(h, &rows[i]);
+        if (rows[i].boosted)
+            boosted = rows[i].id;
+    for (size_t i = 0; i < n; i++)
+        reconcile_vm(h, &rows[i], boosted && boosted != rows[i].id);
     /* A VM whose row vanished or moved to another host: its QEMU must go. */
     for (struct local_vm *l = h->vms; l; l = l->next) {
         bool listed = false;
@@ -451,10 +530,13 @@ static void reap(struct hostd *h)
             continue;
         }
         *pp = l->next;
+        snap_abandon(h, l);
         if (l->deleting)
             finish_delete(h, l->id, l->name, l->disk_path);
         else if (l->refresh_task)
             finish_refresh(h, l->refresh_task, l->id, l->disk_path);
+        else if (l->revert_task)
+            finish_revert(h, l);
         hv_vm_free(l->vm);
         free(l);
         h->dirty = true; /* the row may want the VM back (restart after stop) */
@@ -579,9 +661,294 @@ static void sample_metrics(struct hostd *h)
     }
 }
 
+/* ------------------------------------------------------------ snapshots */
+
+static const char *const snap_kinds[] = {"vm.snapshot.create", "vm.snapshot.revert",
+                                         "vm.snapshot.delete", "vm.snapshot.clone"};
+
+static void task_done(struct hostd *h, int64_t task, const char *error, const char *kind,
+                      int64_t vm)
+{
+    log_info("task done", "task", LOG_INT(task), "kind", kind, "vm", LOG_INT(vm), "error",
+             error ? error : "");
+    int r = db_task_finish(h->db, task, error, NULL);
+    if (r < 0 && r != -ENOENT)
+        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));
+}
+
+/* Size of the overlay after a snapshot: what the snapshot (and the VM) cost on disk. */
+static int64_t disk_usage(const char *disk)
+{
+    int64_t bytes = 0;
+    return disk[0] && hv_storage_usage(disk, &bytes) == 0 ? bytes : -1;
+}
+
+static void snap_progress(struct hv_snap_job *j, const char *status, int pct, void *userdata)
+{
+    (void)j;
+    struct snap_op *o = userdata;
+    char msg[64];
+    snprintf(msg, sizeof(msg), "QEMU job %s", status);
+    db_task_progress(o->h->db, o->task, pct, msg);
+}
+
+static void snap_done(struct hv_snap_job *j, int error, const char *msg, void *userdata)
+{
+    (void)j;
+    struct snap_op *o = userdata;
+    struct hostd *h = o->h;
+    struct local_vm *l = find_vm(h, o->vm_id);
+    char why[1200];
+    snprintf(why, sizeof(why), "QEMU: %s", msg);
+    switch (o->op) {
+    case HV_SNAP_SAVE:
+        db_snapshot_report(h->db, o->snap_id, error ? "failed" : "ready", error ? why : "",
+                           o->vm_power, error || !l ? -1 : disk_usage(l->disk_path));
+        break;
+    case HV_SNAP_LOAD:
+        break;
+    case HV_SNAP_DELETE:
+        if (!error)
+            db_snapshot_delete(h->db, o->snap_id);
+        else
+            db_snapshot_report(h->db, o->snap_id, "failed", why, NULL, -1);
+        break;
+    }
+    task_done(h, o->task, error ? why : NULL, snap_kinds[o->op == HV_SNAP_SAVE ? 0 : o->op == HV_SNAP_LOAD ? 1 : 2], o->vm_id);
+    if (l && l->snap == o)
+        l->snap = NULL;
+    hv_snapshot_job_free(o->job);
+    free(o);
+    h->dirty = true; /* wishes that came during the job */
+}
+
+static const struct hv_snap_job_ops snap_job_ops = {.progress = snap_progress, .done = snap_done};
+
+static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata)
+{
+    struct hostd *h = userdata;
+    struct local_vm *l = find_vm(h, hv_vm_id(vm));
+    if (l && l->snap && ev == HV_QMP_EVENT_JOB_STATUS_CHANGE)
+        hv_snapshot_job_event(l->snap->job, data);
+}
+
+/* QEMU died during a snapshot job: the task fails, the job object goes. */
+static void snap_abandon(struct hostd *h, struct local_vm *l)
+{
+    struct snap_op *o = l->snap;
+    if (!o)
+        return;
+    l->snap = NULL;
+    const char *why = "QEMU exited during the snapshot operation";
+    if (o->op == HV_SNAP_SAVE)
+        db_snapshot_report(h->db, o->snap_id, "failed", why, NULL, -1);
+    task_done(h, o->task, why, "vm.snapshot", o->vm_id);
+    hv_snapshot_job_free(o->job);
+    free(o);
+}
+
+static int start_job(struct hostd *h, struct local_vm *l, const struct db_task *t,
+                     const struct db_snapshot *snap, enum hv_snap_op op, struct atr_error *err)
+{
+    struct snap_op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return atr_error_set(err, -ENOMEM, "out of memory");
+    *o = (struct snap_op){.h = h, .vm_id = l->id, .task = t->id, .snap_id = snap->id, .op = op};
+    snprintf(o->tag, sizeof(o->tag), "%s", snap->name);
+    snprintf(o->vm_power, sizeof(o->vm_power), "%s",
+             hv_vm_power(l->vm) == HV_VM_PAUSED ? "paused" : "running");
+    char job_id[64];
+    snprintf(job_id, sizeof(job_id), "atrium-task-%lld", (long long)t->id);
+    int r = hv_snapshot_job_start(hv_vm_qmp(l->vm), op, job_id, snap->name, HV_DISK_NODE,
+                                  &snap_job_ops, o, &o->job);
+    if (r < 0) {
+        free(o);
+        return atr_error_set(err, r, "cannot start the QEMU job: %s", strerror(-r));
+    }
+    l->snap = o;
+    db_task_progress(h->db, t->id, 5, "QEMU job started");
+    log_info("snapshot job started", "vm", LOG_INT(l->id), "task", LOG_INT(t->id), "kind",
+             t->kind, "snapshot", snap->name);
+    return 0;
+}
+
+/* Disk-only revert of a running VM, second half: QEMU is gone; roll the overlay back. */
+static void finish_revert(struct hostd *h, struct local_vm *l)
+{
+    struct atr_error err = {0};
+    int r = hv_snapshot_offline(NULL, l->disk_path, HV_SNAP_LOAD, l->revert_tag, &err);
+    if (r == 0)
+        log_info("vm reverted to a disk snapshot", "vm", LOG_INT(l->id), "snapshot",
+                 l->revert_tag);
+    struct db_vm_report rep = {.state = "booting", .actual_power = "off", .qemu_pid = 0};
+    report(h, l->id, &rep);
+    task_done(h, l->revert_task, r < 0 ? err.msg : NULL, "vm.snapshot.revert", l->id);
+}
+
+static int snapshot_create(struct hostd *h, struct local_vm *l, bool up, const struct db_task *t,
+                           const struct db_vm *row, const struct db_snapshot *snap,
+                           struct atr_error *err)
+{
+    if (up && snap->with_ram)
+        return start_job(h, l, t, snap, HV_SNAP_SAVE, err);
+    if (!up && snap->with_ram)
+        return atr_error_set(err, -ENOTCONN,
+                             "a snapshot with RAM needs the VM running; take a disk-only one");
+    int r;
+    const char *power = "off";
+    if (up) {
+        /* Disk only: an internal snapshot of the overlay, taken at once
+         * while the guest runs (crash-consistent, like pulling the plug). */
+        power = hv_vm_power(l->vm) == HV_VM_PAUSED ? "paused" : "running";
+        r = hv_qmp_call(hv_vm_qmp(l->vm), "blockdev-snapshot-internal-sync",
+                        json_pack("{s:s, s:s}", "device", HV_DISK_NODE, "name", snap->name), 30000,
+                        NULL, err);
+    } else {
+        r = hv_snapshot_offline(NULL, row->disk_path, HV_SNAP_SAVE, snap->name, err);
+    }
+    if (r == 0)
+        db_snapshot_report(h->db, snap->id, "ready", "", power, disk_usage(row->disk_path));
+    return r;
+}
+
+static int snapshot_revert(struct hostd *h, struct local_vm *l, bool up, const struct db_task *t,
+                           const struct db_vm *row, const struct db_snapshot *snap,
+                           struct atr_error *err, bool *ret_pending)
+{
+    if (snap->with_ram && up)
+        return start_job(h, l, t, snap, HV_SNAP_LOAD, err);
+    if (!snap->with_ram && l) {
+        /* The disk goes back under a running guest only through a restart:
+         * QEMU goes (no shutdown: the state is being thrown away), the
+         * overlay is rolled back when it is gone, and the reconcile loop
+         * boots the VM again. */
+        l->revert_task = t->id;
+        snprintf(l->revert_tag, sizeof(l->revert_tag), "%s", snap->name);
+        l->stop_requested = true;
+        hv_vm_kill(l->vm);
+        db_task_progress(h->db, t->id, 20, "stopping the VM");
+        *ret_pending = true;
+        return 0;
+    }
+    int r = hv_snapshot_offline(NULL, row->disk_path, HV_SNAP_LOAD, snap->name, err);
+    if (r < 0 || !snap->with_ram)
+        return r;
+    /* A RAM snapshot of a VM that is off: QEMU starts from it (-loadvm),
+     * running or paused as the VM was when the snapshot was taken. */
+    const char *want = strcmp(snap->vm_power, "paused") == 0 ? "paused" : "running";
+    r = db_vm_set_desired(h->db, row->id, want);
+    if (r < 0)
+        return atr_error_set(err, r, "cannot record the VM's new power state");
+    struct db_vm again;
+    r = db_vm_get(h->db, row->id, &again);
+    if (r < 0)
+        return atr_error_set(err, r, "cannot read the VM");
+    start_vm(h, &again, snap->name);
+    if (!find_vm(h, row->id))
+        return atr_error_set(err, -EIO, "QEMU did not start from the snapshot");
+    return 0;
+}
+
+static int snapshot_clone(struct hostd *h, const struct db_task *t, const struct db_vm *row,
+                          const struct db_snapshot *snap, struct atr_error *err)
+{
+    int64_t target = json_integer_value(json_object_get(t->params, "target_vm_id"));
+    struct db_vm dst;
+    int r = target > 0 ? db_vm_get(h->db, target, &dst) : -ENOENT;
+    if (r < 0)
+        return atr_error_set(err, r, "the new VM (id %lld) does not exist", (long long)target);
+    if (!dst.disk_path[0])
+        return atr_error_set(err, -EINVAL, "the new VM %s has no disk path", dst.name);
+    db_task_progress(h->db, t->id, 10, "copying the snapshot's disk");
+    r = hv_snapshot_clone(NULL, row->disk_path, snap->name, dst.disk_path, err);
+    if (r < 0)
+        return r;
+    log_info("vm cloned from a snapshot", "vm", LOG_INT(dst.id), "name", dst.name, "source",
+             row->name, "snapshot", snap->name);
+    return db_vm_set_desired(h->db, dst.id, "running");
+}
+
+static void run_snapshot_task(struct hostd *h, struct db_task *t)
+{
+    struct local_vm *l = find_vm(h, t->vm_id);
+    struct atr_error err = {0};
+    struct db_vm row;
+    struct db_snapshot snap;
+    bool pending = false;
+    int r;
+    bool create = strcmp(t->kind, "vm.snapshot.create") == 0;
+    if (db_vm_get(h->db, t->vm_id, &row) < 0) {
+        atr_error_set(&err, -ENOENT, "the VM no longer exists");
+        goto out;
+    }
+    r = create ? db_snapshot_get_by_name(h->db, row.id,
+                                         json_string_value(json_object_get(t->params, "name")) ?: "",
+                                         &snap)
+               : db_snapshot_get(h->db, json_integer_value(json_object_get(t->params, "snapshot_id")),
+                                 &snap);
+    if (r < 0) {
+        atr_error_set(&err, -ENOENT, "the snapshot no longer exists");
+        goto out;
+    }
+    if (!row.disk_path[0]) {
+        atr_error_set(&err, -EINVAL, "VM %s has no disk to snapshot", row.name);
+        goto fail_snap;
+    }
+    enum hv_vm_power p = l ? hv_vm_power(l->vm) : HV_VM_EXITED;
+    bool up = l && !l->stop_requested && !l->deleting && hv_vm_qmp(l->vm) &&
+              (p == HV_VM_RUNNING || p == HV_VM_PAUSED);
+    if (l && (l->snap || l->revert_task)) {
+        atr_error_set(&err, -EBUSY, "another snapshot operation of VM %s is under way", row.name);
+        goto fail_snap;
+    }
+    if (l && !up && !l->deleting) {
+        atr_error_set(&err, -EAGAIN, "VM %s is starting or stopping; try again", row.name);
+        goto fail_snap;
+    }
+    if (l && l->deleting) {
+        atr_error_set(&err, -ENOENT, "VM %s is being deleted", row.name);
+        goto fail_snap;
+    }
+    if (create) {
+        r = snapshot_create(h, l, up, t, &row, &snap, &err);
+        pending = r == 0 && l && l->snap;
+    } else if (strcmp(t->kind, "vm.snapshot.revert") == 0) {
+        r = snapshot_revert(h, l, up, t, &row, &snap, &err, &pending);
+        pending = pending || (r == 0 && l && l->snap);
+    } else if (strcmp(t->kind, "vm.snapshot.delete") == 0) {
+        if (up) {
+            r = start_job(h, l, t, &snap, HV_SNAP_DELETE, &err);
+            pending = r == 0;
+        } else {
+            r = hv_snapshot_offline(NULL, row.disk_path, HV_SNAP_DELETE, snap.name, &err);
+            /* A snapshot that failed while being made may not be in the file. */
+            if (r == 0 || strcmp(snap.state, "failed") == 0) {
+                r = 0;
+                err = (struct atr_error){0};
+                db_snapshot_delete(h->db, snap.id);
+            }
+        }
+    } else {
+        r = snapshot_clone(h, t, &row, &snap, &err);
+    }
+    if (r < 0 && !err.code)
+        atr_error_set(&err, r, "%s", strerror(-r));
+fail_snap:
+    if (err.code && create)
+        db_snapshot_report(h->db, snap.id, "failed", err.msg, NULL, -1);
+    else if (err.code && strcmp(t->kind, "vm.snapshot.delete") == 0)
+        db_snapshot_report(h->db, snap.id, "failed", err.msg, NULL, -1);
+out:
+    if (!pending)
+        task_done(h, t->id, err.code ? err.msg : NULL, t->kind, t->vm_id);
+}
+
 static void run_tasks(struct hostd *h)
 {
-    static const char *const kinds[] = {"vm.reset", "vm.refresh", NULL};
+    static const char *const kinds[] = {"vm.reset",           "vm.refresh",
+                                        "vm.snapshot.create", "vm.snapshot.revert",
+                                        "vm.snapshot.delete", "vm.snapshot.clone",
+                                        NULL};
     h->tasks_dirty = false;
     for (;;) {
         struct db_task *t = NULL;
@@ -590,6 +957,11 @@ static void run_tasks(struct hostd *h)
             if (r < 0)
                 log_error("cannot claim tasks", "errno", LOG_INT(-r));
             return;
+        }
+        if (strncmp(t->kind, "vm.snapshot.", 12) == 0) {
+            run_snapshot_task(h, t);
+            db_task_free(t);
+            continue;
         }
         struct local_vm *l = find_vm(h, t->vm_id);
         struct atr_error err = {0};
@@ -943,6 +1315,12 @@ int main(int argc, char **argv)
         log_error("cannot register this host", "errno", LOG_INT(-r));
         goto out;
     }
+    char slice[96];
+    snprintf(slice, sizeof(slice), "atrium-%s.slice", h.host_name);
+    if (hv_cgroup_init("self", slice, &h.cg) < 0)
+        log_warn("VMs run without CPU and memory limits", "reason", h.cg.note);
+    else
+        log_info("cgroups for VM limits", "where", h.cg.note);
     if ((r = db_listen(h.db, DB_CHANNEL_VM)) < 0 || (r = db_listen(h.db, DB_CHANNEL_TASK)) < 0) {
         log_error("cannot LISTEN", "errno", LOG_INT(-r));
         goto out;

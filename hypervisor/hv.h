@@ -71,6 +71,7 @@ struct hv_vm_def {
     const char *mac;    /* "52:54:00:..", NULL or "" = QEMU picks */
     enum hv_accel accel;
     bool start_paused; /* -S: CPUs stay stopped until "cont" */
+    const char *loadvm; /* RAM snapshot of disk_path to resume from (-loadvm); NULL = boot */
 };
 
 /* Where one VM's runtime files live: <runtime_dir>/vms/<id>/. */
@@ -303,6 +304,8 @@ const char *hv_vm_power_name(enum hv_vm_power p);
 
 struct hv_vm_ops {
     void (*changed)(struct hv_vm *vm, void *userdata);
+    /* Every QMP event, after the VM acted on it (may be NULL); @data borrowed. */
+    void (*event)(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata);
 };
 
 /*
@@ -394,3 +397,131 @@ int hv_metrics_blockstats(const json_t *ret, struct hv_vm_io *io);
 
 /* The balloon's current size in MiB from a query-balloon reply.  -EINVAL when malformed. */
 int hv_metrics_balloon_mb(const json_t *ret, int64_t *ret_mb);
+
+/* ------------------------------------------------------------------------ */
+/* Snapshots (internal qcow2 snapshots of a VM's overlay)                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Snapshots live inside the VM's own qcow2 overlay (internal snapshots), so
+ * the golden image under it is never written.  While QEMU runs they are
+ * QMP jobs (snapshot-save / snapshot-load / snapshot-delete, RAM state in
+ * the overlay too) or blockdev-snapshot-internal-sync (disk only); while it
+ * does not, qemu-img does the same work on the file.
+ */
+
+/* The node name of a VM's disk in QEMU (its qcow2 overlay). */
+#define HV_DISK_NODE "disk0"
+
+enum hv_snap_op { HV_SNAP_SAVE = 0, HV_SNAP_LOAD, HV_SNAP_DELETE };
+
+/* qemu-img snapshot on a file no QEMU has open: -c create, -a apply, -d delete. */
+int hv_snapshot_offline(const char *qemu_img, const char *image, enum hv_snap_op op,
+                        const char *tag, struct atr_error *err);
+
+/*
+ * A new linked clone at @dst holding the disk of snapshot @tag of @image:
+ * backed by @image's own backing file, only the clusters that differ are
+ * copied (qemu-img convert -B).  @image may be in use by a running QEMU
+ * (snapshot clusters never change).  -EEXIST when @dst exists.
+ */
+int hv_snapshot_clone(const char *qemu_img, const char *image, const char *tag, const char *dst,
+                      struct atr_error *err);
+
+/* An asynchronous QMP snapshot job (save, load or delete). */
+struct hv_snap_job;
+
+struct hv_snap_job_ops {
+    /* QEMU's job status changed ("created", "running", "concluded", ...); @pct is a guess. */
+    void (*progress)(struct hv_snap_job *j, const char *status, int pct, void *userdata);
+    /* Exactly once: 0, or -errno with QEMU's words in @msg. */
+    void (*done)(struct hv_snap_job *j, int error, const char *msg, void *userdata);
+};
+
+/*
+ * Start job @job_id doing @op with snapshot @tag of node @node (RAM state
+ * stored in that node too) on @q.  Feed the VM's JOB_STATUS_CHANGE events
+ * to hv_snapshot_job_event.  Sets *ret_job (free with hv_snapshot_job_free).
+ */
+int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_id,
+                          const char *tag, const char *node, const struct hv_snap_job_ops *ops,
+                          void *userdata, struct hv_snap_job **ret_job);
+
+/* A JOB_STATUS_CHANGE event's data; ignored when it is another job's. */
+void hv_snapshot_job_event(struct hv_snap_job *j, const json_t *data);
+
+/* Stop caring (no more callbacks); freed once QEMU's pending answers are in.  Accepts NULL. */
+struct hv_snap_job *hv_snapshot_job_free(struct hv_snap_job *j);
+
+/* ------------------------------------------------------------------------ */
+/* Live resources: cgroups, disk throttling, the priority boost             */
+/* ------------------------------------------------------------------------ */
+
+/* Limits of one VM; 0 = none (cpu_weight: 100). */
+struct hv_resources {
+    int cpu_weight;        /* 1..10000, cgroup v2 cpu.weight scale */
+    int cpu_max_pct;       /* percent of one host CPU */
+    int64_t memory_max_mb;
+    int64_t disk_iops;
+    int64_t disk_bps;
+    int64_t net_bps;
+};
+
+/* Weight a boosted VM gets, and the most any other VM of its host keeps. */
+#define HV_BOOST_WEIGHT 10000
+#define HV_BOOST_OTHERS_WEIGHT 10
+
+/*
+ * What to apply: @want as is, or with the boost: the boosted VM gets
+ * HV_BOOST_WEIGHT and none of its caps; while another VM of the host is
+ * boosted (@neighbour_boosted) this one's weight drops to at most
+ * HV_BOOST_OTHERS_WEIGHT.  Its caps stay.
+ */
+void hv_resources_effective(const struct hv_resources *want, bool boosted, bool neighbour_boosted,
+                            struct hv_resources *ret);
+
+/* Arguments of QMP block_set_io_throttle for the VM's disk (new reference). */
+json_t *hv_resources_throttle_args(const struct hv_resources *r);
+
+/* The qdev path block_set_io_throttle and query-block name the VM's disk by. */
+#define HV_DISK_QDEV "/machine/peripheral/vda/virtio-backend"
+
+/*
+ * Per-VM cgroups under one slice.  cgroup v2 (cpu.weight, cpu.max,
+ * memory.max) where the unified hierarchy has the cpu and memory
+ * controllers; else the v1 cpu and memory hierarchies (cpu.shares,
+ * cpu.cfs_quota_us, memory.limit_in_bytes, same meaning); else none, and
+ * hv_cgroup_init says why.
+ */
+enum hv_cgroup_mode { HV_CGROUP_NONE = 0, HV_CGROUP_V2, HV_CGROUP_V1 };
+
+struct hv_cgroups {
+    enum hv_cgroup_mode mode;
+    char v2[512];                  /* v2: the slice directory */
+    char v1_cpu[512], v1_mem[512]; /* v1: the slice directory in each hierarchy */
+    char note[1200];               /* which, or why none: for the log */
+};
+
+/*
+ * Find the hierarchy and make the slice @slice (e.g. "atrium.slice") under
+ * @parent: "" or "/" = the hierarchy's root, "self" = the cgroup this
+ * process is in (for tests and nested setups), else a path in the
+ * hierarchy.  Enables the cpu and memory controllers on the way (v2).
+ * Always fills *ret; returns 0, or -errno when cgroups cannot be used
+ * (ret->mode is HV_CGROUP_NONE and ret->note says why).
+ */
+int hv_cgroup_init(const char *parent, const char *slice, struct hv_cgroups *ret);
+
+/* The directory of VM @id's cgroup for @controller ("cpu" or "memory"). */
+int hv_cgroup_vm_dir(const struct hv_cgroups *cg, int64_t id, const char *controller, char *buf,
+                     size_t size);
+
+/* Make VM @id's cgroup and move process @pid (all its threads) into it. */
+int hv_cgroup_vm_attach(const struct hv_cgroups *cg, int64_t id, pid_t pid);
+
+/* Write @r's CPU and memory limits to VM @id's cgroup. */
+int hv_cgroup_vm_apply(const struct hv_cgroups *cg, int64_t id, const struct hv_resources *r,
+                       struct atr_error *err);
+
+/* Remove VM @id's cgroup (its processes must be gone).  0 also when it was not there. */
+int hv_cgroup_vm_remove(const struct hv_cgroups *cg, int64_t id);

@@ -222,6 +222,8 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     addf(&b, "%d", def->vcpus);
     if (def->start_paused)
         add(&b, "-S");
+    if (!empty(def->loadvm))
+        add2(&b, "-loadvm", def->loadvm);
 
     if (!empty(def->disk_path)) {
         if (!(disk = opt_escape(def->disk_path))) {

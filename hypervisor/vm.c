@@ -122,6 +122,8 @@ static void on_event(struct hv_qmp *q, enum hv_qmp_event ev, const char *name, j
     default:
         break;
     }
+    if (vm->ops && vm->ops->event)
+        vm->ops->event(vm, ev, data, vm->userdata);
 }
 
 static const struct hv_qmp_ops qmp_ops = {.event = on_event, .ready = on_ready};
