@@ -89,7 +89,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return EXIT_OK;
         case 'V':
-            printf("atrium-broker %s\n", ATRIUM_VERSION);
+            atr_version_print(stdout, "atrium-broker");
             return EXIT_OK;
         default:
             usage(stderr);

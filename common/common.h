@@ -131,6 +131,7 @@ struct atr_config {
         int vnc_port;
         char *tls_cert;
         char *tls_key;
+        bool spice_tls; /* TLS on the SPICE CONNECT proxy (.vv says proxy=https://) */
     } display;
     struct {
         int provision_timeout_s; /* a clone not ready by then is destroyed and retried */
@@ -212,3 +213,16 @@ void *atr_free(void *p);
 int atr_parse_ll(const char *s, long long min, long long max, long long *ret);
 /* Compare two buffers in time independent of their contents. 0 when equal. */
 int atr_memeq_ct(const void *a, const void *b, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Print "PROG VERSION" and a newline to @out (the package version). */
+void atr_version_print(FILE *out, const char *prog);
+/*
+ * True when argv asks for the version ("--version" or "-V" before any "--");
+ * it has then been printed to stdout and main should exit 0.  For programs
+ * whose arguments are all options: main calls it first, before getopt.
+ */
+bool atr_version_requested(int argc, char *const argv[], const char *prog);

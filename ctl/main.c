@@ -101,7 +101,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return CTL_EXIT_OK;
         case 'V':
-            printf("atriumctl %s\n", ATRIUM_VERSION);
+            atr_version_print(stdout, "atriumctl");
             return CTL_EXIT_OK;
         default:
             usage(stderr);

@@ -17,7 +17,10 @@ static void usage(FILE *out)
 {
     fprintf(out, "Usage: atrium-displayd [--config PATH]\n"
                  "Serves VM consoles over VNC (and WebSocket) and SPICE to viewers that\n"
-                 "present a one-time console ticket.\n");
+                 "present a one-time console ticket.\n"
+                 "  -c, --config PATH  configuration file\n"
+                 "  -h, --help         show this help\n"
+                 "  -V, --version      show the version\n");
 }
 
 int main(int argc, char **argv)
@@ -34,6 +37,8 @@ int main(int argc, char **argv)
     struct atr_error err = {0};
     int c, rc = 1, sigfd = -1;
 
+    if (atr_version_requested(argc, argv, "atrium-displayd"))
+        return 0;
     log_init("displayd", LOG_LEVEL_INFO);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (c) {

@@ -36,7 +36,8 @@ static void usage(FILE *out)
             "pushes new images. Runs on every host; one instance acts at a time.\n"
             "\n"
             "  -c, --config PATH  configuration file (default: $ATRIUM_CONFIG, else %s)\n"
-            "  -h, --help         show this help\n",
+            "  -h, --help         show this help\n"
+            "  -V, --version      show the version\n",
             ATR_CONFIG_DEFAULT_PATH);
 }
 
@@ -223,6 +224,8 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'}, {0}};
     const char *config = NULL;
     int c;
+    if (atr_version_requested(argc, argv, "atrium-poold"))
+        return 0;
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         if (c == 'c') {
             config = optarg;
