@@ -29,6 +29,10 @@ const struct brk_route brk_routes[] = {
      "/api/v1/tokens/{id}"},
 
     {"GET", "/api/v1/hosts", brk_api_hosts, 0, AUTH_ACTION_READ, "/api/v1/hosts"},
+    {"GET", "/api/v1/hosts/{id}/metrics", brk_api_host_metrics, 0, AUTH_ACTION_READ,
+     "/api/v1/hosts/{id}/metrics"},
+    {"GET", "/api/v1/vms/{id}/metrics", brk_api_vm_metrics, 0, AUTH_ACTION_READ,
+     "/api/v1/vms/{id}/metrics"},
     {"GET", "/api/v1/tasks", brk_api_tasks, 0, AUTH_ACTION_READ, "/api/v1/tasks"},
     {"GET", "/api/v1/tasks/{id}", brk_api_task_get, 0, AUTH_ACTION_READ, "/api/v1/tasks/{id}"},
     {"GET", "/api/v1/audit", brk_api_audit, 0, AUTH_ACTION_AUDIT_READ, "/api/v1/audit"},

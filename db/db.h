@@ -173,3 +173,4 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-vm.h"
 #include "db-ticket.h"
 #include "db-desktop.h"
+#include "db-metrics.h"
