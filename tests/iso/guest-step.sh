@@ -54,6 +54,21 @@ daemons_up() {
         '[ "$(runuser -u postgres -- psql -d atrium -Atc "SELECT count(*) FROM hosts WHERE heartbeat_at > now() - interval '"'1 minute'"'")" -ge 1 ]'
 }
 
+# api_login USER PASSWORD: log in through the broker's API; the session's
+# cookie goes to /tmp/api.jar.  Succeeds only on 200 with a CSRF token.
+api_login() {
+    printf '{"username":"%s","password":"%s"}' "$1" "$2" >/tmp/login.json
+    code=$(curl -sSk --max-time 20 -o /tmp/login.out -w '%{http_code}' -c /tmp/api.jar \
+        -H 'Content-Type: application/json' --data-binary @/tmp/login.json https://localhost:8443/api/v1/login)
+    cat /tmp/login.out
+    [ "$code" = 200 ] && grep -q csrf_token /tmp/login.out
+}
+# The admin sees this host in GET /api/v1/hosts.
+api_sees_host() {
+    curl -fsSk --max-time 20 -b /tmp/api.jar https://localhost:8443/api/v1/hosts >/tmp/hosts.json &&
+        grep -q "\"$(hostname)\"" /tmp/hosts.json
+}
+
 show_logs() {
     [ $fails -eq 0 ] && return
     echo "---- journal of the atrium units"
@@ -83,6 +98,8 @@ install)
         '[ "$(runuser -u postgres -- psql -Atc "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '"'atrium'"'")" = atrium ]'
     if [ -e /etc/atrium/initial-admin-password ]; then
         check "first admin password file is 0600" sh -c '[ "$(stat -c %a /etc/atrium/initial-admin-password)" = 600 ]'
+        check "first admin logs in through the API" api_login admin "$(head -n1 /etc/atrium/initial-admin-password)"
+        check "the admin sees this host in /api/v1/hosts" api_sees_host
     else
         check "first admin reported PENDING by postinst (no atriumctl user command)" \
             grep -q 'PENDING: first admin' /tmp/apt-install.log
@@ -100,6 +117,29 @@ install)
         sh -c "kill -0 $child && grep -qx $child $cg/cgroup.procs"
     check "hostd is active again" systemctl is-active -q atrium-hostd
     kill $child 2>/dev/null
+    # VM console sockets are for group atrium (displayd), not the world.
+    check "/run/atrium/vms is 2750 root:atrium" sh -c '[ "$(stat -c %a:%U:%G /run/atrium/vms)" = 2750:root:atrium ]'
+    check "hostd's unit has UMask 0007" sh -c '[ "$(systemctl show -p UMask --value atrium-hostd)" = 0007 ]'
+    # Host shutdown powers VMs off (atrium-vm-shutdown.service); restarts never do.
+    check "atrium-vm-shutdown.service is active" systemctl is-active -q atrium-vm-shutdown
+    check "atrium-vm-shutdown.service refuses a manual stop" sh -c '! systemctl stop atrium-vm-shutdown'
+    check "atrium-vm-shutdown stops after hostd (Before=)" sh -c \
+        'systemctl show -p Before --value atrium-vm-shutdown | grep -qw atrium-hostd.service'
+    # A QEMU that ignores the power button (no guest), set up like a VM of
+    # hostd: its runtime dir, pid file, QMP socket, in hostd's cgroup.  At the
+    # power-off that ends this boot it gets system_powerdown, then quit after
+    # [hostd] stop_timeout; the host side reads that on the serial log.
+    check "stop_timeout = 5 for the shutdown test" \
+        sed -i 's/^#stop_timeout = 60$/stop_timeout = 5/' /etc/atrium/atrium.conf
+    mkdir -p /run/atrium/vms/999999
+    check "a stand-in VM (QEMU, no guest) runs" qemu-system-x86_64 -machine none -nodefaults -display none \
+        -qmp unix:/run/atrium/vms/999999/qmp.sock,server=on,wait=off \
+        -pidfile /run/atrium/vms/999999/qemu.pid -daemonize
+    check "the stand-in VM is in hostd's cgroup" sh -c "cat /run/atrium/vms/999999/qemu.pid >$cg/cgroup.procs"
+    check "the stand-in VM's directory is group atrium (setgid)" sh -c '[ "$(stat -c %G /run/atrium/vms/999999)" = atrium ]'
+    check "a person to keep across the upgrade" sh -c \
+        'echo "Keep-Me-42" | atriumctl user create pkguser --role user --password-stdin'
+    check "that person logs in through the API" api_login pkguser Keep-Me-42
     phase checked
     # Data for the upgrade to keep.
     check "atriumctl image import (data to keep)" atriumctl image import $T/tiny.qcow2 --name pkgtest
@@ -132,6 +172,13 @@ upgrade)
     check "hosts rows unchanged" sh -c \
         "[ \"\$(runuser -u postgres -- psql -d atrium -Atc 'SELECT id, name FROM hosts ORDER BY id')\" = \"\$(cat $S/hosts)\" ]"
     check "admin's conffile edit kept" grep -qx 'level = debug' /etc/atrium/atrium.conf
+    check "user pkguser survived: logs in through the API with the same password" api_login pkguser Keep-Me-42
+    if [ -e /etc/atrium/initial-admin-password ]; then
+        check "first admin survived: logs in through the API" api_login admin "$(head -n1 /etc/atrium/initial-admin-password)"
+        check "upgrade made no second admin password" sh -c '! grep -q "first admin: user" /tmp/apt-upgrade.log'
+    fi
+    check "atrium-vm-shutdown.service active after the upgrade (started, never restarted)" \
+        systemctl is-active -q atrium-vm-shutdown
     check "TLS certificate kept" sh -c \
         "[ \"\$(openssl x509 -in /etc/atrium/tls/cert.pem -noout -fingerprint -sha256)\" = \"\$(cat $S/cert.fp)\" ]"
     # Purge: the configuration goes, the site's data stays.

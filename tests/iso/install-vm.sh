@@ -120,6 +120,25 @@ boot() {
 }
 
 boot boot1-install install
+# The power-off that ended boot 1 ran atrium-vm-shutdown (after hostd had
+# stopped): the stand-in VM got the power button, ignored it, and was quit
+# after stop_timeout (5 s).  Its lines went to the console.
+shutdown_ok=1
+for want in 'mod=vm-shutdown msg="system_powerdown sent" vm=999999' \
+    'mod=vm-shutdown msg="guest did not power off in time: quit" vm=999999 pid=[0-9]* qmp=ok' \
+    'mod=vm-shutdown msg="VMs powered off" vms=1 by_guest=0 quit=1 killed=0'; do
+    if grep -aq -- "$want" "$work/serial-boot1-install.log"; then
+        echo "install-vm: shutdown: ok: $want"
+    else
+        echo "FAIL: shutdown: no '$want' on the console"
+        shutdown_ok=0
+    fi
+done
+if ((!shutdown_ok)); then
+    grep -a 'vm-shutdown' "$work/serial-boot1-install.log" | tr -d '\r' || true
+    keep=1
+    exit 1
+fi
 phase_end boot1-install
 boot boot2-upgrade upgrade
 phase_end boot2-upgrade
