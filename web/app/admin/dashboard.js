@@ -1,15 +1,16 @@
 // Admin dashboard: what needs attention first (failed VMs, failed tasks,
 // hosts not online), then hosts and their capacity, pools against their
-// targets, VMs and sessions by state.  Refreshed every few seconds.
-//
-// Per-host and per-VM CPU/memory charts need the samples hostd records to
-// be readable through the broker; there is no such API route yet, so the
-// panel says so instead of drawing anything made up.
+// targets, VMs and sessions by state, and live CPU/memory charts of every
+// host and of the first running VMs (chart.js polls the samples hostd
+// records).  Refreshed every few seconds.
 
 import { api, metrics, errorText, qs } from '../api.js';
 import { h, clear, badge, fmtAgo, fmtMiB, messageBox } from '../ui.js';
+import { liveChart } from '../chart.js';
 
 const REFRESH_MS = 5000;
+const CHART_HOSTS = 12; // charts of more hosts or VMs are on the Hosts and VMs pages
+const CHART_VMS = 6;
 const VM_STATES = ['provisioning', 'booting', 'ready', 'assigned', 'connected', 'disconnected',
     'logging_off', 'refreshing', 'stopped', 'failed', 'migrating', 'deleting'];
 
@@ -36,10 +37,14 @@ export function renderDashboard(main) {
     const vms = h('section', { class: 'card third', 'aria-labelledby': 'vms-h' });
     const sessions = h('section', { class: 'card third', 'aria-labelledby': 'ses-h' });
     const tasks = h('section', { class: 'card third', 'aria-labelledby': 'tasks-h' });
+    const hostCharts = h('div', { class: 'charts', id: 'host-charts' });
+    const vmCharts = h('div', { class: 'charts', id: 'vm-charts' });
+    const vmChartsNote = h('p', { class: 'muted small' });
+    const hostChartsNote = h('p', { class: 'muted small', hidden: true }, 'No host has registered yet.');
     const charts = h('section', { class: 'card wide', 'aria-labelledby': 'charts-h' },
-        h('h2', { id: 'charts-h' }, 'CPU and memory'),
-        h('p', { class: 'gap' }, 'Live CPU and memory charts per host and per VM are not shown: the broker has no API ',
-            'for the samples hostd records yet. This panel fills in once that route exists.'));
+        h('h2', { id: 'charts-h' }, 'CPU and memory, last 15 minutes'),
+        h('h3', { class: 'charts-group' }, 'Hosts'), hostChartsNote, hostCharts,
+        h('h3', { class: 'charts-group' }, 'Running VMs'), vmChartsNote, vmCharts);
     const updated = h('span', { class: 'muted small', 'aria-live': 'off' });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Dashboard'), updated), msg,
         h('div', { class: 'dash' }, attention, hosts, pools, vms, sessions, tasks, charts));
@@ -50,13 +55,14 @@ export function renderDashboard(main) {
     async function load() {
         clearTimeout(timer);
         try {
-            const [hostPage, poolPage, failedVms, failedTasks, runningTasks, m] = await Promise.all([
+            const [hostPage, poolPage, failedVms, failedTasks, runningTasks, m, vmPage] = await Promise.all([
                 api('GET', `/hosts${qs({ limit: 100 })}`),
                 api('GET', `/pools${qs({ limit: 100 })}`),
                 api('GET', `/vms${qs({ state: 'failed', limit: 10 })}`),
                 api('GET', `/tasks${qs({ state: 'failed', limit: 10 })}`),
                 api('GET', `/tasks${qs({ state: 'running', limit: 10 })}`),
                 metrics().catch(() => null),
+                api('GET', `/vms${qs({ limit: 200 })}`),
             ]);
             msg.hide();
             drawAttention(hostPage.items, failedVms, failedTasks);
@@ -65,6 +71,7 @@ export function renderDashboard(main) {
             drawVms(poolPage.items, m);
             drawSessions(m);
             drawTasks(runningTasks.items);
+            drawCharts(hostPage.items, vmPage);
             updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
         } catch (e) {
             msg.show(errorText(e));
@@ -160,6 +167,32 @@ export function renderDashboard(main) {
                 : h('p', { class: 'muted' }, 'Session counts are not available (the broker’s /metrics did not answer).'));
     }
 
+    // Charts poll on their own; here they are only added and removed as
+    // hosts and VMs come and go, so their history survives each refresh.
+    function syncCharts(container, items, kind) {
+        const want = new Map(items.map((x) => [String(x.id), x]));
+        for (const c of [...container.children])
+            if (!want.has(c.dataset.id)) {
+                c.stop();
+                c.remove();
+            }
+        const have = new Set([...container.children].map((c) => c.dataset.id));
+        for (const [id, x] of want)
+            if (!have.has(id))
+                container.append(liveChart(kind, x.id, { label: x.name }));
+    }
+
+    function drawCharts(hostItems, vmPage) {
+        syncCharts(hostCharts, hostItems.slice(0, CHART_HOSTS), 'host');
+        const running = vmPage.items.filter((v) => v.actual_power === 'running' || v.actual_power === 'paused');
+        syncCharts(vmCharts, running.slice(0, CHART_VMS), 'vm');
+        vmChartsNote.textContent = running.length > CHART_VMS || vmPage.next_offset
+            ? `The first ${CHART_VMS} running VMs; every VM has its chart on the VMs page.`
+            : running.length ? '' : 'No VM is running.';
+        vmChartsNote.hidden = !vmChartsNote.textContent;
+        hostChartsNote.hidden = hostItems.length > 0;
+    }
+
     function drawTasks(items) {
         clear(tasks, h('h2', { id: 'tasks-h' }, link('/admin/tasks', 'Running tasks')),
             items.length ? h('ul', { class: 'bars' }, items.map((t) => h('li', {},
@@ -173,5 +206,7 @@ export function renderDashboard(main) {
     return () => {
         stopped = true;
         clearTimeout(timer);
+        for (const c of [...hostCharts.children, ...vmCharts.children])
+            c.stop();
     };
 }

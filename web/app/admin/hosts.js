@@ -1,8 +1,10 @@
-// Hosts: every hypervisor that registered, with its heartbeat and capacity.
+// Hosts: every hypervisor that registered, with its heartbeat, capacity and
+// a live CPU/memory chart of the last 15 minutes.
 
 import { api } from '../api.js';
 import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
 import { session } from '../main.js';
+import { liveChart } from '../chart.js';
 
 export function renderHosts(main) {
     const list = listView({
@@ -22,6 +24,7 @@ export function renderHosts(main) {
             { label: 'Memory (VM capacity)', value: (x) => `${fmtMiB(x.memory_mb)} (${fmtMiB(x.memory_capacity_mb)})` },
             { label: 'Heartbeat', value: (x) => h('span', { title: fmtTime(x.heartbeat_at) }, fmtAgo(x.heartbeat_at)) },
             { label: 'Version', value: (x) => x.version || '—' },
+            { label: 'CPU and memory', value: (x) => liveChart('host', x.id, { label: x.name, compact: true }) },
         ],
         actions: session.user && session.user.role === 'admin' ? (x, reload) => {
             if (x.state === 'offline')

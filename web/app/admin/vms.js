@@ -5,6 +5,7 @@
 import { api } from '../api.js';
 import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
 import { session } from '../main.js';
+import { liveChart } from '../chart.js';
 
 const POWER = [['running', 'Start'], ['paused', 'Pause'], ['stopped', 'Stop']];
 
@@ -61,6 +62,8 @@ export function renderVms(main) {
             { label: 'Size', value: (v) => `${v.vcpus ?? '—'} vCPU, ${fmtMiB(v.memory_mb)}` },
             { label: 'Assigned to', value: (v) => (v.assigned_user_id ? `user #${v.assigned_user_id}` : '—') },
             { label: 'Since', value: (v) => h('span', { title: fmtTime(v.state_changed_at) }, fmtAgo(v.state_changed_at)) },
+            { label: 'CPU and memory', value: (v) => (v.actual_power === 'running' || v.actual_power === 'paused'
+                ? liveChart('vm', v.id, { label: v.name, compact: true }) : h('span', { class: 'muted' }, 'not running')) },
         ],
         actions: (v, reload) => (v.state === 'deleting' ? [] : powerButtons(v, reload)),
     });

@@ -1,0 +1,161 @@
+#!/bin/bash
+# Live CPU/memory charts from the samples hostd records: a real atrium-hostd
+# (TCG) runs one test guest; the broker's metrics routes are checked with
+# curl (values equal the metric_samples rows, "since" gives only newer
+# samples, bounded replies, errors as JSON, a user is refused), then
+# chromium checks that the dashboard's, the Hosts page's and the VMs page's
+# charts draw the latest rows and move on without a reload (metrics.test.mjs).
+#
+# usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD
+broker=${1:?usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD}
+ctl=${2:?} seed=${3:?} hostd=${4:?}
+. "$(dirname "$0")/lib.sh"
+guest=${ATRIUM_GUEST_DIR:?run through ctest (guest fixture)}
+for need in qemu-system-x86_64 qemu-img; do
+    command -v "$need" >/dev/null || { echo "SKIP: $need is not installed"; exit 77; }
+done
+
+npm_deps
+
+run=$tmp/run
+mkdir -p "$run" "$tmp/data"
+conf=$tmp/atrium.conf
+cat >"$conf" <<CONF
+[db]
+url = $conninfo
+[paths]
+runtime_dir = $run
+data_dir = $tmp/data
+[hostd]
+name = web-metrics
+accel = tcg
+metrics_interval = 2
+[broker]
+listen = 127.0.0.1
+tls = false
+threads = 4
+web_root = $src/web
+CONF
+create_db "$ctl" "$conf"
+"$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
+"$seed" user "$conninfo" otto 'otto pw' operator >/dev/null
+"$seed" user "$conninfo" uma 'user pw' user >/dev/null
+
+"$hostd" --config "$conf" >"$tmp/hostd.log" 2>&1 &
+pids+=("$!")
+start_broker "$broker" "$conf"
+
+fails=0
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; fails=$((fails + 1)); }
+# wait_sql SECONDS QUERY: until QUERY prints t (bounded; hostd writes every 2 s)
+wait_sql() {
+    local end=$((SECONDS + $1))
+    while ((SECONDS < end)); do
+        [[ $(psql_db "$2") == t ]] && return 0
+        sleep 1
+    done
+    return 1
+}
+
+wait_sql 30 "SELECT count(*) > 0 FROM hosts WHERE name = 'web-metrics'" ||
+    { echo "FAIL: hostd did not register"; cat "$tmp/hostd.log"; exit 1; }
+host=$(psql_db "SELECT id FROM hosts WHERE name = 'web-metrics'")
+
+# One VM on this host from the test guest (hostd starts it: desired running).
+qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/data/vm1.qcow2"
+vm=$(psql_db "INSERT INTO vms (name, host_id, vcpus, memory_mb, disk_path, boot, boot_kernel,
+              boot_initrd, boot_cmdline, nic_mode, desired_power)
+              VALUES ('chart-vm', $host, 1, 256, '$tmp/data/vm1.qcow2', 'kernel', '$guest/vmlinuz',
+              '$guest/initrd.img', '$(cat "$guest/cmdline")', 'user', 'running') RETURNING id")
+wait_sql 180 "SELECT count(*) >= 3 FROM metric_samples WHERE vm_id = $vm" ||
+    { echo "FAIL: no samples of the VM"; tail -20 "$tmp/hostd.log"; exit 1; }
+ok "hostd records samples of the host and of the running test guest"
+
+# --- the API
+cookie() { # cookie USER PASSWORD JAR
+    curl -sS --max-time 20 -c "$3" -H 'Content-Type: application/json' \
+        --data-binary "{\"username\":\"$1\",\"password\":\"$2\"}" "$base/api/v1/login" >/dev/null
+}
+cookie alice 'correct horse' "$tmp/alice.jar"
+cookie otto 'otto pw' "$tmp/otto.jar"
+cookie uma 'user pw' "$tmp/uma.jar"
+get() { # get JAR PATH -> "STATUS BODY" in $status / $body
+    local out
+    out=$(curl -sS --max-time 20 -b "$1" -w '\n%{http_code}' "$base/api/v1$2")
+    status=${out##*$'\n'}
+    body=${out%$'\n'*}
+}
+js() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print($1)" "$body"; }
+
+get "$tmp/alice.jar" "/hosts/$host/metrics"
+[[ $status == 200 ]] || fail "host metrics: HTTP $status $body"
+# The newest row the reply holds is the newest host row of metric_samples (or
+# a newer one was written between the two reads).
+newest=$(js "d['items'][-1]['at']")
+n=$(js "len(d['items'])")
+same=$(psql_db "SELECT count(*) = 1 FROM metric_samples WHERE host_id = $host AND vm_id IS NULL
+                AND at = '$newest'::timestamptz
+                AND round(cpu_pct::numeric, 2) = $(js "d['items'][-1]['cpu_pct']")
+                AND mem_used_mb = $(js "d['items'][-1]['mem_used_mb']")
+                AND mem_total_mb = $(js "d['items'][-1]['mem_total_mb']")")
+rows=$(psql_db "SELECT count(*) FROM metric_samples WHERE host_id = $host AND vm_id IS NULL
+                AND at <= '$newest'::timestamptz")
+[[ $same == t && $n == "$rows" ]] && ok "GET /hosts/$host/metrics: $n samples, oldest first, the newest equals its row" ||
+    fail "host metrics disagree with metric_samples ($same, $n vs $rows rows): $body"
+[[ $(js "d['host_id'] == $host and d['name'] == 'web-metrics' and d['truncated'] is False and
+          all(a['at'] < b['at'] for a, b in zip(d['items'], d['items'][1:]))") == True ]] &&
+    ok "the reply names its host and is in time order" || fail "host reply shape: $body"
+
+get "$tmp/otto.jar" "/vms/$vm/metrics?limit=2"
+vnewest=$(js "d['items'][-1]['at']")
+vsame=$(psql_db "SELECT at = '$vnewest'::timestamptz AND round(cpu_pct::numeric, 2) = $(js "d['items'][-1]['cpu_pct']")
+                 AND mem_used_mb = $(js "d['items'][-1]['mem_used_mb']") FROM metric_samples
+                 WHERE vm_id = $vm AND at <= '$(js "d['now']")'::timestamptz ORDER BY at DESC LIMIT 1")
+[[ $status == 200 && $vsame == t && $(js "len(d['items']) == 2 and d['truncated'] is True and d['memory_mb'] == 256 and d['vcpus'] == 1") == True ]] &&
+    ok "an operator reads the VM's samples; limit=2 keeps the newest two and says it truncated" ||
+    fail "vm metrics (limit=2): HTTP $status $vsame $body"
+
+# since: only what is newer
+sleep 5
+get "$tmp/alice.jar" "/vms/$vm/metrics?since=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$vnewest")"
+newer=$(psql_db "SELECT count(*) FROM metric_samples WHERE vm_id = $vm AND at > '$vnewest'::timestamptz
+                 AND at <= '$(js "d['items'][-1]['at'] if d['items'] else '$vnewest'")'::timestamptz")
+[[ $status == 200 && $(js "len(d['items']) > 0 and all(x['at'] > '$vnewest' for x in d['items'])") == True &&
+    $(js "len(d['items'])") == "$newer" ]] &&
+    ok "since= gives only the $newer newer samples" || fail "since: HTTP $status ($newer rows) $body"
+
+# errors: JSON with error and detail, never a crash
+expect() { # expect JAR PATH STATUS CODE
+    get "$1" "$2"
+    if [[ $status == "$3" && $(js "d.get('error') == '$4' and bool(d.get('detail'))" 2>/dev/null) == True ]]; then
+        ok "$2 -> $3 $4"
+    else
+        fail "$2: HTTP $status $body (wanted $3 $4)"
+    fi
+}
+expect "$tmp/alice.jar" "/hosts/999999/metrics" 404 not_found
+expect "$tmp/alice.jar" "/vms/999999/metrics" 404 not_found
+expect "$tmp/alice.jar" "/hosts/$host/metrics?since=yesterday" 400 bad_request
+expect "$tmp/alice.jar" "/hosts/$host/metrics?since=2026-13-45T99:00:00Z" 400 bad_request
+expect "$tmp/alice.jar" "/hosts/$host/metrics?limit=0" 400 bad_request
+expect "$tmp/alice.jar" "/hosts/$host/metrics?limit=501" 400 bad_request
+expect "$tmp/alice.jar" "/vms/$vm/metrics?offset=5" 400 bad_request
+expect "$tmp/uma.jar" "/hosts/$host/metrics" 403 forbidden
+expect "$tmp/uma.jar" "/vms/$vm/metrics" 403 forbidden
+get /dev/null "/vms/$vm/metrics"
+[[ $status == 401 ]] && ok "without a session: 401" || fail "anonymous: HTTP $status"
+
+((fails == 0)) || { echo "--- broker log"; tail -20 "$tmp/broker.log"; exit 1; }
+
+# --- the charts in the browser
+mkdir -p "$out/screenshots"
+rc=0
+ATRIUM_WEB_BASE=$base ATRIUM_WEB_SHOTS=$out/screenshots ATRIUM_WEB_HOST=$host ATRIUM_WEB_VM=$vm \
+    ATRIUM_WEB_CONNINFO=$conninfo ATRIUM_CHROMIUM=$chromium \
+    timeout 240 node "$here/metrics.test.mjs" "$out/node/node_modules/playwright-core/index.mjs" || rc=$?
+if [[ $rc -ne 0 ]]; then
+    echo "--- hostd log (last 15 lines)"; tail -15 "$tmp/hostd.log"
+    echo "--- broker log (last 15 lines)"; tail -15 "$tmp/broker.log"
+fi
+exit $rc
