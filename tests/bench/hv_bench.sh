@@ -21,7 +21,7 @@
 # (default 100) clones per side.
 set -euo pipefail
 bench=${1:?usage: hv_bench.sh HV_BENCH HOSTD ATRIUMCTL GUEST_DIR}
-hostd=${2:?} ctl=${3:?} guest=${4:?}
+hostd=${2:?} ctl=${3:?} guest=$(realpath "${4:?}")
 rounds=${ATRIUM_HV_BENCH_ROUNDS:-5}
 clones=${ATRIUM_HV_BENCH_CLONES:-100}
 libvirtd=/usr/sbin/libvirtd
@@ -38,7 +38,9 @@ atr_init hv-bench
 lv=$tmp/lv
 uri="qemu:///system?socket=$lv/sock/libvirt-sock"
 V() { timeout 120 virsh -q -c "$uri" "$@"; }
-hostd_pid= lv_pid=
+hostd_pid= lv_pid= bench_pid=
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # libvirt makes "machine" cgroups; remove those this run made, and only those.
 cg_before=$(ls -d /sys/fs/cgroup/machine* /sys/fs/cgroup/*/machine* 2>/dev/null || true)
@@ -68,6 +70,7 @@ cleanup_cgroups() {
         find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
     done
 }
+atr_on_exit '[[ -n $bench_pid ]] && { kill -TERM "$bench_pid"; wait "$bench_pid"; } 2>/dev/null; true'
 atr_on_exit 'cleanup_libvirt'
 stop_hostd() {
     [[ -n $hostd_pid ]] || return 0
@@ -154,9 +157,13 @@ V pool-create-as hvb dir --target "$tmp/pool" >/dev/null
 
 # ---------------------------------------------------------------- measure
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# In the background, so that INT or TERM reach this script (and its trap) at once.
 timeout --kill-after=10 1500 "$bench" --db "$dbci" --host "$host" --runtime "$tmp/run" --work "$tmp" --guest "$guest" \
     --uri "$uri" --pool hvb --capacity "$capacity" --hostd-pid "$hostd_pid" \
-    --libvirtd-pid "$lv_pid" --rounds "$rounds" --clones "$clones" >"$tmp/bench.out"
+    --libvirtd-pid "$lv_pid" --rounds "$rounds" --clones "$clones" >"$tmp/bench.out" &
+bench_pid=$!
+wait "$bench_pid"
+bench_pid=
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 val() { sed -n "s/^$1 //p" "$tmp/bench.out"; }
 
