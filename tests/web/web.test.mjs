@@ -345,6 +345,31 @@ await step('admin', async () => {
         'a host without samples gets an empty chart that says so, and no VM chart is made up');
     await page.screenshot({ path: `${shots}/admin-dashboard.png`, fullPage: true });
 
+    // Keyboard only: Tab to the Pools menu entry, Enter, the page's heading
+    // takes the focus; Tab to New pool, Enter opens the form with the focus
+    // in it; Escape closes it.
+    const tabTo = async (test, max = 60) => {
+        for (let i = 0; i < max; i++) {
+            await page.keyboard.press('Tab');
+            if (await page.evaluate(test))
+                return true;
+        }
+        return false;
+    };
+    const toPools = await tabTo(() => document.activeElement?.closest('#sidenav') && document.activeElement.textContent === 'Pools');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Pools' }).waitFor();
+    const focusInMain = await page.evaluate(() => !!document.activeElement?.closest('#main'));
+    const toNew = await tabTo(() => document.activeElement?.textContent === 'New pool');
+    await page.keyboard.press('Enter');
+    await page.locator('dialog[open]').waitFor({ timeout: 5000 });
+    const focusInDialog = await page.evaluate(() => !!document.activeElement?.closest('dialog[open]'));
+    await page.keyboard.press('Escape');
+    await page.locator('dialog[open]').waitFor({ state: 'detached', timeout: 5000 });
+    check(toPools && focusInMain && toNew && focusInDialog,
+        'keyboard only: menu entry, page focus, New pool form and Escape all work',
+        JSON.stringify({ toPools, focusInMain, toNew, focusInDialog }));
+
     // Pools: listed, validation, creation.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Pools' }).click();
     await page.getByRole('heading', { name: 'Pools' }).waitFor();
