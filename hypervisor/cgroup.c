@@ -293,3 +293,11 @@ int hv_cgroup_vm_remove(const struct hv_cgroups *cg, int64_t id)
     }
     return r;
 }
+
+void hv_cgroup_fini(const struct hv_cgroups *cg)
+{
+    const char *dirs[] = {cg->v2, cg->v1_cpu, cg->v1_mem};
+    for (size_t i = 0; i < 3; i++)
+        if ((cg->mode == HV_CGROUP_V2) == (i == 0) && cg->mode != HV_CGROUP_NONE && dirs[i][0])
+            rmdir(dirs[i]); /* fails while a VM's cgroup is in it: that is the point */
+}

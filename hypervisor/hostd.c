@@ -531,6 +531,7 @@ static void reap(struct hostd *h)
         }
         *pp = l->next;
         snap_abandon(h, l);
+        hv_cgroup_vm_remove(&h->cg, l->id); /* a new QEMU gets a fresh one */
         if (l->deleting)
             finish_delete(h, l->id, l->name, l->disk_path);
         else if (l->refresh_task)
@@ -1340,6 +1341,7 @@ out:
         free(h.vms);
         h.vms = next;
     }
+    hv_cgroup_fini(&h.cg);
     db_close(h.db);
     if (h.sigfd >= 0)
         close(h.sigfd);

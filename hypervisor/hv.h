@@ -525,3 +525,6 @@ int hv_cgroup_vm_apply(const struct hv_cgroups *cg, int64_t id, const struct hv_
 
 /* Remove VM @id's cgroup (its processes must be gone).  0 also when it was not there. */
 int hv_cgroup_vm_remove(const struct hv_cgroups *cg, int64_t id);
+
+/* Remove the slice if no VM cgroup is left in it (VMs outlive hostd: then it stays). */
+void hv_cgroup_fini(const struct hv_cgroups *cg);

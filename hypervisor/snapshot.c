@@ -108,18 +108,20 @@ static void on_start(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userd
 {
     (void)q;
     struct hv_snap_job *j = userdata;
-    j->pending--;
+    /* pending drops only after done(): the owner may let go of the job in
+     * done(), and it must not be freed under this callback. */
     if (r->error < 0)
         job_done(j, r->error, r->err_desc ? r->err_desc : strerror(-r->error));
+    j->pending--;
     job_release(j);
 }
 
 static void on_query_jobs(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
 {
     struct hv_snap_job *j = userdata;
-    j->pending--;
     if (r->error < 0) {
         job_done(j, r->error, r->err_desc ? r->err_desc : strerror(-r->error));
+        j->pending--;
         job_release(j);
         return;
     }
@@ -144,6 +146,7 @@ static void on_query_jobs(struct hv_qmp *q, const struct hv_qmp_reply *r, void *
         job_done(j, -EIO, error);
     else
         job_done(j, 0, "");
+    j->pending--;
     job_release(j);
 }
 
@@ -199,8 +202,9 @@ void hv_snapshot_job_event(struct hv_snap_job *j, const json_t *data)
         j->pending++;
         if (hv_qmp_send(j->q, "query-jobs", NULL, SNAP_QMP_TIMEOUT_MS, on_query_jobs, j, NULL) <
             0) {
-            j->pending--;
             job_done(j, -ENOTCONN, "QMP connection lost");
+            j->pending--;
+            job_release(j);
         }
     }
 }

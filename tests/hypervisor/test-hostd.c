@@ -46,6 +46,8 @@ static struct {
     struct db *db;
     pid_t hostd;
     int64_t host_id;
+    struct hv_cgroups cg; /* where hostd puts VM cgroups (same cgroup as this test) */
+    char slice[96];
 } T;
 
 /* ---------------------------------------------------------------- helpers */
@@ -491,7 +493,36 @@ static int group_setup(void **state)
             T.conninfo, T.runtime, T.data, (int)getpid());
     fclose(f);
     T.hostd = -1;
+    /* The slice hostd makes: "atrium-<host name>.slice" under its own cgroup. */
+    snprintf(T.slice, sizeof(T.slice), "atrium-test-%d.slice", (int)getpid());
+    if (hv_cgroup_init("self", T.slice, &T.cg) < 0)
+        fprintf(stderr, "# no cgroups here: %s\n", T.cg.note);
     return 0;
+}
+
+/* hostd's cgroup slice and any VM cgroup left in it (v1: one per hierarchy). */
+static void remove_slice(void)
+{
+    if (T.cg.mode == HV_CGROUP_NONE)
+        return;
+    const char *dirs[] = {T.cg.v2, T.cg.v1_cpu, T.cg.v1_mem};
+    for (size_t i = 0; i < 3; i++) {
+        if (!dirs[i][0])
+            continue;
+        DIR *d = opendir(dirs[i]);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            if (strncmp(e->d_name, "vm-", 3) != 0)
+                continue;
+            char sub[1200];
+            snprintf(sub, sizeof(sub), "%s/%s", dirs[i], e->d_name);
+            rmdir(sub);
+        }
+        if (d)
+            closedir(d);
+        if (rmdir(dirs[i]) < 0 && errno != ENOENT)
+            fprintf(stderr, "could not remove cgroup %s: %s\n", dirs[i], strerror(errno));
+    }
 }
 
 static int group_teardown(void **state)
@@ -499,6 +530,7 @@ static int group_teardown(void **state)
     (void)state;
     kill_hostd();
     kill_all_qemu();
+    remove_slice();
     if (getenv("ATRIUM_TEST_KEEP"))
         fprintf(stderr, "kept %s\n", T.dir);
     else if (T.dir[0]) {
@@ -824,8 +856,378 @@ static void test_ten_vms_started_at_once_all_boot_and_leave_nothing_when_deleted
     }
 }
 
+/* ------------------------------------------------- snapshots, resources */
+
+/* A second QMP connection to the VM (the display monitor): keys and queries. */
+static struct hv_qmp *qmp_open(int64_t id)
+{
+    char path[PATH_MAX];
+    vm_path(path, id, "qmp-display.sock");
+    struct hv_qmp *q = NULL;
+    assert_int_equal(hv_qmp_connect(path, NULL, NULL, 30000, &q), 0);
+    assert_int_equal(hv_qmp_wait_ready(q, 30000), 0);
+    return q;
+}
+
+/* Type @line and Enter on the guest's keyboard (lower-case letters, digits, space). */
+static void type_line(int64_t id, const char *line)
+{
+    struct hv_qmp *q = qmp_open(id);
+    for (const char *c = line;; c++) {
+        char key[8];
+        if (!*c)
+            snprintf(key, sizeof(key), "ret");
+        else if (*c == ' ')
+            snprintf(key, sizeof(key), "spc");
+        else
+            snprintf(key, sizeof(key), "%c", *c);
+        struct atr_error err = {0};
+        json_t *args = json_pack("{s:[{s:s, s:s}]}", "keys", "type", "qcode", "data", key);
+        assert_int_equal(hv_qmp_call(q, "send-key", args, 10000, NULL, &err), 0);
+        if (!*c)
+            break;
+    }
+    hv_qmp_free(q);
+}
+
+static bool task_ok(int64_t task, int timeout_ms)
+{
+    char st[1200];
+    if (!wait_task_done(task, timeout_ms, st, sizeof(st))) {
+        print_error("task %lld did not finish\n", (long long)task);
+        return false;
+    }
+    if (strcmp(st, "succeeded") != 0)
+        print_error("task %lld: %s\n", (long long)task, st);
+    return strcmp(st, "succeeded") == 0;
+}
+
+static int64_t snapshot(int64_t vm, const char *name, bool ram)
+{
+    int64_t snap, task;
+    assert_int_equal(db_snapshot_request(T.db, vm, name, ram, NULL, &snap, &task), 0);
+    int64_t t0 = now_ms();
+    assert_true(task_ok(task, 180000));
+    printf("# measured: %s snapshot of a running 256 MiB guest: %lld ms (TCG)\n",
+           ram ? "RAM" : "disk-only", (long long)(now_ms() - t0));
+    struct db_snapshot s;
+    assert_int_equal(db_snapshot_get(T.db, snap, &s), 0);
+    assert_string_equal(s.state, "ready");
+    assert_string_equal(s.vm_power, "running");
+    assert_true(s.with_ram == ram);
+    return snap;
+}
+
+static int64_t snapshot_task(int64_t snap, const char *kind, int64_t target)
+{
+    int64_t task;
+    assert_int_equal(db_snapshot_task(T.db, snap, kind, target, &task), 0);
+    return task;
+}
+
+static void mark(int64_t id, const char *serial, const char *word)
+{
+    char cmd[64], want[96];
+    snprintf(cmd, sizeof(cmd), "mark %s", word);
+    snprintf(want, sizeof(want), "ATRIUM-MARK-WRITTEN: %s", word);
+    int before = count_in_file(serial, want);
+    type_line(id, cmd);
+    assert_true(wait_serial(serial, want, before + 1, BOOT_TIMEOUT_MS));
+}
+
+static void assert_guest_shows(int64_t id, const char *serial, const char *word)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "ATRIUM-MARK: %s", word);
+    int typed = count_in_file(serial, "ATRIUM-TYPED: show");
+    int before = count_in_file(serial, want);
+    type_line(id, "show");
+    /* The guest still takes keys: it echoes the line, then answers. */
+    assert_true(wait_serial(serial, "ATRIUM-TYPED: show", typed + 1, BOOT_TIMEOUT_MS));
+    if (!wait_serial(serial, want, before + 1, 30000)) {
+        char *log = slurp(serial);
+        print_error("guest does not show %s; serial log:\n%s\n", want, log ? log : "");
+        free(log);
+        fail();
+    }
+}
+
+static void test_snapshots_revert_the_guest_exactly_and_clone_to_a_new_vm(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    char gold[PATH_MAX], gold_sum[65], gold_after[65];
+    snprintf(gold, sizeof(gold), "%s/disk.qcow2", T.guest);
+    assert_int_equal(hv_storage_sha256(gold, gold_sum), 0);
+
+    int64_t id = create_vm("snap-1", "snap-1.qcow2");
+    struct db_vm v, after;
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+    char serial[PATH_MAX];
+    vm_path(serial, id, "serial.log");
+    assert_true(wait_serial(serial, "ATRIUM-MARK: NONE", 1, BOOT_TIMEOUT_MS));
+    mark(id, serial, "alpha");
+
+    /* RAM snapshot, then change the disk; revert: the marker written after
+     * the snapshot is gone, the same QEMU runs on, nothing rebooted. */
+    int64_t s1 = snapshot(id, "s1", true);
+    mark(id, serial, "beta");
+    int64_t t0 = now_ms();
+    assert_true(task_ok(snapshot_task(s1, "vm.snapshot.revert", 0), 180000));
+    printf("# measured: revert to the RAM snapshot: %lld ms (TCG)\n", (long long)(now_ms() - t0));
+    assert_true(wait_vm(id, power_is, "running", STATE_TIMEOUT_MS, &after));
+    assert_int_equal(after.qemu_pid, v.qemu_pid);
+    assert_guest_shows(id, serial, "alpha");
+    assert_int_equal(count_in_file(serial, "ATRIUM-BOOT-OK"), 1);
+
+    /* Disk-only snapshot of the running VM; revert restarts it on the old disk. */
+    mark(id, serial, "delta");
+    int64_t d1 = snapshot(id, "d1", false);
+    mark(id, serial, "gamma");
+    assert_true(task_ok(snapshot_task(d1, "vm.snapshot.revert", 0), 180000));
+    assert_true(wait_serial(serial, "ATRIUM-BOOT-OK", 1, BOOT_TIMEOUT_MS));
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &after));
+    assert_true(after.qemu_pid != v.qemu_pid);
+    assert_true(wait_serial(serial, "ATRIUM-MARK: delta", 1, BOOT_TIMEOUT_MS));
+    assert_guest_shows(id, serial, "delta");
+
+    /* A new VM from the disk snapshot boots with the snapshot's disk. */
+    char clone_disk[PATH_MAX];
+    snprintf(clone_disk, sizeof(clone_disk), "%s/snap-clone.qcow2", T.data);
+    struct db_vm_new nv = {.name = "snap-clone",
+                           .host_id = T.host_id,
+                           .vcpus = 1,
+                           .memory_mb = 256,
+                           .disk_path = clone_disk,
+                           .boot = "kernel",
+                           .boot_kernel = after.boot_kernel,
+                           .boot_initrd = after.boot_initrd,
+                           .boot_cmdline = after.boot_cmdline,
+                           .nic_mode = "user",
+                           .desired_power = "stopped",
+                           .source_snapshot = "snap-1/d1"};
+    int64_t clone;
+    assert_int_equal(db_vm_create(T.db, &nv, &clone), 0);
+    assert_true(task_ok(snapshot_task(d1, "vm.snapshot.clone", clone), 180000));
+    char backing[PATH_MAX];
+    struct atr_error err = {0};
+    assert_int_equal(hv_storage_backing(NULL, clone_disk, backing, sizeof(backing), &err), 0);
+    assert_string_equal(backing, gold); /* a linked clone of the same golden image */
+    assert_true(wait_vm(clone, running_with_pid, NULL, STATE_TIMEOUT_MS, NULL));
+    char clone_serial[PATH_MAX];
+    vm_path(clone_serial, clone, "serial.log");
+    assert_true(wait_serial(clone_serial, "ATRIUM-MARK: delta", 1, BOOT_TIMEOUT_MS));
+
+    /* Delete while running (a QMP job), then list: only d1 is left. */
+    assert_true(task_ok(snapshot_task(s1, "vm.snapshot.delete", 0), 180000));
+    struct db_snapshot *list = NULL;
+    size_t n = 0;
+    assert_int_equal(db_snapshot_list(T.db, id, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].name, "d1");
+    free(list);
+    /* A second snapshot of the same name is refused. */
+    assert_int_equal(db_snapshot_request(T.db, id, "d1", false, NULL, NULL, NULL), -EEXIST);
+
+    /* Stopped: a RAM snapshot is refused by hostd, disk-only works offline. */
+    assert_int_equal(db_vm_set_desired(T.db, id, "stopped"), 0);
+    assert_true(wait_vm(id, state_is, "stopped", 60000, NULL));
+    int64_t snap, task;
+    char st[1200];
+    assert_int_equal(db_snapshot_request(T.db, id, "off-ram", true, NULL, &snap, &task), 0);
+    assert_true(wait_task_done(task, STATE_TIMEOUT_MS, st, sizeof(st)));
+    assert_non_null(strstr(st, "failed: a snapshot with RAM needs the VM running"));
+    assert_int_equal(db_snapshot_request(T.db, id, "off-disk", false, NULL, &snap, &task), 0);
+    assert_true(task_ok(task, STATE_TIMEOUT_MS));
+
+    assert_int_equal(hv_storage_sha256(gold, gold_after), 0);
+    assert_string_equal(gold_sum, gold_after); /* the golden image was never written */
+
+    int64_t ids[] = {id, clone};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(db_vm_set_desired(T.db, ids[i], "deleted"), 0);
+    for (int i = 0; i < 2; i++)
+        assert_true(wait_vm(ids[i], row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_int_equal(access(clone_disk, F_OK), -1);
+}
+
+/* A RAM snapshot taken while running brings a stopped VM back running, where it was. */
+static void test_ram_snapshot_restores_a_stopped_vm_where_it_was(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t id = create_vm("snap-2", "snap-2.qcow2");
+    struct db_vm v;
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+    char serial[PATH_MAX];
+    vm_path(serial, id, "serial.log");
+    assert_true(wait_serial(serial, "ATRIUM-MARK: NONE", 1, BOOT_TIMEOUT_MS));
+    mark(id, serial, "kept");
+    int64_t s = snapshot(id, "live", true);
+    assert_int_equal(db_vm_set_desired(T.db, id, "stopped"), 0);
+    assert_true(wait_vm(id, state_is, "stopped", 60000, NULL));
+    int boots = count_in_file(serial, "ATRIUM-BOOT-OK");
+    assert_true(task_ok(snapshot_task(s, "vm.snapshot.revert", 0), 180000));
+    assert_true(wait_vm(id, running_with_pid, NULL, STATE_TIMEOUT_MS, &v));
+    assert_string_equal(v.desired_power, "running");
+    /* Resumed, not booted: the serial log is new (a new QEMU), and the guest
+     * answers at once without printing its boot marker. */
+    assert_guest_shows(id, serial, "kept");
+    assert_int_equal(count_in_file(serial, "ATRIUM-BOOT-OK"), 0);
+    (void)boots;
+    assert_int_equal(db_vm_set_desired(T.db, id, "deleted"), 0);
+    assert_true(wait_vm(id, row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+}
+
+static long long cg_read(int64_t id, const char *controller, const char *leaf)
+{
+    char dir[1024], path[1200];
+    assert_int_equal(hv_cgroup_vm_dir(&T.cg, id, controller, dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/%s", dir, leaf);
+    char *s = slurp(path);
+    assert_non_null(s);
+    long long v = strncmp(s, "max", 3) == 0 ? -1 : strtoll(s, NULL, 10);
+    free(s);
+    return v;
+}
+
+/* cgroup values as they read back: v1 files, or v2 ("max" = -1). */
+static void assert_cgroup(int64_t id, int pid, int weight, int cpu_pct, long long mem_mb)
+{
+    if (T.cg.mode == HV_CGROUP_NONE) {
+        printf("# skipped cgroup checks: %s\n", T.cg.note);
+        return;
+    }
+    char dir[1024], procs[1200], spid[24];
+    assert_int_equal(hv_cgroup_vm_dir(&T.cg, id, "cpu", dir, sizeof(dir)), 0);
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
+    snprintf(spid, sizeof(spid), "%d\n", pid);
+    char *p = slurp(procs);
+    assert_non_null(p);
+    assert_non_null(strstr(p, spid)); /* QEMU runs in its own cgroup */
+    free(p);
+    if (T.cg.mode == HV_CGROUP_V2) {
+        assert_int_equal(cg_read(id, "cpu", "cpu.weight"), weight);
+        assert_int_equal(cg_read(id, "cpu", "cpu.max"), cpu_pct ? cpu_pct * 1000 : -1);
+        assert_int_equal(cg_read(id, "memory", "memory.max"), mem_mb ? mem_mb << 20 : -1);
+    } else {
+        long long shares = (long long)weight * 1024 / 100;
+        assert_int_equal(cg_read(id, "cpu", "cpu.shares"), shares < 2 ? 2 : shares);
+        assert_int_equal(cg_read(id, "cpu", "cpu.cfs_quota_us"), cpu_pct ? cpu_pct * 1000 : -1);
+        long long mem = cg_read(id, "memory", "memory.limit_in_bytes");
+        if (mem_mb)
+            assert_int_equal(mem, mem_mb << 20);
+        else
+            assert_true(mem > (1LL << 50)); /* unlimited */
+    }
+}
+
+/* The VM disk's iops and bps limits as QEMU reports them (query-block). */
+static void assert_disk_limits(int64_t id, long long iops, long long bps)
+{
+    struct hv_qmp *q = qmp_open(id);
+    json_t *ret = NULL;
+    struct atr_error err = {0};
+    assert_int_equal(hv_qmp_call(q, "query-block", NULL, 10000, &ret, &err), 0);
+    size_t i;
+    json_t *dev;
+    bool seen = false;
+    json_array_foreach(ret, i, dev)
+    {
+        const char *qdev = json_string_value(json_object_get(dev, "qdev"));
+        if (!qdev || strcmp(qdev, HV_DISK_QDEV) != 0)
+            continue;
+        json_t *ins = json_object_get(dev, "inserted");
+        assert_int_equal(json_integer_value(json_object_get(ins, "iops")), iops);
+        assert_int_equal(json_integer_value(json_object_get(ins, "bps")), bps);
+        seen = true;
+    }
+    json_decref(ret);
+    hv_qmp_free(q);
+    assert_true(seen);
+}
+
+static void test_live_resources_and_boost_apply_without_restart(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t a = create_vm("res-a", "res-a.qcow2");
+    int64_t b = create_vm("res-b", "res-b.qcow2");
+    struct db_vm va, vb, now_;
+    assert_true(wait_vm(a, running_with_pid, NULL, STATE_TIMEOUT_MS, &va));
+    assert_true(wait_vm(b, running_with_pid, NULL, STATE_TIMEOUT_MS, &vb));
+    assert_cgroup(a, va.qemu_pid, 100, 0, 0);
+
+    struct db_vm_resources r = {.cpu_weight = 300,
+                                .cpu_max_pct = 50,
+                                .memory_max_mb = 1024,
+                                .disk_iops = 200,
+                                .disk_bps = 1048576,
+                                .net_bps = -1};
+    assert_int_equal(db_vm_set_resources(T.db, a, &r), 0);
+    struct db_vm_resources bad = {.cpu_weight = 20000, .cpu_max_pct = -1, .memory_max_mb = -1,
+                                  .disk_iops = -1, .disk_bps = -1, .net_bps = -1};
+    assert_int_equal(db_vm_set_resources(T.db, a, &bad), -EINVAL);
+    int64_t t0 = now_ms();
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    printf("# measured: resources row change -> applied_gen (cgroup + QMP): %lld ms\n",
+           (long long)(now_ms() - t0));
+    assert_string_equal(now_.last_error, "");
+    assert_cgroup(a, va.qemu_pid, 300, 50, 1024);
+    assert_disk_limits(a, 200, 1048576);
+
+    /* Boost a: it gets everything, b drops to a low weight; undo restores both. */
+    assert_int_equal(db_vm_boost(T.db, a, true), 0);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_true(wait_vm(b, applied_all, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_cgroup(a, va.qemu_pid, HV_BOOST_WEIGHT, 0, 0);
+    assert_cgroup(b, vb.qemu_pid, HV_BOOST_OTHERS_WEIGHT, 0, 0);
+    assert_disk_limits(a, 0, 0);
+    assert_int_equal(db_vm_boost(T.db, a, false), 0);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_true(wait_vm(b, applied_all, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_false(now_.boosted);
+    assert_cgroup(a, va.qemu_pid, 300, 50, 1024);
+    assert_cgroup(b, vb.qemu_pid, 100, 0, 0);
+    assert_disk_limits(a, 200, 1048576);
+
+    /* Lifting the limits. */
+    struct db_vm_resources lift = {.cpu_weight = 100, .cpu_max_pct = 0, .memory_max_mb = 0,
+                                   .disk_iops = 0, .disk_bps = 0, .net_bps = -1};
+    assert_int_equal(db_vm_set_resources(T.db, a, &lift), 0);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_cgroup(a, va.qemu_pid, 100, 0, 0);
+    assert_disk_limits(a, 0, 0);
+    assert_int_equal(now_.qemu_pid, va.qemu_pid); /* never restarted */
+
+    int64_t ids[] = {a, b};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(db_vm_set_desired(T.db, ids[i], "deleted"), 0);
+    for (int i = 0; i < 2; i++)
+        assert_true(wait_vm(ids[i], row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+    if (T.cg.mode != HV_CGROUP_NONE) {
+        char dir[1024];
+        assert_int_equal(hv_cgroup_vm_dir(&T.cg, a, "cpu", dir, sizeof(dir)), 0);
+        assert_int_equal(access(dir, F_OK), -1); /* the VM's cgroup went with it */
+    }
+}
+
 int main(int argc, char **argv)
 {
+    /* "snapshots" / "resources": their own ctests (hv.snapshots, hv.resources). */
+    if (argc > 1 && strcmp(argv[1], "snapshots") == 0) {
+        const struct CMUnitTest snaps[] = {
+            cmocka_unit_test(test_snapshots_revert_the_guest_exactly_and_clone_to_a_new_vm),
+            cmocka_unit_test(test_ram_snapshot_restores_a_stopped_vm_where_it_was),
+        };
+        return cmocka_run_group_tests(snaps, group_setup, group_teardown);
+    }
+    if (argc > 1 && strcmp(argv[1], "resources") == 0) {
+        const struct CMUnitTest res[] = {
+            cmocka_unit_test(test_live_resources_and_boost_apply_without_restart),
+        };
+        return cmocka_run_group_tests(res, group_setup, group_teardown);
+    }
     /* "ten": the ten-VM load test alone (its own ctest, hv.hostd_ten). */
     if (argc > 1 && strcmp(argv[1], "ten") == 0) {
         const struct CMUnitTest ten[] = {
