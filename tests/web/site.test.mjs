@@ -145,6 +145,19 @@ try {
     await waitFor('a ready spare on version 2', async () => (await api(admin, '/vms?state=ready')).items
         .some((v) => String(v.image_version_id) === env.ATRIUM_WEB_V2), 300000);
     ok(`a spare runs version 2 (${secs()} s)`);
+    // The dashboard's pool row tells how far the push has got: uma's VM is in
+    // use and stays on version 1 until she logs off.
+    await nav(admin, 'Dashboard');
+    const imgCell = admin.locator('#pools-h ~ * tr', { hasText: 'office' }).locator('td[data-label="Image"]');
+    const pushed = await waitFor('the push progress on the dashboard', async () => {
+        const pool = (await api(admin, '/pools')).items.find((p) => p.name === 'office');
+        const mine = (await api(admin, `/vms?pool=${pool.id}&limit=200`)).items.filter((v) => v.state !== 'deleting');
+        const on = mine.filter((v) => v.image_version_id === pool.image_version_id).length;
+        const text = (await imgCell.textContent()) || '';
+        const bar = await imgCell.locator('progress').count();
+        return on < mine.length && bar === 1 && text.includes(`${on} of ${mine.length} on version #${env.ATRIUM_WEB_V2}`) && text;
+    }, 30000);
+    ok(`the dashboard shows the push's progress with a bar ("${pushed.trim()}")`);
     await nav(admin, 'Tasks');
     await admin.locator('.listview:not([aria-busy])').waitFor({ timeout: 10000 });
     const tasks = (await api(admin, '/tasks?limit=25')).items;

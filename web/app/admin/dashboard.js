@@ -67,7 +67,7 @@ export function renderDashboard(main) {
             msg.hide();
             drawAttention(hostPage.items, failedVms, failedTasks);
             drawHosts(hostPage);
-            drawPools(poolPage);
+            drawPools(poolPage, vmPage);
             drawVms(poolPage.items, m);
             drawSessions(m);
             drawTasks(runningTasks.items);
@@ -121,11 +121,26 @@ export function renderDashboard(main) {
                 : h('p', { class: 'muted' }, 'No host has registered yet. Start atrium-hostd on a server.'));
     }
 
-    function drawPools(page) {
+    // How far a pushed image has got: the pool's VMs (not being deleted) on
+    // its current version, out of all of them.  Read from the VM list the
+    // charts use; a site with more VMs than that page says so.
+    function imageProgress(p, vmPage) {
+        const mine = vmPage.items.filter((v) => v.pool_id === p.id && v.state !== 'deleting');
+        if (!p.image_version_id || !mine.length)
+            return '—';
+        const on = mine.filter((v) => v.image_version_id === p.image_version_id).length;
+        const words = `${on} of ${mine.length}${vmPage.next_offset ? '+' : ''} on version #${p.image_version_id}`;
+        if (on === mine.length && !vmPage.next_offset)
+            return h('span', { class: 'muted small' }, `all on version #${p.image_version_id}`);
+        return h('span', { class: 'image-progress' },
+            h('progress', { max: mine.length, value: on, 'aria-label': `${p.name}: ${words}` }), ` ${words}`);
+    }
+
+    function drawPools(page, vmPage) {
         const items = page.items;
         clear(pools, h('h2', { id: 'pools-h' }, link('/admin/pools', 'Pools')),
             items.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'list' },
-                h('thead', {}, h('tr', {}, ['Pool', 'VMs / max', 'Spares ready / target', 'In use']
+                h('thead', {}, h('tr', {}, ['Pool', 'VMs / max', 'Spares ready / target', 'In use', 'Image']
                     .map((t) => h('th', { scope: 'col' }, t)))),
                 h('tbody', {}, items.map((p) => {
                     const s = p.vm_states || {};
@@ -136,7 +151,8 @@ export function renderDashboard(main) {
                         h('td', { dataset: { label: 'Pool' } }, p.name, p.enabled ? null : h('span', { class: 'muted small' }, ' (disabled)')),
                         h('td', { dataset: { label: 'VMs / max' } }, `${total} / ${p.max_size}`),
                         h('td', { dataset: { label: 'Spares' } }, `${s.ready || 0} / ${p.spare}`, short ? h('span', { class: 'muted small' }, ' (filling)') : null),
-                        h('td', { dataset: { label: 'In use' } }, String(inUse)));
+                        h('td', { dataset: { label: 'In use' } }, String(inUse)),
+                        h('td', { dataset: { label: 'Image' } }, imageProgress(p, vmPage)));
                 }))))
                 : h('p', {}, 'No pools yet. ', link('/admin/pools', 'Create one.')));
     }
