@@ -136,6 +136,11 @@ export function liveChart(kind, id, { label, compact = false } = {}) {
         if (gone || (started && !el.isConnected))
             return;
         started = true;
+        // A tab nobody looks at asks for nothing; it catches up (since=) when shown.
+        if (document.hidden && points.length) {
+            timer = setTimeout(poll, POLL_MS);
+            return;
+        }
         try {
             const since = points.length ? points[points.length - 1].at : undefined;
             const reply = await api('GET', `${path}${qs({ since })}`);

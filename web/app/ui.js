@@ -205,6 +205,7 @@ export function listView({ path, caption, columns, filters = [], actions, limit 
     const next = h('button', { type: 'button', class: 'btn', onclick: () => go(state.offset + limit) },
         'Next →');
     let nextOffset = null;
+    let seq = 0; // only the newest request draws: an older answer arriving late is dropped
 
     const form = filters.length ? h('form', { class: 'filters', role: 'search', 'aria-label': `Filter ${caption}` },
         filters.map((f) => {
@@ -258,8 +259,11 @@ export function listView({ path, caption, columns, filters = [], actions, limit 
         for (const f of filters)
             params[f.name] = state[f.name];
         el.setAttribute('aria-busy', 'true');
+        const mine = ++seq;
         try {
             const page = await api('GET', `${path}${qs(params)}`);
+            if (mine !== seq)
+                return;
             msg.hide();
             nextOffset = page.next_offset ?? null;
             const rows = page.items || [];
@@ -273,14 +277,18 @@ export function listView({ path, caption, columns, filters = [], actions, limit 
             if (onData)
                 onData(rows);
         } catch (e) {
+            if (mine !== seq)
+                return;
             msg.show(errorText(e));
             clear(tbody);
             status.textContent = '';
             nextOffset = null;
         } finally {
-            el.removeAttribute('aria-busy');
-            prev.disabled = state.offset === 0;
-            next.disabled = nextOffset === null;
+            if (mine === seq) {
+                el.removeAttribute('aria-busy');
+                prev.disabled = state.offset === 0;
+                next.disabled = nextOffset === null;
+            }
         }
     }
     reload();

@@ -2,7 +2,7 @@
 // power (the desired state hostd carries out) and delete.  Console,
 // snapshots and live resources need broker routes that do not exist yet.
 
-import { api } from '../api.js';
+import { api, qs } from '../api.js';
 import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
 import { session } from '../main.js';
 import { liveChart } from '../chart.js';
@@ -42,6 +42,9 @@ const STATES = ['provisioning', 'booting', 'ready', 'assigned', 'connected', 'di
     'refreshing', 'stopped', 'failed', 'migrating', 'deleting'];
 
 export function renderVms(main) {
+    // Pool and host names for the rows (one page of each is read once).
+    const names = { pool: new Map(), host: new Map() };
+    const named = (kind, id) => (id ? (names[kind].has(id) ? `${names[kind].get(id)} (#${id})` : `#${id}`) : '—');
     const list = listView({
         path: '/vms',
         caption: 'Virtual machines',
@@ -57,8 +60,8 @@ export function renderVms(main) {
             { label: 'State', value: (v) => h('span', {}, badge(v.state),
                 v.last_error ? h('div', { class: 'detail' }, v.last_error) : null) },
             { label: 'Power', value: (v) => `${v.actual_power || '—'}${v.desired_power && v.desired_power !== v.actual_power ? ` → ${v.desired_power}` : ''}` },
-            { label: 'Pool', value: (v) => (v.pool_id ? `#${v.pool_id}` : '—') },
-            { label: 'Host', value: (v) => (v.host_id ? `#${v.host_id}` : '—') },
+            { label: 'Pool', value: (v) => named('pool', v.pool_id) },
+            { label: 'Host', value: (v) => named('host', v.host_id) },
             { label: 'Size', value: (v) => `${v.vcpus ?? '—'} vCPU, ${fmtMiB(v.memory_mb)}` },
             { label: 'Assigned to', value: (v) => (v.assigned_user_id ? `user #${v.assigned_user_id}` : '—') },
             { label: 'Since', value: (v) => h('span', { title: fmtTime(v.state_changed_at) }, fmtAgo(v.state_changed_at)) },
@@ -71,4 +74,13 @@ export function renderVms(main) {
         h('button', { type: 'button', class: 'btn', onclick: () => list.reload() }, 'Refresh')),
     h('p', { class: 'muted small' }, 'Console, snapshot and live-resource actions appear here once the broker offers them.'),
     list.el);
+    Promise.all([api('GET', `/pools${qs({ limit: 500 })}`), api('GET', `/hosts${qs({ limit: 500 })}`)])
+        .then(([pools, hosts]) => {
+            for (const p of pools.items)
+                names.pool.set(p.id, p.name);
+            for (const x of hosts.items)
+                names.host.set(x.id, x.name);
+            list.reload();
+        })
+        .catch(() => {}); // the rows keep their ids; the list shows its own errors
 }
