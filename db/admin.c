@@ -205,7 +205,9 @@ int db_admin_sessions(struct db *db, const struct db_page *page, const struct db
                       " SELECT s.id, s.user_id, u.username, s.pool_id, s.vm_id, s.state,"
                       "  s.protocol, host(s.client_addr) AS client_addr, s.client_name,"
                       "  s.started_at, s.connected_at, s.disconnected_at, s.ended_at,"
-                      "  s.end_reason"
+                      "  s.end_reason, s.disconnect_requested_at,"
+                      "  s.shadowed_at IS NOT NULL AS shadowed, s.shadowed_at,"
+                      "  (SELECT username FROM users WHERE id = s.shadowed_by) AS shadowed_by"
                       " FROM desktop_sessions s JOIN users u ON u.id = s.user_id"
                       " WHERE ($3::text IS NULL OR s.state = $3::text)"
                       " AND ($4::bigint IS NULL OR s.user_id = $4::bigint)"
@@ -230,6 +232,22 @@ int db_admin_images(struct db *db, const struct db_page *page, json_t **ret_item
         "     WHERE image_id = i.id) v) AS versions"
         " FROM images i ORDER BY i.id LIMIT $1 OFFSET $2) t",
         2, p, ret_items);
+}
+
+int db_admin_group_members(struct db *db, int64_t group_id, const struct db_page *page,
+                           json_t **ret_items)
+{
+    if (page_ok(page) < 0)
+        return -EINVAL;
+    char b1[24], b2[24], b3[24];
+    const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset),
+                       db_param_i64(b3, group_id)};
+    return json_query(db,
+                      "SELECT coalesce(json_agg(t), '[]')::text FROM ("
+                      " SELECT u.id, u.username, u.display_name, u.source"
+                      " FROM memberships m JOIN users u ON u.id = m.user_id"
+                      " WHERE m.group_id = $3 ORDER BY u.username LIMIT $1 OFFSET $2) t",
+                      3, p, ret_items);
 }
 
 int db_admin_entitlements(struct db *db, int64_t pool_id, const struct db_page *page,

@@ -51,6 +51,10 @@ int db_admin_users(struct db *db, const struct db_page *page, const char *role, 
 /* Groups with their member count. */
 int db_admin_groups(struct db *db, const struct db_page *page, json_t **ret_items);
 
+/* Members of group @group_id: {id, username, display_name, source}, by name. */
+int db_admin_group_members(struct db *db, int64_t group_id, const struct db_page *page,
+                           json_t **ret_items);
+
 /* Pools with the number of their VMs in each state. */
 int db_admin_pools(struct db *db, const struct db_page *page, json_t **ret_items);
 

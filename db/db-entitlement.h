@@ -24,6 +24,13 @@ int db_group_get_id(struct db *db, const char *name, int64_t *ret_id);
 int db_membership_add(struct db *db, int64_t user_id, int64_t group_id);
 
 /*
+ * End user @user_id's membership of group @group_id.  -ENOENT when they were
+ * not a member (or either does not exist).  A unix-source group's
+ * memberships are rewritten at the person's next PAM log-in.
+ */
+int db_membership_delete(struct db *db, int64_t user_id, int64_t group_id);
+
+/*
  * Set the user's memberships in unix-source groups to exactly those of
  * @names (NULL-terminated; names with no unix-source group are ignored, an
  * admin declares which Unix groups Atrium knows).  Local groups are left as
@@ -35,6 +42,15 @@ int db_membership_sync_unix(struct db *db, int64_t user_id, const char *const *n
 /* Entitle user @user_id / group @group_id to pool @pool_id; -EEXIST if already. */
 int db_entitlement_add_user(struct db *db, int64_t pool_id, int64_t user_id, int64_t *ret_id);
 int db_entitlement_add_group(struct db *db, int64_t pool_id, int64_t group_id, int64_t *ret_id);
+
+/*
+ * Remove entitlement @entitlement_id of pool @pool_id / the direct
+ * entitlement of user @user_id to pool @pool_id.  -ENOENT when there is no
+ * such entitlement (of that pool).  Live desktop sessions are left alone;
+ * the person just cannot connect to the pool again.
+ */
+int db_entitlement_delete(struct db *db, int64_t pool_id, int64_t entitlement_id);
+int db_entitlement_delete_user(struct db *db, int64_t pool_id, int64_t user_id);
 
 /*
  * The pools user @user_id is entitled to, directly or through a group,

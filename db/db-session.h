@@ -11,6 +11,12 @@
 
 struct db;
 
+/*
+ * displayd LISTENs here: a disconnect request or the end of a session
+ * (payload: the session id) closes that session's viewers.
+ */
+#define DB_CHANNEL_SESSION "atrium_session"
+
 struct db_assignment {
     int64_t session_id;
     int64_t vm_id;
@@ -58,6 +64,38 @@ int db_session_disconnected(struct db *db, int64_t id);
  * -ENOENT when the session is not live.
  */
 int db_session_logoff(struct db *db, int64_t id, const char *reason);
+
+/*
+ * Disconnect, as a person or an admin asks for it: the session's viewers are
+ * dropped but the desktop session lives on.  Records disconnect_requested_at
+ * (which tells displayd, on channel DB_CHANNEL_SESSION) and makes an
+ * `assigned` or `connected` session and its VM `disconnected` at once, so
+ * the pool's disconnect timeout starts now.  -ENOENT when the session is not
+ * live.
+ */
+int db_session_request_disconnect(struct db *db, int64_t id);
+
+/* What displayd needs to know to act on DB_CHANNEL_SESSION. */
+struct db_session_control {
+    int64_t id;
+    bool ended;                /* logged off (or gone): every viewer goes */
+    int64_t disconnect_age_ms; /* a disconnect was asked for this long ago; -1: never */
+};
+
+/*
+ * The control state of sessions @ids (@n of them); sessions that no longer
+ * exist come back as ended.  Sets *ret_rows (malloc'd, free(); one per id
+ * found or not) and *ret_n.
+ */
+int db_session_control_get(struct db *db, const int64_t *ids, size_t n,
+                           struct db_session_control **ret_rows, size_t *ret_n);
+
+/*
+ * An admin (@by_user_id) watches session @id view-only, or (@by_user_id 0)
+ * nobody does any more: sets or clears shadowed_at/shadowed_by, which the
+ * admin's session list shows.  -ENOENT when there is no such session.
+ */
+int db_session_shadowed(struct db *db, int64_t id, int64_t by_user_id);
 
 /*
  * Live sessions of pool @pool_id that were disconnected longer than

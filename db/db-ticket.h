@@ -17,6 +17,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,9 @@ struct db_ticket_request {
     unsigned protocol;       /* one DB_PROTO_ bit */
     const char *client_addr; /* address of the requester, or NULL */
     int ttl_s; /* 1..DB_TICKET_MAX_TTL_S (..DB_TICKET_VNC_MAX_TTL_S for VNC passwords) */
+    /* an admin's shadow: watches @session_id without taking it over, sends
+     * no input; DB_PROTO_VNC or DB_PROTO_BROWSER only (-EINVAL otherwise) */
+    bool view_only;
 };
 
 /*
@@ -64,6 +68,7 @@ struct db_ticket_grant {
     int64_t vm_id;
     int64_t session_id; /* 0 = none */
     int64_t user_id;    /* 0 = none */
+    bool view_only;     /* a shadow viewer (see db_ticket_request) */
 };
 
 /*

@@ -54,6 +54,14 @@ int db_membership_add(struct db *db, int64_t user_id, int64_t group_id)
                    2, p, NULL, NULL);
 }
 
+int db_membership_delete(struct db *db, int64_t user_id, int64_t group_id)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, user_id), db_param_i64(b2, group_id)};
+    return db_exec_changed(db, "DELETE FROM memberships WHERE user_id = $1 AND group_id = $2", 2,
+                           p);
+}
+
 /* Names travel as one text[] parameter in array literal syntax, every
  * element quoted so that any group name survives. */
 static char *text_array_new(const char *const *items)
@@ -125,6 +133,21 @@ int db_entitlement_add_group(struct db *db, int64_t pool_id, int64_t group_id, i
     return insert_returning_id(
         db, "INSERT INTO entitlements (pool_id, group_id) VALUES ($1, $2) RETURNING id", 2, p,
         ret_id);
+}
+
+int db_entitlement_delete(struct db *db, int64_t pool_id, int64_t entitlement_id)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, pool_id), db_param_i64(b2, entitlement_id)};
+    return db_exec_changed(db, "DELETE FROM entitlements WHERE pool_id = $1 AND id = $2", 2, p);
+}
+
+int db_entitlement_delete_user(struct db *db, int64_t pool_id, int64_t user_id)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, pool_id), db_param_i64(b2, user_id)};
+    return db_exec_changed(db, "DELETE FROM entitlements WHERE pool_id = $1 AND user_id = $2", 2,
+                           p);
 }
 
 /* Entitlements of an enabled user: direct ones and those of their groups. */

@@ -15,6 +15,7 @@
 #include "db-priv.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +285,69 @@ int db_session_logoff(struct db *db, int64_t id, const char *reason)
     r = db_get_i64(res, 0, 0) == 1 ? 0 : -ENOENT;
     PQclear(res);
     return r;
+}
+
+int db_session_request_disconnect(struct db *db, int64_t id)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, id)};
+    /* one statement: the request, the state and the VM's state move together */
+    return db_exec_changed(
+        db,
+        "WITH s AS (UPDATE desktop_sessions SET disconnect_requested_at = now(),"
+        "   disconnected_at = CASE WHEN state = 'disconnected' THEN disconnected_at ELSE now() END,"
+        "   state = 'disconnected'"
+        "   WHERE id = $1 AND state IN ('assigned', 'connected', 'disconnected')"
+        "   RETURNING id, vm_id),"
+        " v AS (UPDATE vms SET state = 'disconnected' FROM s WHERE vms.id = s.vm_id"
+        "   AND vms.state IN ('assigned', 'connected'))"
+        " SELECT id FROM s",
+        1, v);
+}
+
+static void control_from_row(const PGresult *res, int row, void *elem)
+{
+    struct db_session_control *c = elem;
+    c->id = db_get_i64(res, row, 0);
+    c->ended = strcmp(PQgetvalue(res, row, 1), "t") == 0;
+    c->disconnect_age_ms = db_get(res, row, 2) ? db_get_i64(res, row, 2) : -1;
+}
+
+int db_session_control_get(struct db *db, const int64_t *ids, size_t n,
+                           struct db_session_control **ret_rows, size_t *ret_n)
+{
+    if (n > 100000)
+        return -EINVAL;
+    /* the ids as one bigint[] literal: "{1,2,3}" */
+    char *arr = malloc(n * 21 + 3), *p = arr;
+    if (!arr)
+        return -ENOMEM;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%" PRId64, i ? "," : "", ids[i]);
+    *p++ = '}';
+    *p = '\0';
+    const char *v[] = {arr};
+    int r = db_exec_rows(
+        db,
+        "SELECT i.id, s.id IS NULL OR s.state = 'ended',"
+        " (extract(epoch from clock_timestamp() - s.disconnect_requested_at) * 1000)::bigint"
+        " FROM unnest($1::bigint[]) AS i(id) LEFT JOIN desktop_sessions s ON s.id = i.id",
+        1, v, sizeof(**ret_rows), control_from_row, (void **)ret_rows, ret_n);
+    free(arr);
+    return r;
+}
+
+int db_session_shadowed(struct db *db, int64_t id, int64_t by_user_id)
+{
+    char b1[24], b2[24];
+    const char *v[] = {db_param_i64(b1, id), db_param_id(b2, by_user_id)};
+    return db_exec_changed(db,
+                           "UPDATE desktop_sessions SET shadowed_by = $2::bigint,"
+                           " shadowed_at = CASE WHEN $2::bigint IS NULL THEN NULL"
+                           "   ELSE coalesce(shadowed_at, now()) END"
+                           " WHERE id = $1",
+                           2, v);
 }
 
 static void id_from_row(const PGresult *res, int row, void *elem)

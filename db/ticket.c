@@ -55,6 +55,9 @@ static int request_check(const struct db_ticket_request *req, int max_ttl_s)
     if (req->vm_id <= 0 || !db_protocol_name(req->protocol) || req->ttl_s < 1 ||
         req->ttl_s > max_ttl_s)
         return -EINVAL;
+    if (req->view_only && (req->session_id <= 0 ||
+                           (req->protocol != DB_PROTO_VNC && req->protocol != DB_PROTO_BROWSER)))
+        return -EINVAL;
     return 0;
 }
 
@@ -72,14 +75,15 @@ static int ticket_insert(struct db *db, const struct db_ticket_request *req, con
                        db_protocol_name(req->protocol),
                        req->client_addr,
                        db_param_i64(b4, req->ttl_s),
-                       vnc_password};
+                       vnc_password,
+                       req->view_only ? "t" : "f"};
     /* created_at defaults to now(), the same instant as the expiry's now() */
     return db_exec(db,
                    "INSERT INTO console_tickets (ticket_hash, vm_id, session_id, user_id,"
-                   " protocol, client_addr, expires_at, vnc_password)"
+                   " protocol, client_addr, expires_at, vnc_password, view_only)"
                    " VALUES ($1::bytea, $2, $3, $4, $5, $6::inet,"
-                   " now() + make_interval(secs => $7::int), $8)",
-                   8, p, NULL, NULL);
+                   " now() + make_interval(secs => $7::int), $8, $9::boolean)",
+                   9, p, NULL, NULL);
 }
 
 int db_ticket_issue(struct db *db, const struct db_ticket_request *req,
@@ -174,7 +178,7 @@ int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, cons
                 " vnc_password = NULL"
                 " WHERE ticket_hash = $1::bytea AND used_at IS NULL AND expires_at > now()"
                 " AND protocol = $2"
-                " RETURNING id, vm_id, session_id, user_id",
+                " RETURNING id, vm_id, session_id, user_id, view_only",
                 3, p, &res, NULL);
     if (r < 0)
         return r;
@@ -188,6 +192,7 @@ int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, cons
     ret_grant->vm_id = db_get_i64(res, 0, 1);
     ret_grant->session_id = db_get_i64(res, 0, 2);
     ret_grant->user_id = db_get_i64(res, 0, 3);
+    ret_grant->view_only = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
     PQclear(res);
     if (ret_why)
         *ret_why = DB_TICKET_OK;
@@ -208,6 +213,8 @@ static void audit(struct db *db, unsigned protocol, const char *client_addr,
                                "reason", db_ticket_refusal_name(why));
     if (detail && grant && grant->session_id)
         json_object_set_new(detail, "session_id", json_integer(grant->session_id));
+    if (detail && grant && grant->view_only)
+        json_object_set_new(detail, "view_only", json_true());
     struct db_audit_entry e = {
         .actor_user_id = grant ? grant->user_id : 0,
         .actor = "atrium-displayd",
