@@ -1,6 +1,7 @@
 /*
- * The user portal: my desktops, connect, log off; and the admin's log-off
- * of anyone's session.
+ * The user portal: my desktops, connect, disconnect, log off; and the
+ * admin's log-off of anyone's session (api-session.c has the rest of the
+ * admin's session control).
  *
  * Connect is: entitlement (auth/), assignment (pool-manager's one
  * transaction that cannot give one VM to two people), a one-time console
@@ -69,8 +70,7 @@ static int connect_refused(struct brk_reply *rep, int r)
     }
 }
 
-/* The viewer part of the connect reply for @protocol. */
-static int viewer_info(struct brk_request *req, const char *protocol,
+int brk_viewer_info(struct brk_request *req, const char *protocol,
                        const struct brk_conn_target *t, const char *ticket, json_t **ret)
 {
     char url[512];
@@ -182,7 +182,7 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
         }
     }
     json_t *viewer = NULL;
-    r = viewer_info(req, protocol, &t, ticket, &viewer);
+    r = brk_viewer_info(req, protocol, &t, ticket, &viewer);
     if (r < 0)
         return r;
     return brk_reply_json(rep, 200,
@@ -211,6 +211,32 @@ int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
     brk_audit(req, "desktop.logoff", "session", b, NULL);
     return brk_reply_json(rep, 200,
                           json_pack("{s:I, s:b}", "session_id", (json_int_t)sid, "logged_off", 1));
+}
+
+/*
+ * Disconnect: displayd drops the person's viewers (it LISTENs for the
+ * request), the desktop session lives on and the pool's disconnect timeout
+ * starts.  Nothing to drop is not an error: the session is disconnected.
+ */
+int brk_api_desktop_disconnect(struct brk_request *req, struct brk_reply *rep)
+{
+    struct db_pool pool;
+    int r = desktop_visible(req, rep, &pool);
+    if (r <= 0)
+        return r;
+    int64_t sid;
+    r = db_desktop_live_session(req->conn->db, req->caller.user_id, pool.id, &sid);
+    if (r == 0)
+        r = db_session_request_disconnect(req->conn->db, sid);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "no_session", "you have no session on this desktop");
+    if (r < 0)
+        return r;
+    char b[24];
+    snprintf(b, sizeof(b), "%lld", (long long)sid);
+    brk_audit(req, "desktop.disconnect", "session", b, NULL);
+    return brk_reply_json(
+        rep, 200, json_pack("{s:I, s:s}", "session_id", (json_int_t)sid, "state", "disconnected"));
 }
 
 int brk_api_session_logoff(struct brk_request *req, struct brk_reply *rep)

@@ -184,6 +184,22 @@ int brk_api_group_member_add(struct brk_request *req, struct brk_reply *rep)
                                     (json_int_t)user_id));
 }
 
+int brk_api_group_member_delete(struct brk_request *req, struct brk_reply *rep)
+{
+    int64_t group_id = req->ids[0], user_id = req->ids[1];
+    int r = db_membership_delete(req->conn->db, user_id, group_id);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "that user is not a member of that group");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "group.member_delete", "group", id_text(b, group_id),
+              json_pack("{s:I}", "user_id", (json_int_t)user_id));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:I, s:b}", "group_id", (json_int_t)group_id, "user_id",
+                                    (json_int_t)user_id, "deleted", 1));
+}
+
 static int pool_error(struct brk_reply *rep, int r, const struct atr_error *err)
 {
     switch (r) {
@@ -284,6 +300,22 @@ int brk_api_entitlement_add(struct brk_request *req, struct brk_reply *rep)
     return brk_reply_json(
         rep, 201,
         json_pack("{s:I, s:I}", "id", (json_int_t)id, "pool_id", (json_int_t)req->ids[0]));
+}
+
+int brk_api_entitlement_delete(struct brk_request *req, struct brk_reply *rep)
+{
+    int64_t pool_id = req->ids[0], id = req->ids[1];
+    int r = db_entitlement_delete(req->conn->db, pool_id, id);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such entitlement of that pool");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "entitlement.delete", "pool", id_text(b, pool_id),
+              json_pack("{s:I}", "entitlement_id", (json_int_t)id));
+    return brk_reply_json(rep, 200,
+                          json_pack("{s:I, s:I, s:b}", "id", (json_int_t)id, "pool_id",
+                                    (json_int_t)pool_id, "deleted", 1));
 }
 
 int brk_api_vm_power(struct brk_request *req, struct brk_reply *rep)

@@ -119,6 +119,15 @@ struct brk_conn_target {
 char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket);
 char *brk_connfile_rdp(const struct brk_conn_target *t, const char *ticket);
 
+struct brk_request;
+/*
+ * The viewer part of a connect (or shadow) reply for @protocol: the .vv or
+ * .rdp text, the vnc:// address and password, or the WebSocket URL of the
+ * browser console.  New reference in *ret; 0 or -ENOMEM.
+ */
+int brk_viewer_info(struct brk_request *req, const char *protocol, const struct brk_conn_target *t,
+                    const char *ticket, json_t **ret);
+
 /* ------------------------------------------------------------------------ */
 /* Tokens (token.c)                                                         */
 /* ------------------------------------------------------------------------ */
@@ -368,6 +377,7 @@ int brk_api_task_get(struct brk_request *req, struct brk_reply *rep);
 int brk_api_audit(struct brk_request *req, struct brk_reply *rep);
 int brk_api_users(struct brk_request *req, struct brk_reply *rep);
 int brk_api_groups(struct brk_request *req, struct brk_reply *rep);
+int brk_api_group_members(struct brk_request *req, struct brk_reply *rep);
 int brk_api_pools(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vms(struct brk_request *req, struct brk_reply *rep);
 int brk_api_sessions(struct brk_request *req, struct brk_reply *rep);
@@ -399,3 +409,8 @@ int brk_api_desktops(struct brk_request *req, struct brk_reply *rep);
 int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep);
 int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep);
 int brk_api_session_logoff(struct brk_request *req, struct brk_reply *rep);
+int brk_api_desktop_disconnect(struct brk_request *req, struct brk_reply *rep);
+int brk_api_session_disconnect(struct brk_request *req, struct brk_reply *rep);
+int brk_api_session_shadow(struct brk_request *req, struct brk_reply *rep);
+int brk_api_entitlement_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_group_member_delete(struct brk_request *req, struct brk_reply *rep);

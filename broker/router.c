@@ -1,6 +1,7 @@
 /*
- * Path matching.  Patterns are literal segments and "{id}" segments, which
- * match a decimal id >= 1 only; so "/api/v1/tasks/abc" is a 404 before any
+ * Path matching.  Patterns are literal segments and id segments ("{id}",
+ * or a named one such as "{user}" where a path has two), which match a
+ * decimal id >= 1 only; so "/api/v1/tasks/abc" is a 404 before any
  * handler runs, and a handler never sees an id it has to parse.  The table
  * is small (tens of routes), so a linear scan costs less than building a
  * tree would save.
@@ -16,7 +17,7 @@ static bool segment_match(const char *seg, size_t n, const char *pat, size_t pn,
                           bool *ret_is_id)
 {
     *ret_is_id = false;
-    if (pn == 4 && memcmp(pat, "{id}", 4) == 0) {
+    if (pn >= 3 && pat[0] == '{' && pat[pn - 1] == '}') {
         if (n == 0 || n > 18 || seg[0] == '0')
             return false;
         int64_t v = 0;
