@@ -104,8 +104,21 @@ struct disp_viewer;
 struct disp_viewer *disp_core_viewer_joined(struct disp_core *core, int64_t session_id,
                                             unsigned protocol, const char *client_addr,
                                             const struct disp_viewer_ops *ops, void *viewer);
+/*
+ * An admin's view-only viewer (a ticket with view_only) of @session_id
+ * attached: it takes nothing over and is never taken over, does not count
+ * for connected/disconnected, and the session shows as shadowed by
+ * @user_id while any shadow watches.  Its front end must drop all its
+ * input.  Returns the handle for disp_core_viewer_left, or NULL.
+ */
+struct disp_viewer *disp_core_shadow_joined(struct disp_core *core, int64_t session_id,
+                                            int64_t user_id, unsigned protocol,
+                                            const char *client_addr,
+                                            const struct disp_viewer_ops *ops, void *viewer);
 /* The viewer left; the last one of a session makes it `disconnected` (a
- * disconnect never ends the desktop session).  Accepts NULL. */
+ * disconnect never ends the desktop session).  Accepts NULL.  Viewers are
+ * also kicked when their session is disconnected or logged off
+ * (DB_CHANNEL_SESSION). */
 void disp_core_viewer_left(struct disp_core *core, struct disp_viewer *v);
 
 /* ------------------------------------------------------------------------ */

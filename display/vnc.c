@@ -78,6 +78,8 @@ struct vnc_viewer {
     struct vnc_vm *move_to; /* authenticated in the lobby, to be moved */
     struct disp_viewer *dv; /* the core's handle while attached to a VM */
     int64_t session_id;
+    int64_t user_id; /* who the ticket was issued to */
+    bool view_only;  /* an admin's shadow: its input never reaches the VM */
     unsigned protocol;
     char addr[64];
 };
@@ -157,22 +159,30 @@ static void viewer_attach(rfbClientPtr cl, struct vnc_viewer *v, struct vnc_vm *
     v->vm = vm;
     vm->n_viewers++;
     log_info("vnc viewer joined", "vm", LOG_INT(vm->vm_id), "client", v->addr, "protocol",
-             db_protocol_name(v->protocol));
-    v->dv = disp_core_viewer_joined(v->vnc->core, v->session_id, v->protocol, v->addr,
-                                    &vnc_viewer_ops, cl);
+             db_protocol_name(v->protocol), "view_only", v->view_only ? "yes" : "no");
+    if (v->view_only) {
+        /* libvncserver ignores its input too; vm_kbd/vm_ptr check again */
+        cl->viewOnly = TRUE;
+        v->dv = disp_core_shadow_joined(v->vnc->core, v->session_id, v->user_id, v->protocol,
+                                        v->addr, &vnc_viewer_ops, cl);
+    } else {
+        v->dv = disp_core_viewer_joined(v->vnc->core, v->session_id, v->protocol, v->addr,
+                                        &vnc_viewer_ops, cl);
+    }
 }
 
+/* Input goes to the VM only from the session's own viewers, never a shadow's. */
 static void vm_kbd(rfbBool down, rfbKeySym key, rfbClientPtr cl)
 {
     struct vnc_viewer *v = cl->clientData;
-    if (v && v->vm && v->vm->up)
+    if (v && v->vm && v->vm->up && !v->view_only && !cl->viewOnly)
         SendKeyEvent(v->vm->up, key, down);
 }
 
 static void vm_ptr(int mask, int x, int y, rfbClientPtr cl)
 {
     struct vnc_viewer *v = cl->clientData;
-    if (v && v->vm && v->vm->up)
+    if (v && v->vm && v->vm->up && !v->view_only && !cl->viewOnly)
         SendPointerEvent(v->vm->up, x, y, mask);
 }
 
@@ -453,6 +463,8 @@ static rfbBool lobby_password_check(rfbClientPtr cl, const char *response, int l
     }
     v->move_to = vm;
     v->session_id = g.session_id;
+    v->user_id = g.user_id;
+    v->view_only = g.view_only;
     ok = TRUE;
 out:
     if (live)
@@ -559,7 +571,11 @@ static void route_websocket(struct disp_vnc *vnc, struct vnc_pending *p, const c
         log_error("vnc console unavailable", "vm", LOG_INT(g.vm_id), "errno", LOG_INT(-r));
         goto refuse;
     }
-    struct vnc_viewer ctx = {.vnc = vnc, .session_id = g.session_id, .protocol = DB_PROTO_BROWSER};
+    struct vnc_viewer ctx = {.vnc = vnc,
+                             .session_id = g.session_id,
+                             .user_id = g.user_id,
+                             .view_only = g.view_only,
+                             .protocol = DB_PROTO_BROWSER};
     snprintf(ctx.addr, sizeof(ctx.addr), "%s", p->addr);
     vnc_adopt(vnc, vm->screen, p->fd, &ctx);
     free(p);
