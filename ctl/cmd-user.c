@@ -1,4 +1,4 @@
-/* atriumctl user create | password | entitle — the people who log in. */
+/* atriumctl user create | password | entitle | unentitle — the people who log in. */
 #include "auth.h"
 #include "ctl-priv.h"
 
@@ -16,13 +16,16 @@ static void user_usage(FILE *out)
             "                              [--password-stdin | --random-password | --pam]\n"
             "       atriumctl user password NAME (--password-stdin | --random-password)\n"
             "       atriumctl user entitle NAME POOL\n"
+            "       atriumctl user unentitle NAME POOL\n"
             "\n"
             "  create    a local user (argon2id password) or, with --pam, a user whose\n"
             "            password the site's PAM stack checks (so pools can be given to\n"
             "            them before their first log-in); --random-password prints a new\n"
             "            20-character password once\n"
             "  password  set a local user's password\n"
-            "  entitle   give POOL to user NAME\n");
+            "  entitle   give POOL to user NAME\n"
+            "  unentitle take POOL away from user NAME (a live session stays; entitlements\n"
+            "            through groups are not touched)\n");
 }
 
 /* 20 characters from a 57-letter alphabet without look-alikes: ~116 bits. */
@@ -139,7 +142,8 @@ int ctl_cmd_user(struct ctl *ctl, int argc, char **argv)
     bool create = strcmp(sub, "create") == 0 && nargs == 2;
     bool password = strcmp(sub, "password") == 0 && nargs == 2;
     bool entitle = strcmp(sub, "entitle") == 0 && nargs == 3;
-    if (!create && !password && !entitle) {
+    bool unentitle = strcmp(sub, "unentitle") == 0 && nargs == 3;
+    if (!create && !password && !entitle && !unentitle) {
         fprintf(stderr, "atriumctl: unknown or incomplete user command (see 'atriumctl user --help')\n");
         return CTL_EXIT_USAGE;
     }
@@ -198,6 +202,20 @@ int ctl_cmd_user(struct ctl *ctl, int argc, char **argv)
         if (r == -ENOENT) {
             fprintf(stderr, "atriumctl: no pool named '%s'\n", argv[optind + 2]);
             goto out;
+        }
+        if (r == 0 && unentitle) {
+            r = db_entitlement_delete_user(db, p.id, id);
+            if (r == -ENOENT) {
+                fprintf(stderr, "atriumctl: %s has no entitlement of their own to pool %s\n", name,
+                        p.name);
+                goto out;
+            }
+            if (r == 0) {
+                audit_user(db, "entitlement.delete", name, json_pack("{s:s}", "pool", p.name));
+                printf("%s may no longer use pool %s\n", name, p.name);
+                rc = CTL_EXIT_OK;
+                goto out;
+            }
         }
         int64_t eid;
         if (r == 0)

@@ -41,5 +41,13 @@ check "entitle unknown pool" 1 a user entitle carol nowhere
 check "entitle unknown user" 1 a user entitle nobody office
 truth "audited" "SELECT count(*) = 5 FROM audit_log WHERE actor = 'atriumctl'
                  AND action IN ('user.create', 'user.password', 'entitlement.add')"
+check "unentitle" 0 a user unentitle carol office
+expect "unentitle message" '^carol may no longer use pool office$'
+truth "entitlement gone, removal audited" "SELECT (SELECT count(*) FROM entitlements) = 0 AND
+      (SELECT count(*) FROM audit_log WHERE actor = 'atriumctl' AND action = 'entitlement.delete') = 1"
+check "unentitle again refused" 1 a user unentitle carol office
+expect "unentitle again message" 'carol has no entitlement of their own to pool office'
+check "unentitle unknown pool" 1 a user unentitle carol nowhere
+check "unentitle unknown user" 1 a user unentitle nobody office
 check "help" 0 a user --help
 atr_summary
