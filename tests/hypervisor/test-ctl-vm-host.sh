@@ -96,6 +96,85 @@ check "vm resources none --json" 0 a --json vm resources desk-1 --balloon none
 jq -e '.balloon_mb == null and .resources_gen == 2 and .applied == false' "$tmp/out" >/dev/null &&
     ok "resources json" || bad "resources json"
 
+# live limits and the boost: columns and generations hostd acts on
+check "vm resources limits" 0 a vm resources desk-1 --cpu-weight 300 --cpu-max 50 \
+    --memory-max 1024 --disk-iops 200 --disk-bps 1048576 --net-bps 125000
+expect "weight shown" '^cpu weight: +300$'
+expect "cpu cap shown" '^cpu max: +50 % of one CPU$'
+truth "limits stored, generation bumped" \
+    "SELECT cpu_weight = 300 AND cpu_max_pct = 50 AND memory_max_mb = 1024 AND disk_iops = 200
+       AND disk_bps = 1048576 AND net_bps = 125000 AND resources_gen = 3 FROM vms WHERE name = 'desk-1'"
+check "vm resources lift" 0 a --json vm resources desk-1 --cpu-max none --disk-iops none
+jq -e '.cpu_max_pct == null and .disk_iops == null and .memory_max_mb == 1024 and .cpu_weight == 300' \
+    "$tmp/out" >/dev/null && ok "lifted limits json" || bad "lifted limits json"
+check "cpu weight out of range" 2 a vm resources desk-1 --cpu-weight 20000
+check "memory cap too small" 2 a vm resources desk-1 --memory-max 10
+check "boost and unboost together" 2 a vm resources desk-1 --boost --unboost
+check "limits on another command" 2 a vm show desk-1 --cpu-weight 5
+gen2=$(q "SELECT resources_gen FROM vms WHERE name = 'desk-2'")
+check "vm resources --boost" 0 a --json vm resources desk-1 --boost
+jq -e '.boosted == true' "$tmp/out" >/dev/null && ok "boost json" || bad "boost json"
+truth "boost bumps every VM of the host" \
+    "SELECT resources_gen = $gen2 + 1 FROM vms WHERE name = 'desk-2'"
+check "boost desk-2 instead" 0 a vm resources desk-2 --boost
+truth "one boosted VM per host" \
+    "SELECT count(*) = 1 AND bool_and(name = 'desk-2') FROM vms WHERE boosted"
+check "vm resources --unboost" 0 a vm resources desk-2 --unboost
+truth "nobody boosted" "SELECT count(*) = 0 FROM vms WHERE boosted"
+
+# snapshots: a catalogue row and a task for the VM's host
+q "UPDATE vms SET disk_path = '$tmp/desk-1.qcow2' WHERE name = 'desk-1'" >/dev/null
+check "vm snapshot --no-wait" 0 a --json vm snapshot desk-1 s1 --no-wait
+jq -e '.vm == "desk-1" and (.task | type) == "number"' "$tmp/out" >/dev/null &&
+    ok "snapshot json" || bad "snapshot json"
+truth "RAM snapshot (the VM runs) and its task" \
+    "SELECT s.with_ram AND s.state = 'creating' AND t.kind = 'vm.snapshot.create'
+       AND t.params->>'name' = 's1' AND t.host_id = (SELECT id FROM hosts WHERE name = 'hv1')
+     FROM snapshots s JOIN tasks t ON t.id = s.task_id"
+check "same name again" 1 a vm snapshot desk-1 s1 --no-wait
+one_line "same name again"
+check "bad snapshot name" 2 a vm snapshot desk-1 'no/slash' --no-wait
+check "RAM snapshot of a stopped VM refused" 1 a vm snapshot desk-3 s1 --ram --no-wait
+check "disk-only of a stopped VM" 0 a vm snapshot desk-3 d1 --no-wait
+truth "disk-only by default when off" \
+    "SELECT NOT with_ram FROM snapshots WHERE name = 'd1'"
+check "snapshots list" 0 a vm snapshots desk-1
+expect "snapshot listed" '^s1 +creating +yes '
+check "revert of a snapshot not ready" 1 a vm revert desk-1 s1 --no-wait
+q "UPDATE snapshots SET state = 'ready' WHERE name = 's1'" >/dev/null
+check "vm revert --no-wait" 0 a vm revert desk-1 s1 --no-wait
+truth "revert task names the snapshot" \
+    "SELECT count(*) = 1 FROM tasks WHERE kind = 'vm.snapshot.revert'
+       AND (params->>'snapshot_id')::bigint = (SELECT id FROM snapshots WHERE name = 's1')"
+check "clone-from-snapshot" 0 a vm clone-from-snapshot desk-1 s1 desk-9 --no-wait
+truth "new VM, stopped until its disk exists, next to the source's" \
+    "SELECT desired_power = 'stopped' AND disk_path = '$tmp/desk-9.qcow2'
+       AND source_snapshot = 'desk-1/s1' AND host_id = (SELECT host_id FROM vms WHERE name = 'desk-1')
+     FROM vms WHERE name = 'desk-9'"
+check "clone to an existing name" 1 a vm clone-from-snapshot desk-1 s1 desk-9 --no-wait
+check "snapshot-delete" 0 a vm snapshot-delete desk-1 s1 --no-wait
+truth "snapshot marked deleting" "SELECT state = 'deleting' FROM snapshots WHERE name = 's1'"
+check "revert unknown snapshot" 1 a vm revert desk-1 nope --no-wait
+check "--ram on revert" 2 a vm revert desk-1 s1 --ram
+check "snapshot without name" 2 a vm snapshot desk-1
+# Waiting (the default) follows the task: finished here by hand, as hostd would.
+q "UPDATE snapshots SET state = 'ready' WHERE name = 'd1'" >/dev/null
+(
+    for _ in $(seq 300); do
+        [[ $(q "SELECT count(*) FROM tasks WHERE kind = 'vm.snapshot.delete'") -eq 2 ]] && break
+        sleep 0.1
+    done
+    q "UPDATE tasks SET state = 'running', progress = 40, message = 'QEMU job running'
+       WHERE kind = 'vm.snapshot.delete'" >/dev/null
+    sleep 0.5
+    q "UPDATE tasks SET state = 'failed', error = 'the VM is on fire'
+       WHERE kind = 'vm.snapshot.delete'" >/dev/null
+) &
+check "waiting shows the host's reason" 1 timeout 60 "$ctl" --config "$conf" vm snapshot-delete desk-3 d1
+expect "progress shown" '^task [0-9]+:  40% QEMU job running$'
+expect "reason shown" 'task [0-9]+ failed: the VM is on fire'
+wait
+
 # console paths: under the configured runtime dir, per VM id
 check "console-path vnc" 0 a vm console-path desk-1 vnc
 expect "vnc socket path" "^$tmp/run/vms/$id1/vnc.sock\$"
