@@ -19,8 +19,9 @@
 typedef int (*metrics_fn)(struct db *db, int64_t id, const char *since, int window_s, int limit,
                           json_t **ret_reply);
 
+/* @not_found: the 404's sentence ("no such host"). */
 static int metrics_reply(struct brk_request *req, struct brk_reply *rep, metrics_fn fn,
-                         const char *what)
+                         const char *not_found)
 {
     struct db_page page;
     const char *since;
@@ -36,11 +37,8 @@ static int metrics_reply(struct brk_request *req, struct brk_reply *rep, metrics
 
     json_t *body = NULL;
     int r = fn(req->conn->db, req->ids[0], since, METRICS_WINDOW_S, limit, &body);
-    if (r == -ENOENT) {
-        char detail[64];
-        snprintf(detail, sizeof(detail), "no such %s", what);
-        return brk_reply_error(rep, 404, "not_found", detail);
-    }
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", not_found);
     if (r == -EINVAL)
         return brk_reply_error(rep, 400, "bad_request", "since is not a valid time");
     if (r < 0)
@@ -50,10 +48,10 @@ static int metrics_reply(struct brk_request *req, struct brk_reply *rep, metrics
 
 int brk_api_host_metrics(struct brk_request *req, struct brk_reply *rep)
 {
-    return metrics_reply(req, rep, db_metrics_host, "host");
+    return metrics_reply(req, rep, db_metrics_host, "no such host");
 }
 
 int brk_api_vm_metrics(struct brk_request *req, struct brk_reply *rep)
 {
-    return metrics_reply(req, rep, db_metrics_vm, "VM");
+    return metrics_reply(req, rep, db_metrics_vm, "no such VM");
 }
