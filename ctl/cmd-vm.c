@@ -88,13 +88,14 @@ static const char *host_name(struct db_host *hosts, size_t n, int64_t id)
 static json_t *vm_json(const struct db_vm *v, const char *host)
 {
     return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:i, s:s, s:I, "
-                     "s:I}",
+                     "s:I, s:b, s:s}",
                      "id", (json_int_t)v->id, "name", v->name, "host", host, "host_id",
                      (json_int_t)v->host_id, "state", v->state, "desired_power", v->desired_power,
                      "actual_power", v->actual_power, "vcpus", v->vcpus, "memory_mb", v->memory_mb,
                      "disk_path", v->disk_path, "boot", v->boot, "qemu_pid", v->qemu_pid,
                      "last_error", v->last_error, "pool_id", (json_int_t)v->pool_id,
-                     "assigned_user_id", (json_int_t)v->assigned_user_id);
+                     "assigned_user_id", (json_int_t)v->assigned_user_id, "boosted", v->boosted,
+                     "source_snapshot", v->source_snapshot);
 }
 
 static void print_json(json_t *o)
@@ -185,6 +186,10 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
     printf("boot:          %s%s%s\n", v.boot, strcmp(v.boot, "kernel") == 0 ? " " : "",
            strcmp(v.boot, "kernel") == 0 ? v.boot_kernel : "");
     printf("network:       %s%s%s\n", v.nic_mode, v.bridge[0] ? " " : "", v.bridge);
+    if (v.boosted)
+        printf("boosted:       yes (see vm resources)\n");
+    if (v.source_snapshot[0])
+        printf("cloned from:   snapshot %s\n", v.source_snapshot);
     if (v.last_error[0])
         printf("last error:    %s\n", v.last_error);
     return CTL_EXIT_OK;

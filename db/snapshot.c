@@ -148,3 +148,16 @@ int db_snapshot_delete(struct db *db, int64_t id)
     const char *p[] = {db_param_i64(b1, id)};
     return db_exec_changed(db, "DELETE FROM snapshots WHERE id = $1", 1, p);
 }
+
+int db_snapshot_forget_vm(struct db *db, int64_t vm_id)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, vm_id)};
+    PGresult *res;
+    int r = db_exec(db, "DELETE FROM snapshots WHERE vm_id = $1", 1, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}

@@ -165,8 +165,8 @@ int hv_cgroup_init(const char *parent, const char *slice, struct hv_cgroups *ret
     if (!parent)
         parent = "";
     if (!slice || !slice[0] || strchr(slice, '/') || strcmp(slice, "..") == 0) {
+        *ret = (struct hv_cgroups){.mode = HV_CGROUP_NONE};
         snprintf(ret->note, sizeof(ret->note), "invalid cgroup slice name");
-        ret->mode = HV_CGROUP_NONE;
         return -EINVAL;
     }
     struct stat st;

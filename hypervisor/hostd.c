@@ -513,6 +513,9 @@ static void finish_refresh(struct hostd *h, int64_t task, int64_t id, const char
         log_error("vm refresh failed", "vm", LOG_INT(id), "error", err.msg);
     else
         log_info("vm refreshed to its golden image", "vm", LOG_INT(id));
+    /* A fresh overlay holds no snapshots: their rows go too. */
+    if (r == 0 && db_snapshot_forget_vm(h->db, id) < 0)
+        log_warn("cannot forget the snapshots of a refreshed VM", "vm", LOG_INT(id));
     r = db_task_finish(h->db, task, r < 0 ? err.msg : NULL, NULL);
     if (r < 0 && r != -ENOENT)
         log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));

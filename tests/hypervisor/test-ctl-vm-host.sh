@@ -151,6 +151,8 @@ truth "new VM, stopped until its disk exists, next to the source's" \
     "SELECT desired_power = 'stopped' AND disk_path = '$tmp/desk-9.qcow2'
        AND source_snapshot = 'desk-1/s1' AND host_id = (SELECT host_id FROM vms WHERE name = 'desk-1')
      FROM vms WHERE name = 'desk-9'"
+check "show the clone" 0 a vm show desk-9
+expect "clone's origin shown" '^cloned from: +snapshot desk-1/s1$'
 check "clone to an existing name" 1 a vm clone-from-snapshot desk-1 s1 desk-9 --no-wait
 check "snapshot-delete" 0 a vm snapshot-delete desk-1 s1 --no-wait
 truth "snapshot marked deleting" "SELECT state = 'deleting' FROM snapshots WHERE name = 's1'"
