@@ -17,6 +17,7 @@
 #include "hv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/sysinfo.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -57,6 +59,22 @@ struct local_vm {
     char revert_tag[64];
 };
 
+/*
+ * A disk copy (clone from a snapshot) run by a child of hostd, so that the
+ * loop keeps serving every other VM while qemu-img works: the child writes
+ * its error (nothing on success) to a pipe and exits; EOF on the pipe says
+ * it is done.
+ */
+struct bg_op {
+    struct bg_op *next;
+    pid_t pid;
+    int fd;
+    int64_t task, vm_id, target_vm;
+    char target_name[64];
+    char msg[1024];
+    size_t len;
+};
+
 /* A snapshot task being done by a QMP job of the VM's QEMU. */
 struct snap_op {
     struct hostd *h;
@@ -86,6 +104,7 @@ struct hostd {
     int sigfd;
     bool quit;
     struct hv_cgroups cg;
+    struct bg_op *bg; /* disk copies under way */
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -853,8 +872,9 @@ static int snapshot_revert(struct hostd *h, struct local_vm *l, bool up, const s
     return 0;
 }
 
+/* Queue the copy of snapshot @snap's disk for the new VM of task @t (done by a child). */
 static int snapshot_clone(struct hostd *h, const struct db_task *t, const struct db_vm *row,
-                          const struct db_snapshot *snap, struct atr_error *err)
+                          const struct db_snapshot *snap, struct atr_error *err, bool *ret_pending)
 {
     int64_t target = json_integer_value(json_object_get(t->params, "target_vm_id"));
     struct db_vm dst;
@@ -863,13 +883,77 @@ static int snapshot_clone(struct hostd *h, const struct db_task *t, const struct
         return atr_error_set(err, r, "the new VM (id %lld) does not exist", (long long)target);
     if (!dst.disk_path[0])
         return atr_error_set(err, -EINVAL, "the new VM %s has no disk path", dst.name);
+    struct bg_op *op = calloc(1, sizeof(*op));
+    int pfd[2];
+    if (!op || pipe2(pfd, O_CLOEXEC) < 0) {
+        free(op);
+        return atr_error_set(err, -ENOMEM, "cannot prepare the copy");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        free(op);
+        return atr_error_set(err, r, "cannot fork: %s", strerror(-r));
+    }
+    if (pid == 0) {
+        /* The child only runs qemu-img: no database, no QMP, no exit handlers. */
+        close(pfd[0]);
+        struct atr_error e = {0};
+        int rc = hv_snapshot_clone(NULL, row->disk_path, snap->name, dst.disk_path, &e);
+        if (rc < 0) {
+            ssize_t w = write(pfd[1], e.msg, strlen(e.msg));
+            (void)w;
+        }
+        _exit(rc < 0 ? 1 : 0);
+    }
+    close(pfd[1]);
+    *op = (struct bg_op){.next = h->bg, .pid = pid, .fd = pfd[0], .task = t->id,
+                         .vm_id = row->id, .target_vm = dst.id};
+    snprintf(op->target_name, sizeof(op->target_name), "%s", dst.name);
+    h->bg = op;
     db_task_progress(h->db, t->id, 10, "copying the snapshot's disk");
-    r = hv_snapshot_clone(NULL, row->disk_path, snap->name, dst.disk_path, err);
-    if (r < 0)
-        return r;
-    log_info("vm cloned from a snapshot", "vm", LOG_INT(dst.id), "name", dst.name, "source",
-             row->name, "snapshot", snap->name);
-    return db_vm_set_desired(h->db, dst.id, "running");
+    *ret_pending = true;
+    return 0;
+}
+
+/* A disk copy's pipe is readable: collect its words; at EOF finish its task. */
+static void bg_dispatch(struct hostd *h, struct bg_op *op)
+{
+    char buf[512];
+    ssize_t n = read(op->fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n > 0) {
+        size_t room = sizeof(op->msg) - 1 - op->len;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        memcpy(op->msg + op->len, buf, take);
+        op->len += take;
+        op->msg[op->len] = '\0';
+        return;
+    }
+    int status = 0;
+    while (waitpid(op->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const char *error = ok ? NULL : op->msg[0] ? op->msg : "the disk copy failed";
+    if (ok) {
+        log_info("vm cloned from a snapshot", "vm", LOG_INT(op->target_vm), "name",
+                 op->target_name, "source", LOG_INT(op->vm_id));
+        int r = db_vm_set_desired(h->db, op->target_vm, "running");
+        if (r < 0)
+            error = "the disk is made but the new VM could not be started";
+    }
+    task_done(h, op->task, error, "vm.snapshot.clone", op->vm_id);
+    close(op->fd);
+    for (struct bg_op **pp = &h->bg; *pp; pp = &(*pp)->next) {
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
+    }
+    free(op);
 }
 
 static void run_snapshot_task(struct hostd *h, struct db_task *t)
@@ -933,7 +1017,7 @@ static void run_snapshot_task(struct hostd *h, struct db_task *t)
             }
         }
     } else {
-        r = snapshot_clone(h, t, &row, &snap, &err);
+        r = snapshot_clone(h, t, &row, &snap, &err, &pending);
     }
     if (r < 0 && !err.code)
         atr_error_set(&err, r, "%s", strerror(-r));
@@ -1169,6 +1253,8 @@ static int run(struct hostd *h)
         size_t nvm = 0;
         for (struct local_vm *l = h->vms; l; l = l->next)
             nvm++;
+        for (struct bg_op *op = h->bg; op; op = op->next)
+            nvm++; /* one descriptor each; counted with the VMs' two */
         if (2 + nvm * 2 > cap) {
             cap = 2 + nvm * 2 + 16;
             free(fds);
@@ -1196,6 +1282,11 @@ static int run(struct hostd *h)
             if (l->stop_deadline_ms)
                 timeout = min_timeout(timeout, atr_deadline_left_ms(l->stop_deadline_ms));
         }
+        int first_bg = n;
+        for (struct bg_op *op = h->bg; op; op = op->next) {
+            owner[n] = NULL;
+            fds[n++] = (struct pollfd){.fd = op->fd, .events = POLLIN};
+        }
         if (h->dirty || h->tasks_dirty)
             timeout = 0;
         int got = poll(fds, (nfds_t)n, timeout);
@@ -1209,7 +1300,17 @@ static int run(struct hostd *h)
         if (got > 0 && fds[1].revents && !h->db_retry_ms)
             drain_notifications(h);
         /* Every VM gets its turn, with or without events: QMP deadlines. */
-        for (int i = 2; i < n;) {
+        for (int i = first_bg; i < n && got > 0; i++) {
+            if (!fds[i].revents)
+                continue;
+            for (struct bg_op *op = h->bg; op; op = op->next) {
+                if (op->fd == fds[i].fd) {
+                    bg_dispatch(h, op);
+                    break;
+                }
+            }
+        }
+        for (int i = 2; i < first_bg;) {
             struct local_vm *l = owner[i];
             int j = i;
             while (j < n && owner[j] == l)
@@ -1343,6 +1444,14 @@ out:
         hv_vm_free(h.vms->vm);
         free(h.vms);
         h.vms = next;
+    }
+    /* A disk copy still running finishes on its own; its task is requeued
+     * when its heartbeat goes stale. */
+    while (h.bg) {
+        struct bg_op *next = h.bg->next;
+        close(h.bg->fd);
+        free(h.bg);
+        h.bg = next;
     }
     hv_cgroup_fini(&h.cg);
     db_close(h.db);
