@@ -135,6 +135,20 @@ try {
         .catch(async (e) => { throw new Error(`${e.message}; console "${await user.locator('.console-status').textContent()}"; serial: ${JSON.stringify(serial(sess.vm_id).slice(-300))}`); });
     ok('what uma types reaches her VM');
 
+    // From a second device uma disconnects the viewer she left open: her
+    // console drops, and (as after any drop) comes back with a new ticket.
+    const phone = await newPage();
+    await login(phone, 'uma', 'user pw');
+    const ucard = phone.locator('article.desktop', { hasText: 'office' });
+    await ucard.getByRole('button', { name: 'Disconnect' }).click();
+    await phone.locator('dialog').getByRole('button', { name: 'Disconnect' }).click();
+    await phone.locator('.toast-ok', { hasText: 'Disconnected from office' }).waitFor({ timeout: 10000 });
+    await user.waitForFunction(() => document.querySelector('.console-status')?.textContent !== 'Connected', null, { timeout: 15000 });
+    ok(`uma disconnects her open console from the portal of another device ("${await user.locator('.console-status').textContent()}")`);
+    await user.waitForFunction(() => document.querySelector('.console-status')?.textContent === 'Connected', null, { timeout: 60000 });
+    ok('the dropped console connects again by itself');
+    await phone.context().close();
+
     // Push image version 2: spares move to it.
     await nav(admin, 'Pools');
     await row.getByRole('button', { name: 'Push image' }).click();

@@ -1,5 +1,6 @@
 // "My desktops": the pools this person may use, what state their desktop
-// is in, and the ways to reach it (browser console, .vv / .rdp file).
+// is in, and the ways to reach it (browser console, .vv / .rdp file),
+// disconnect the viewers left open elsewhere, log off.
 
 import { api, errorText } from './api.js';
 import { h, clear, badge, busy, toast, messageBox, confirmDialog, fmtAgo } from './ui.js';
@@ -54,6 +55,20 @@ function desktopCard(d, reload) {
                 'Download .vv (SPICE)');
             actions.push(b);
         }
+    }
+    if (s && s.state === 'connected') {
+        // Viewers left open elsewhere (the office PC, another tab) are closed;
+        // the desktop keeps running for the pool's disconnect timeout.
+        const b = h('button', { type: 'button', class: 'btn', onclick: async () => {
+            if (!await confirmDialog(`Disconnect every viewer of ${d.name}? The desktop keeps running; connect again any time.`, 'Disconnect'))
+                return;
+            await busy(b, async () => {
+                await api('POST', `/desktops/${d.id}/disconnect`);
+                toast(`Disconnected from ${d.name}; your desktop keeps running.`, 'ok');
+                reload();
+            }, msg);
+        } }, 'Disconnect');
+        actions.push(b);
     }
     if (s) {
         const b = h('button', { type: 'button', class: 'btn btn-danger', onclick: async () => {
