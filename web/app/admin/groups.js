@@ -1,8 +1,9 @@
-// Groups: list, create (local, or mirroring a Unix group), add a member.
-// Entitle a group to a pool from the Pools page.
+// Groups: list, create (local, or mirroring a Unix group), add and remove
+// members (a Unix group's members come from the system at each log-in, so
+// they are shown, not changed).  Entitle a group to a pool from the Pools page.
 
-import { api, qs } from '../api.js';
-import { h, busy, field, listView, messageBox, modal, select, toast } from '../ui.js';
+import { api, errorText, qs } from '../api.js';
+import { h, busy, confirmDialog, field, listView, messageBox, modal, select, toast } from '../ui.js';
 
 function groupForm(onDone) {
     const msg = messageBox();
@@ -59,6 +60,36 @@ async function addMember(g, reload) {
     });
 }
 
+async function showMembers(g, reload) {
+    let members = [];
+    try {
+        members = (await api('GET', `/groups/${g.id}/members${qs({ limit: 500 })}`)).items;
+    } catch (e) {
+        toast(errorText(e), 'error');
+        return;
+    }
+    const local = g.source === 'local';
+    const list = members.length ? h('ul', { class: 'entitled' }, members.map((u) => {
+        const li = h('li', {}, u.username, u.display_name ? h('span', { class: 'muted' }, ` (${u.display_name})`) : null);
+        if (local)
+            li.append(' ', h('button', { type: 'button', class: 'btn btn-quiet btn-small',
+                'aria-label': `Remove ${u.username} from ${g.name}`,
+                onclick: async (e) => {
+                    if (!await confirmDialog(`Remove ${u.username} from ${g.name}? They lose the desktops the group is entitled to.`, 'Remove'))
+                        return;
+                    await busy(e.target, async () => {
+                        await api('DELETE', `/groups/${g.id}/members/${u.id}`);
+                        li.remove();
+                        toast(`${u.username} removed from ${g.name}.`, 'ok');
+                        reload();
+                    });
+                } }, 'Remove'));
+        return li;
+    })) : h('p', { class: 'muted' }, 'No members.');
+    modal(`Members of ${g.name}`, h('div', {}, list,
+        local ? null : h('p', { class: 'muted small' }, 'A Unix group: its members come from the system at each log-in.')));
+}
+
 export function renderGroups(main) {
     let list;
     const create = h('button', { type: 'button', class: 'btn btn-primary', onclick: () => {
@@ -78,9 +109,11 @@ export function renderGroups(main) {
             { label: 'Source', value: (g) => g.source },
             { label: 'Members', value: (g) => String(g.members) },
         ],
-        actions: (g, reload) => (g.source === 'local' ? [
-            h('button', { type: 'button', class: 'btn', onclick: () => addMember(g, reload) }, 'Add member'),
-        ] : []),
+        actions: (g, reload) => [
+            h('button', { type: 'button', class: 'btn', onclick: () => showMembers(g, reload) }, 'Members'),
+            g.source === 'local'
+                ? h('button', { type: 'button', class: 'btn', onclick: () => addMember(g, reload) }, 'Add member') : null,
+        ],
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Groups'), create),
         h('p', { class: 'muted' }, 'Give a group desktops with “Entitle” on the Pools page.'), list.el);

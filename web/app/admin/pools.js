@@ -180,8 +180,21 @@ async function entitle(p) {
     }
     smallForm(`Entitle to ${p.name}`, [
         h('div', { class: 'field' }, h('strong', {}, 'Entitled now'),
-            current.length ? h('ul', { class: 'entitled' }, current.map((e) => h('li', {},
-                e.group_id ? `Group: ${e.group_name}` : `User: ${e.username}`)))
+            current.length ? h('ul', { class: 'entitled' }, current.map((e) => {
+                const who = e.group_id ? `Group: ${e.group_name}` : `User: ${e.username}`;
+                const li = h('li', {}, who, ' ', h('button', { type: 'button', class: 'btn btn-quiet btn-small',
+                    'aria-label': `Remove the entitlement of ${who}`,
+                    onclick: async (ev) => {
+                        if (!await confirmDialog(`Remove ${who} from ${p.name}? Live sessions stay; new connections are refused.`, 'Remove'))
+                            return;
+                        await busy(ev.target, async () => {
+                            await api('DELETE', `/pools/${p.id}/entitlements/${e.id}`);
+                            li.remove();
+                            toast(`${who} is no longer entitled to ${p.name}.`, 'ok');
+                        });
+                    } }, 'Remove'));
+                return li;
+            }))
                 : h('span', { class: 'muted' }, 'Nobody yet.')),
         field('Who', select('who', [['', 'Choose…'],
             ...groups.map((g) => [`g${g.id}`, `Group: ${g.name} (${g.members} members)`]),
