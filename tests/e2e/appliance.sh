@@ -84,7 +84,7 @@ level = info
 name = e2e
 accel = tcg
 [poold]
-provision_timeout = 300
+provision_timeout = ${app_provision_timeout:-300}
 [broker]
 listen = 127.0.0.1
 port = $broker_port
