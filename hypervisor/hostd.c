@@ -997,13 +997,30 @@ static void run_snapshot_task(struct hostd *h, struct db_task *t)
         atr_error_set(&err, -ENOENT, "VM %s is being deleted", row.name);
         goto fail_snap;
     }
+    bool delete = strcmp(t->kind, "vm.snapshot.delete") == 0;
+    if (t->attempts > 1 && (create || delete)) {
+        /* Requeued after a hostd died mid-way: the work may be done already
+         * (QEMU writes a snapshot's entry last, so one that is listed is whole). */
+        bool found = false;
+        if (hv_snapshot_exists(NULL, row.disk_path, snap.name, &found, &err) < 0)
+            goto fail_snap;
+        if (found == create) {
+            log_info("snapshot task was done before a restart", "task", LOG_INT(t->id), "kind",
+                     t->kind);
+            if (create)
+                db_snapshot_report(h->db, snap.id, "ready", "", NULL, disk_usage(row.disk_path));
+            else
+                db_snapshot_delete(h->db, snap.id);
+            goto out;
+        }
+    }
     if (create) {
         r = snapshot_create(h, l, up, t, &row, &snap, &err);
         pending = r == 0 && l && l->snap;
     } else if (strcmp(t->kind, "vm.snapshot.revert") == 0) {
         r = snapshot_revert(h, l, up, t, &row, &snap, &err, &pending);
         pending = pending || (r == 0 && l && l->snap);
-    } else if (strcmp(t->kind, "vm.snapshot.delete") == 0) {
+    } else if (delete) {
         if (up) {
             r = start_job(h, l, t, &snap, HV_SNAP_DELETE, &err);
             pending = r == 0;
@@ -1024,7 +1041,7 @@ static void run_snapshot_task(struct hostd *h, struct db_task *t)
 fail_snap:
     if (err.code && create)
         db_snapshot_report(h->db, snap.id, "failed", err.msg, NULL, -1);
-    else if (err.code && strcmp(t->kind, "vm.snapshot.delete") == 0)
+    else if (err.code && delete)
         db_snapshot_report(h->db, snap.id, "failed", err.msg, NULL, -1);
 out:
     if (!pending)

@@ -419,6 +419,10 @@ enum hv_snap_op { HV_SNAP_SAVE = 0, HV_SNAP_LOAD, HV_SNAP_DELETE };
 int hv_snapshot_offline(const char *qemu_img, const char *image, enum hv_snap_op op,
                         const char *tag, struct atr_error *err);
 
+/* Whether @image (in use or not) holds a snapshot named @tag: sets *ret_found. */
+int hv_snapshot_exists(const char *qemu_img, const char *image, const char *tag, bool *ret_found,
+                       struct atr_error *err);
+
 /*
  * A new linked clone at @dst holding the disk of snapshot @tag of @image:
  * backed by @image's own backing file, only the clusters that differ are

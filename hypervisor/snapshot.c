@@ -42,6 +42,35 @@ int hv_snapshot_offline(const char *qemu_img, const char *image, enum hv_snap_op
     return 0;
 }
 
+int hv_snapshot_exists(const char *qemu_img, const char *image, const char *tag, bool *ret_found,
+                       struct atr_error *err)
+{
+    char *argv[] = {(char *)tool(qemu_img), "info", "--output=json", "-U", (char *)image, NULL};
+    char *out = NULL, tail[512];
+    int r = hv_proc_run(argv, 60000, 4 << 20, &out, tail, sizeof(tail));
+    if (r < 0) {
+        tail[strcspn(tail, "\n")] = '\0';
+        return atr_error_set(err, r, "qemu-img info %s failed: %s", image, tail);
+    }
+    json_t *info = json_loads(out, 0, NULL);
+    free(out);
+    if (!json_is_object(info)) {
+        json_decref(info);
+        return atr_error_set(err, -EPROTO, "qemu-img info %s: unreadable output", image);
+    }
+    bool found = false;
+    size_t i;
+    json_t *sn;
+    json_array_foreach(json_object_get(info, "snapshots"), i, sn)
+    {
+        const char *name = json_string_value(json_object_get(sn, "name"));
+        found = found || (name && strcmp(name, tag) == 0);
+    }
+    json_decref(info);
+    *ret_found = found;
+    return 0;
+}
+
 int hv_snapshot_clone(const char *qemu_img, const char *image, const char *tag, const char *dst,
                       struct atr_error *err)
 {

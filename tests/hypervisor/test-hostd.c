@@ -1040,6 +1040,30 @@ static void test_snapshots_revert_the_guest_exactly_and_clone_to_a_new_vm(void *
     assert_int_equal(db_snapshot_request(T.db, id, "off-disk", false, NULL, &snap, &task), 0);
     assert_true(task_ok(task, STATE_TIMEOUT_MS));
 
+    /* A task requeued after its hostd died is not done twice: the snapshot
+     * already in the file is taken for the finished work. */
+    kill_hostd();
+    assert_int_equal(db_snapshot_request(T.db, id, "again", false, NULL, &snap, &task), 0);
+    char sql[160], overlay[PATH_MAX];
+    snprintf(sql, sizeof(sql), "UPDATE tasks SET attempts = 1 WHERE id = %lld RETURNING true",
+             (long long)task);
+    char *upd = pgt_query_value(T.conninfo, sql);
+    assert_non_null(upd);
+    free(upd);
+    snprintf(overlay, sizeof(overlay), "%s/snap-1.qcow2", T.data);
+    assert_int_equal(hv_snapshot_offline(NULL, overlay, HV_SNAP_SAVE, "again", &err), 0);
+    start_hostd();
+    assert_true(task_ok(task, STATE_TIMEOUT_MS));
+    char cmd[PATH_MAX + 64], line[512];
+    snprintf(cmd, sizeof(cmd), "qemu-img snapshot -l -U %s", overlay);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    int copies = 0;
+    while (fgets(line, sizeof(line), p))
+        copies += strstr(line, " again ") != NULL;
+    pclose(p);
+    assert_int_equal(copies, 1);
+
     assert_int_equal(hv_storage_sha256(gold, gold_after), 0);
     assert_string_equal(gold_sum, gold_after); /* the golden image was never written */
 
