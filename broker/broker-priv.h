@@ -96,6 +96,23 @@ int brk_filter_time(const struct brk_query *q, const char *key, const char **ret
  */
 int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_t why_len);
 
+/* A PATCH /vms/{id}/resources body, checked (api-resources.c). */
+struct brk_vm_resources_input {
+    int balloon_mb;             /* -1 not given, 0 none (all memory), else 64..memory_mb */
+    struct db_vm_resources res; /* db_vm_set_resources' conventions: < 0 untouched, 0 lift */
+    int boost;                  /* -1 not given, 0 end, 1 boost */
+};
+
+/*
+ * Check a resources body for a VM of @memory_mb: an object of at least one
+ * of balloon_mb (null or 64..memory_mb), cpu_weight (1..10000), cpu_max_pct,
+ * memory_max_mb, disk_iops, disk_bps, net_bps (null = no limit, or in
+ * range) and boost (bool); no other member.  0 or -EINVAL with @why;
+ * *ret is set only on success.
+ */
+int brk_vm_resources_input_parse(const json_t *body, int memory_mb,
+                                 struct brk_vm_resources_input *ret, char *why, size_t why_len);
+
 /* ------------------------------------------------------------------------ */
 /* Connection files (connfile.c)                                            */
 /* ------------------------------------------------------------------------ */
@@ -388,6 +405,8 @@ int brk_api_vm_delete(struct brk_request *req, struct brk_reply *rep);
 int brk_api_host_update(struct brk_request *req, struct brk_reply *rep);
 int brk_api_host_metrics(struct brk_request *req, struct brk_reply *rep); /* api-metrics.c */
 int brk_api_vm_metrics(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_resources_get(struct brk_request *req, struct brk_reply *rep); /* api-resources.c */
+int brk_api_vm_resources_set(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);

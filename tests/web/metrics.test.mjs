@@ -149,6 +149,47 @@ try {
     check(!why, 'the VMs page shows the VM\'s chart in its row, drawing the latest row', why);
     await page.screenshot({ path: `${shots}/vms-charts.png`, fullPage: true });
 
+    // Live resources from the VMs page: a memory target out of range is
+    // refused in words before anything is sent; 160 MiB is saved, and the
+    // VM's hostd applies it (QEMU's balloon, recorded in metric_samples)
+    // while the VM keeps running in the same QEMU.
+    const pidBefore = sql(`SELECT qemu_pid FROM vms WHERE id = ${vmId}`);
+    let patches = 0;
+    page.on('request', (r) => { if (r.method() === 'PATCH' && r.url().includes('/resources')) patches++; });
+    const vmTr = page.locator('table.list tbody tr', { has: page.locator(`figure[data-id="${vmId}"]`) });
+    await vmTr.getByRole('button', { name: 'Resources' }).click();
+    const rd = page.locator('dialog');
+    await rd.getByLabel('Memory target (MiB)').fill('10');
+    await rd.getByRole('button', { name: 'Apply' }).click();
+    const refusal = await rd.locator('[role=alert]').textContent();
+    check(/Memory target must be a whole number from 64 to 256/.test(refusal) && patches === 0,
+        'a memory target out of range is refused in words, nothing sent', refusal);
+    await page.screenshot({ path: `${shots}/vm-resources.png` });
+    await rd.getByLabel('Memory target (MiB)').fill('160');
+    await rd.getByRole('button', { name: 'Apply' }).click();
+    await page.locator('.toast-ok', { hasText: 'chart-vm: live resources saved' }).waitFor({ timeout: 10000 });
+    check(patches === 1 && sql(`SELECT balloon_mb FROM vms WHERE id = ${vmId}`) === '160',
+        'the memory target is saved from the dialog', `${patches} PATCH`);
+    const t0 = Date.now();
+    let applied = '';
+    while (Date.now() - t0 < 60000) {
+        applied = sql(`SELECT applied_gen = resources_gen AND EXISTS (SELECT 1 FROM metric_samples
+                         WHERE vm_id = ${vmId} AND balloon_mb = 160 AND at > now() - interval '10 seconds')
+                       FROM vms WHERE id = ${vmId}`);
+        if (applied === 't')
+            break;
+        await sleep(1000);
+    }
+    check(applied === 't' && sql(`SELECT qemu_pid FROM vms WHERE id = ${vmId}`) === pidBefore,
+        `hostd applies it without a restart: QEMU's balloon reports 160 MiB (${Date.now() - t0} ms), same QEMU process`);
+    check(sql(`SELECT count(*) FROM audit_log WHERE action = 'vm.resources' AND actor = 'alice' AND target_id = '${vmId}'`) === '1',
+        'the change is in the audit log');
+    await vmTr.getByRole('button', { name: 'Resources' }).click();
+    const note = await page.locator('dialog').locator('p.muted').first().textContent();
+    check(/Its host has applied the current values/.test(note) && await page.locator('dialog').getByLabel('Memory target (MiB)').inputValue() === '160',
+        'the dialog shows the value and that the host applied it', note);
+    await page.keyboard.press('Escape');
+
     // Phone size: the dashboard's charts fit the screen's width.
     await page.setViewportSize({ width: 390, height: 844 });
     await nav('Dashboard');

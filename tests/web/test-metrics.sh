@@ -4,7 +4,8 @@
 # curl (values equal the metric_samples rows, "since" gives only newer
 # samples, bounded replies, errors as JSON, a user is refused), then
 # chromium checks that the dashboard's, the Hosts page's and the VMs page's
-# charts draw the latest rows and move on without a reload (metrics.test.mjs).
+# charts draw the latest rows and move on without a reload, and the VMs
+# page changes the VM's live memory, which hostd applies (metrics.test.mjs).
 #
 # usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD
 broker=${1:?usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD}
@@ -145,6 +146,41 @@ expect "$tmp/uma.jar" "/hosts/$host/metrics" 403 forbidden
 expect "$tmp/uma.jar" "/vms/$vm/metrics" 403 forbidden
 get /dev/null "/vms/$vm/metrics"
 [[ $status == 401 ]] && ok "without a session: 401" || fail "anonymous: HTTP $status"
+
+# live resources: read by an operator; bad bodies refused in words; no user
+get "$tmp/otto.jar" "/vms/$vm/resources"
+[[ $status == 200 && $(js "d['memory_mb'] == 256 and d['balloon_mb'] is None and d['cpu_weight'] >= 1 and isinstance(d['applied'], bool)") == True ]] &&
+    ok "GET /vms/$vm/resources: memory 256 MiB, no balloon, applied=$(js "d['applied']")" || fail "resources: HTTP $status $body"
+patch() { # patch JAR PATH JSON -> $status $body
+    local out login
+    login=$(curl -sS --max-time 20 -c "$1.p" -H 'Content-Type: application/json' \
+        --data-binary "$4" "$base/api/v1/login")
+    out=$(curl -sS --max-time 20 -b "$1.p" -X PATCH -H 'Content-Type: application/json' \
+        -H "X-CSRF-Token: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("csrf_token",""))' "$login")" \
+        --data-binary "$3" -w '\n%{http_code}' "$base/api/v1$2")
+    status=${out##*$'\n'}
+    body=${out%$'\n'*}
+}
+alice='{"username":"alice","password":"correct horse"}'
+expect_patch() { # expect_patch PATH JSON STATUS CODE [LOGIN]
+    patch "$tmp/p" "$1" "$2" "${5:-$alice}"
+    if [[ $status == "$3" && $(js "d.get('error') == '$4' and bool(d.get('detail'))" 2>/dev/null) == True ]]; then
+        ok "PATCH $1 $2 -> $3 $4 ($(js "d['detail']"))"
+    else
+        fail "PATCH $1 $2: HTTP $status $body (wanted $3 $4)"
+    fi
+}
+expect_patch "/vms/$vm/resources" '{}' 400 bad_request
+expect_patch "/vms/$vm/resources" '{"ram":1}' 400 bad_request
+expect_patch "/vms/$vm/resources" '{"balloon_mb":10}' 400 bad_request
+expect_patch "/vms/$vm/resources" '{"balloon_mb":300}' 400 bad_request
+expect_patch "/vms/$vm/resources" '{"cpu_weight":"x"}' 400 bad_request
+expect_patch "/vms/$vm/resources" '{"boost":1}' 400 bad_request
+expect_patch "/vms/$vm/resources" 'not json' 400 bad_json
+expect_patch "/vms/999999/resources" '{"balloon_mb":128}' 404 not_found
+expect_patch "/vms/$vm/resources" '{"balloon_mb":128}' 403 forbidden '{"username":"uma","password":"user pw"}'
+[[ $(psql_db "SELECT balloon_mb IS NULL OR balloon_mb = 0 FROM vms WHERE id = $vm") == t ]] &&
+    ok "none of the refused changes reached the VM's row" || fail "a refused change was written"
 
 ((fails == 0)) || { echo "--- broker log"; tail -20 "$tmp/broker.log"; exit 1; }
 

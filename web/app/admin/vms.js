@@ -1,11 +1,92 @@
 // VMs: every desktop VM, filtered by pool, host and state on the server;
-// power (the desired state hostd carries out) and delete.  Console,
-// snapshots and live resources need broker routes that do not exist yet.
+// power (the desired state hostd carries out), live resources (memory
+// target, CPU weight and caps, disk limits, boost: applied by hostd without
+// a restart), delete, and a live CPU/memory chart per running VM.  An
+// admin console of a VM and snapshots need broker routes that do not exist
+// yet.
 
 import { api, qs } from '../api.js';
-import { h, badge, busy, confirmDialog, fmtAgo, fmtMiB, fmtTime, listView, toast } from '../ui.js';
+import { h, badge, busy, confirmDialog, field, fmtAgo, fmtMiB, fmtTime, listView, messageBox, modal, toast } from '../ui.js';
 import { session } from '../main.js';
 import { liveChart } from '../chart.js';
+
+// The live-resource fields: [member, label, min, max, hint]; empty = no limit.
+const LIMITS = [
+    ['cpu_max_pct', 'CPU cap (%)', 1, 100000, '100 = one host CPU; empty: no cap'],
+    ['memory_max_mb', 'QEMU memory limit (MiB)', 64, 4194304, 'hard limit of the whole process; empty: none'],
+    ['disk_iops', 'Disk operations/s', 1, 2147483647, 'empty: unlimited'],
+    ['disk_bps', 'Disk bytes/s', 1, Number.MAX_SAFE_INTEGER, 'empty: unlimited'],
+    ['net_bps', 'Network bytes/s', 1, Number.MAX_SAFE_INTEGER, 'empty: unlimited'],
+];
+
+// The live-resources dialog of VM @v: reads the current values, sends only
+// what changed, then says whether its host has applied them.
+async function resourcesDialog(v, button) {
+    const cur = await busy(button, () => api('GET', `/vms/${v.id}/resources`));
+    if (!cur)
+        return;
+    const msg = messageBox();
+    const input = (name, value, min, max, extra = {}) => h('input', { name, type: 'number', inputmode: 'numeric',
+        min, max, step: 1, value: value === null || value === undefined ? '' : String(value), ...extra });
+    const balloon = input('balloon_mb', cur.balloon_mb, 64, cur.memory_mb, { placeholder: `${cur.memory_mb} (all)` });
+    const weight = input('cpu_weight', cur.cpu_weight, 1, 10000, { required: true });
+    const boost = h('input', { type: 'checkbox', name: 'boost', checked: cur.boosted });
+    const form = h('form', { novalidate: true },
+        h('p', { class: 'muted small' }, `${cur.name}: ${cur.vcpus} vCPU, ${fmtMiB(cur.memory_mb)}. `,
+            cur.applied ? 'Its host has applied the current values.' : 'Its host has not applied the latest change yet.'),
+        h('div', { class: 'grid-form' },
+            field('Memory target (MiB)', balloon, `live, through the balloon: 64–${cur.memory_mb}; empty: all of it`),
+            field('CPU weight', weight, '1–10000; 100 = an equal share'),
+            LIMITS.map(([k, label, min, max, hint]) => field(label, input(k, cur[k], min, max), hint))),
+        h('div', { class: 'checks' }, h('label', {}, boost, 'Boost: this VM gets its host first (one per host)')),
+        msg,
+        h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'btn btn-primary' }, 'Apply'),
+            h('button', { type: 'button', class: 'btn', onclick: () => dlg.close() }, 'Cancel')));
+    const dlg = modal(`Live resources of ${cur.name}`, form);
+    balloon.focus();
+    form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const body = {};
+        const read = (el, k, min, max, label) => {
+            const t = el.value.trim();
+            if (t === '')
+                return null;
+            const n = Number(t);
+            if (!Number.isInteger(n) || n < min || n > max)
+                throw new Error(`${label} must be a whole number from ${min} to ${max}, or empty.`);
+            return n;
+        };
+        try {
+            const b = read(balloon, 'balloon_mb', 64, cur.memory_mb, 'Memory target');
+            if (b !== cur.balloon_mb)
+                body.balloon_mb = b;
+            const w = read(weight, 'cpu_weight', 1, 10000, 'CPU weight');
+            if (w === null)
+                throw new Error('CPU weight must be a whole number from 1 to 10000.');
+            if (w !== cur.cpu_weight)
+                body.cpu_weight = w;
+            for (const [k, label, min, max] of LIMITS) {
+                const x = read(form.elements[k], k, min, max, label);
+                if (x !== cur[k])
+                    body[k] = x;
+            }
+        } catch (err) {
+            msg.show(err.message);
+            return;
+        }
+        if (boost.checked !== cur.boosted)
+            body.boost = boost.checked;
+        if (!Object.keys(body).length) {
+            msg.show('Nothing changed.', 'info');
+            return;
+        }
+        await busy(e.submitter, async () => {
+            const after = await api('PATCH', `/vms/${v.id}/resources`, body);
+            dlg.close();
+            toast(`${after.name}: live resources saved; its host applies them now.`, 'ok');
+        }, msg);
+    });
+}
 
 const POWER = [['running', 'Start'], ['paused', 'Pause'], ['stopped', 'Stop']];
 
@@ -25,6 +106,8 @@ function powerButtons(v, reload) {
             });
         } }, label));
     }
+    const res = h('button', { type: 'button', class: 'btn', onclick: () => resourcesDialog(v, res) }, 'Resources');
+    out.push(res);
     if (session.user && session.user.role === 'admin')
         out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
             if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
@@ -72,7 +155,7 @@ export function renderVms(main) {
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'VMs'),
         h('button', { type: 'button', class: 'btn', onclick: () => list.reload() }, 'Refresh')),
-    h('p', { class: 'muted small' }, 'Console, snapshot and live-resource actions appear here once the broker offers them.'),
+    h('p', { class: 'muted small' }, 'An admin console of a VM and snapshots appear here once the broker offers them.'),
     list.el);
     Promise.all([api('GET', `/pools${qs({ limit: 500 })}`), api('GET', `/hosts${qs({ limit: 500 })}`)])
         .then(([pools, hosts]) => {
