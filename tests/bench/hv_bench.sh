@@ -162,8 +162,14 @@ timeout --kill-after=10 1500 "$bench" --db "$dbci" --host "$host" --runtime "$tm
     --uri "$uri" --pool hvb --capacity "$capacity" --hostd-pid "$hostd_pid" \
     --libvirtd-pid "$lv_pid" --rounds "$rounds" --clones "$clones" >"$tmp/bench.out" &
 bench_pid=$!
-wait "$bench_pid"
+rc=0
+wait "$bench_pid" || rc=$?
 bench_pid=
+if ((rc != 0)); then
+    echo "hv_bench: failed (status $rc); the last lines of hostd's and libvirtd's logs:" >&2
+    tail -n 20 "$tmp/hostd.log" "$lv/libvirtd.log" >&2
+    exit "$rc"
+fi
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 val() { sed -n "s/^$1 //p" "$tmp/bench.out"; }
 
