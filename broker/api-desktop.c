@@ -158,6 +158,7 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
     struct brk_conn_target t = {
         .gateway = gateway,
         .spice_port = cfg->display.spice_port,
+        .spice_tls = cfg->display.spice_tls,
         .rdp_port = cfg->display.rdp_port,
         .vnc_port = cfg->display.vnc_port,
         .title = pool.name,

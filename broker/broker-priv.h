@@ -130,6 +130,7 @@ struct brk_conn_target {
     int spice_port, rdp_port, vnc_port;
     const char *title;    /* pool name */
     const char *username; /* schema-restricted characters */
+    bool spice_tls;       /* displayd's CONNECT proxy speaks TLS: proxy=https:// */
 };
 
 /* A remote-viewer .vv file / an .rdp file carrying @ticket.  malloc'd; NULL on ENOMEM. */

@@ -56,11 +56,13 @@ char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket)
     char *s = NULL;
     /* remote-viewer connects through displayd's HTTP CONNECT proxy and asks
      * for "<ticket>:5900": the ticket is both the route and the password
-     * (display/spice.c).  The port is not used by the proxy. */
+     * (display/spice.c).  The port is not used by the proxy.  With
+     * display.spice_tls the proxy speaks TLS, which spice-gtk does for an
+     * https:// proxy (checking the certificate against the system's CAs). */
     int r = asprintf(&s,
                      "[virt-viewer]\n"
                      "type=spice\n"
-                     "proxy=http://%s:%d\n"
+                     "proxy=%s://%s:%d\n"
                      "host=%s\n"
                      "port=5900\n"
                      "password=%s\n"
@@ -68,7 +70,8 @@ char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket)
                      "delete-this-file=1\n"
                      "secure-attention=ctrl+alt+end\n"
                      "release-cursor=shift+f12\n",
-                     t->gateway, t->spice_port, ticket, ticket, t->title);
+                     t->spice_tls ? "https" : "http", t->gateway, t->spice_port, ticket, ticket,
+                     t->title);
     return r < 0 ? NULL : s;
 }
 

@@ -301,7 +301,7 @@ static void test_gateway_host_is_a_plain_host_or_address(void **state)
 static void test_connection_files_name_gateway_and_ticket(void **state)
 {
     (void)state;
-    struct brk_conn_target t = {"portal.example", 3128, 3389, 5900, "office", "uma"};
+    struct brk_conn_target t = {"portal.example", 3128, 3389, 5900, "office", "uma", false};
     const char *ticket = "0123456789abcdef0123456789abcdef";
     char *vv = brk_connfile_vv(&t, ticket);
     assert_non_null(vv);
@@ -311,6 +311,13 @@ static void test_connection_files_name_gateway_and_ticket(void **state)
     assert_non_null(strstr(vv, "\npassword=0123456789abcdef0123456789abcdef\n"));
     assert_non_null(strstr(vv, "\ndelete-this-file=1\n"));
     free(vv);
+    /* display.spice_tls: remote-viewer speaks TLS to an https:// proxy */
+    t.spice_tls = true;
+    vv = brk_connfile_vv(&t, ticket);
+    assert_non_null(vv);
+    assert_non_null(strstr(vv, "\nproxy=https://portal.example:3128\n"));
+    free(vv);
+    t.spice_tls = false;
     char *rdp = brk_connfile_rdp(&t, ticket);
     assert_non_null(rdp);
     assert_true(strncmp(rdp, "full address:s:portal.example:3389\r\n", 36) == 0);

@@ -13,20 +13,28 @@
 #                  it reach the guest; a used ticket is refused; without a
 #                  ticket, a wrong password is refused and audited and the
 #                  right one gives the person their desktop (keys reach it)
-#   e2e.sh bench BENCH  (not a test: tests/bench/display_bench.c as BENCH)
-#                  VNC through displayd against QEMU's own VNC on 127.0.0.1:
-#                  full-screen frames/s and bytes, updates/s and bytes while the
-#                  guest's screen changes at a steady rate, displayd CPU
+#   e2e.sh bench BENCH BENCH_RDP  (not a test: tests/bench/display_bench.c
+#                  and display_bench_rdp.c) VNC through displayd against QEMU's
+#                  own VNC on 127.0.0.1: full-screen frames/s and bytes,
+#                  updates/s and bytes while the guest's screen changes at a
+#                  steady rate, displayd CPU; then RDP through displayd against
+#                  a private xrdp whose VNC backend reads the same guest
 #   e2e.sh spice   remote-viewer under Xvfb opens a .vv file through the
 #                  CONNECT proxy, shows the guest, and keys typed with xdotool
 #                  come back on the guest's serial log; a used ticket is refused
+#   e2e.sh spice-vv  the broker's own .vv (POST /api/v1/desktops/{id}/connect,
+#                  protocol spice) with display.spice_tls on: remote-viewer
+#                  (kiosk, as on a thin client) reaches the guest through the
+#                  TLS proxy, trusting the gateway's certificate as an
+#                  installed CA; its picture matches QEMU's screendump; a
+#                  plain-HTTP CONNECT to the TLS port is refused
 #
 # Needs: ATRIUM_BINARY_DIR, ATRIUM_SOURCE_DIR, ATRIUM_GUEST_DIR,
 # ATRIUM_TEST_PG_FILE (ctest sets them).  Every process it starts lives in
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|spice|rdp|bench BENCH}
+mode=${1:?usage: e2e.sh vnc|spice|spice-vv|rdp|bench BENCH BENCH_RDP}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -37,7 +45,7 @@ limit=${ATRIUM_DISPLAY_E2E_TIMEOUT:-240}
 tmp=$(mktemp -d /tmp/atrium-display.XXXXXX)
 pids=()
 server=$(cat "${ATRIUM_TEST_PG_FILE:?}")
-dbname=display_e2e_${mode}_$$
+dbname=display_e2e_${mode//-/_}_$$
 conninfo="$server dbname=$dbname"
 
 cleanup() {
@@ -127,8 +135,10 @@ ok "guest booted"
 vnc_port=$("$helper" freeport)
 spice_port=$("$helper" freeport)
 rdp_port=$("$helper" freeport)
-# TLS always (RDP): a throw-away self-signed certificate
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-e2e \
+# TLS always (RDP): a throw-away self-signed certificate for the address
+# viewers use (spice-gtk checks the name of a TLS proxy)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -addext "subjectAltName=IP:127.0.0.1" \
     -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 cat >"$tmp/atrium.conf" <<CONF
 [db]
@@ -145,6 +155,17 @@ rdp_port = $rdp_port
 tls_cert = $tmp/cert.pem
 tls_key = $tmp/key.pem
 CONF
+if [[ $mode == spice-vv ]]; then
+    broker_port=$("$helper" freeport)
+    cat >>"$tmp/atrium.conf" <<CONF
+spice_tls = true
+[broker]
+listen = 127.0.0.1
+port = $broker_port
+tls = false
+threads = 2
+CONF
+fi
 : >"$tmp/displayd.log"
 # (under ASan: FreeRDP's own per-connection TLS leak is suppressed, see
 # lsan.supp; full unwinding so the stacks through libcrypto reach tls_accept)
@@ -263,9 +284,9 @@ if [[ $mode == vnc ]]; then
     ok "a second viewer took the session over; the first was closed"
 fi
 
-start_xvfb() {
+start_xvfb() { # [WxH]
     # Xvfb picks a free display and writes its number once it accepts clients
-    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
+    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 "${1:-1024x768}x24" -nolisten tcp 2>"$tmp/xvfb.log")
     pids+=($!)
     read -r -t 20 -u "$xfd" disp || fail "Xvfb did not start"
     export DISPLAY=:$disp
@@ -396,6 +417,90 @@ if [[ $mode == bench ]]; then
             run "$target" incr "$enc" 10
         done
     done
+
+    # RDP: displayd against xrdp's VNC backend (Debian's xrdp) on the same
+    # guest, seen by the same client (tests/bench/display_bench_rdp.c).  xrdp
+    # is private to this run: its own ini, log and port on 127.0.0.1, threads
+    # instead of forks (so its CPU is one process's), no sesman, no systemd;
+    # its VNC backend reads QEMU's own VNC on 127.0.0.1 (the bench's QEMU only).
+    bench_rdp=${3:?RDP bench binary}
+    xrdp_port=$("$helper" freeport)
+    mkdir -p "$tmp/xrdp"
+    cat >"$tmp/xrdp/xrdp.ini" <<INI
+[Globals]
+ini_version=1
+fork=false
+port=tcp://.:$xrdp_port
+security_layer=tls
+certificate=$tmp/cert.pem
+key_file=$tmp/key.pem
+ssl_protocols=TLSv1.2, TLSv1.3
+autorun=guest
+allow_channels=false
+max_bpp=32
+new_cursors=true
+use_fastpath=both
+bitmap_cache=true
+bitmap_compression=true
+bulk_compression=true
+[Logging]
+LogFile=$tmp/xrdp/xrdp.log
+LogLevel=INFO
+EnableSyslog=false
+EnableConsole=false
+[Channels]
+rdpdr=false
+rdpsnd=false
+drdynvc=false
+cliprdr=false
+rail=false
+xrdpvr=false
+tcutils=false
+[guest]
+name=guest
+lib=libvnc.so
+username=na
+password=na
+ip=127.0.0.1
+port=$((5900 + direct_display))
+INI
+    : >"$tmp/xrdp/xrdp.log"
+    xrdp --nodaemon --config "$tmp/xrdp/xrdp.ini" >"$tmp/xrdp/stdout.log" 2>&1 &
+    xrdp_pid=$!
+    pids+=($xrdp_pid)
+    wait_line "$tmp/xrdp/xrdp.log" "listening to port $xrdp_port" 20 || fail "xrdp did not start"
+
+    rdp_run() { # TARGET SECONDS: a table row; "frames/s bytes/frame cpu%" in $tmp/rdp-TARGET
+        local target=$1 secs=$2 out typer_pid t
+        "$helper" typer "$vmdir/qmp.sock" 20 "$((secs + 6))" & typer_pid=$!
+        # the client samples the server's CPU over the measured interval only
+        if [[ $target == displayd ]]; then
+            t=$("$tool" issue "$conninfo" "$vm" "$session" rdp 30)
+            out=$(SERVER_PID=$displayd ASAN_OPTIONS=detect_leaks=0 "$bench_rdp" 127.0.0.1 "$rdp_port" "$secs" 720x400 atrium "" \
+                "Cookie: msts=$t") || fail "RDP bench client against displayd"
+        else
+            out=$(SERVER_PID=$xrdp_pid ASAN_OPTIONS=detect_leaks=0 "$bench_rdp" 127.0.0.1 "$xrdp_port" "$secs" 720x400 bench bench) ||
+                fail "RDP bench client against xrdp: $(tail -5 "$tmp/xrdp/xrdp.log")"
+        fi
+        wait "$typer_pid"
+        read -r frames upd t bytes size px cpu <<<"$out"
+        awk -v tg="$target" -v f="$frames" -v u="$upd" -v t="$t" -v b="$bytes" -v s="$size" \
+            -v px="$px" -v c="$cpu" -v out="$tmp/rdp-$target" \
+            'BEGIN { printf "%-9s %-8s %8.1f %9.1f %12.0f %10.0f %9.1f%%\n", tg, s, f / t, u / t,
+                     f ? b / f : 0, u ? px / u : 0, 100 * c / t;
+                     printf "%f %f %f\n", f / t, f ? b / f : 0, 100 * c / t > out }'
+    }
+    echo
+    echo "RDP while the guest's screen changes (typing 20 keys/s), client display_bench_rdp:"
+    printf "%-9s %-8s %8s %9s %12s %10s %10s\n" target screen "frames/s" "updates/s" "bytes/frame" \
+        "px/update" "server CPU"
+    rdp_run xrdp 10
+    rdp_run displayd 10
+    read -r xf xb xc <"$tmp/rdp-xrdp"
+    read -r df db dc <"$tmp/rdp-displayd"
+    awk -v xf="$xf" -v xb="$xb" -v xc="$xc" -v df="$df" -v db="$db" -v dc="$dc" \
+        'BEGIN { printf "ratio displayd/xrdp: frames/s %.2f, bytes/frame %.2f, server CPU %.2f\n",
+                 xf ? df / xf : 0, xb ? db / xb : 0, xc ? dc / xc : 0 }'
 fi
 
 # ------------------------------------------------------------------ SPICE
@@ -453,6 +558,87 @@ VV
     [[ $st == 403 ]] || fail "a VNC ticket opened SPICE ('$st')"
     [[ $(audit failure wrong_protocol) == 1 ]] || fail "wrong protocol not audited"
     ok "used, forged and wrong-protocol SPICE tickets refused and audited"
+fi
+
+# ------------------------------------------------------------------ SPICE, the broker's .vv over TLS
+if [[ $mode == spice-vv ]]; then
+    : >"$tmp/broker.log"
+    "$bin/broker/atrium-broker" --config "$tmp/atrium.conf" 2>"$tmp/broker.log" &
+    pids+=($!)
+    wait_line "$tmp/broker.log" 'msg="broker ready"' 30 || fail "broker did not start"
+    base=http://127.0.0.1:$broker_port
+    login=$(curl -sS --max-time 20 -c "$tmp/jar" -H 'Content-Type: application/json' \
+        --data-binary "{\"username\":\"alice\",\"password\":\"$alice_pw\"}" "$base/api/v1/login") ||
+        fail "log-in request"
+    csrf=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["csrf_token"])' "$login") ||
+        fail "log-in refused: $login"
+    st=$(curl -sS --max-time 20 -b "$tmp/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
+        -H 'Accept: application/x-virt-viewer' -o "$tmp/console.vv" -w '%{http_code}' \
+        --data-binary '{"protocol":"spice"}' "$base/api/v1/desktops/$pool/connect")
+    [[ $st == 200 ]] || fail "connect answered $st: $(cat "$tmp/console.vv")"
+    grep -qx "proxy=https://127.0.0.1:$spice_port" "$tmp/console.vv" ||
+        fail "the .vv does not name the TLS proxy: $(grep proxy "$tmp/console.vv")"
+    ok "the broker's .vv names the TLS proxy (proxy=https://127.0.0.1:$spice_port)"
+
+    # a client speaking plain HTTP to the TLS port gets no CONNECT
+    st=$(timeout 10 curl -s -o /dev/null -w '%{http_connect}' -p -x "http://127.0.0.1:$spice_port" \
+        "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" || true)
+    [[ $st != 200 ]] || fail "plain HTTP CONNECT accepted on the TLS port"
+    wait_line "$tmp/displayd.log" 'msg="spice tls handshake failed"' 10 || fail "plain HTTP not logged"
+    ok "plain HTTP to the TLS proxy is refused"
+    # curl through the TLS proxy: a forged ticket is refused inside TLS
+    st=$(timeout 10 curl -sS -o /dev/null -w '%{http_connect}' -p --proxy-cacert "$tmp/cert.pem" \
+        -x "https://127.0.0.1:$spice_port" "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" 2>"$tmp/curl.log" || true)
+    [[ $st == 403 ]] || fail "a forged ticket through the TLS proxy got '$st': $(cat "$tmp/curl.log")"
+    ok "a forged ticket through the TLS proxy is refused (403 inside TLS)"
+
+    # The viewer trusts the gateway's certificate as an installed CA: in a
+    # private mount namespace the system CA bundle (which spice-gtk's TLS
+    # reads) gets the test certificate added; nothing outside it changes.
+    cat /etc/ssl/certs/ca-certificates.crt "$tmp/cert.pem" >"$tmp/ca-bundle.crt"
+    # kiosk mode, as on a thin client (without a window manager GTK still
+    # draws its header bar above the guest's picture: found by search below)
+    start_xvfb 720x480
+    cp "$tmp/console.vv" "$tmp/console.vv.orig" # the viewer deletes it (delete-this-file=1)
+    unshare -m sh -c 'mount --bind "$1" /etc/ssl/certs/ca-certificates.crt &&
+        exec remote-viewer --debug --kiosk --kiosk-quit=on-disconnect "$2"' sh "$tmp/ca-bundle.crt" \
+        "$tmp/console.vv" >"$tmp/viewer.log" 2>&1 &
+    viewer=$!
+    pids+=($viewer)
+    wait_line "$tmp/displayd.log" 'msg="spice viewer joined"' 60 ||
+        fail "viewer never joined: $(tail -5 "$tmp/viewer.log")"
+    win=$(timeout 60 xdotool search --sync --onlyvisible --class remote-viewer | head -n1) || fail "no remote-viewer window"
+    ok "remote-viewer connected through the TLS proxy with the broker's .vv"
+
+    # the guest's 720x400 picture somewhere in the viewer's screen: found by
+    # ImageMagick's sub-image search against QEMU's screendump, then compared
+    # pixel by pixel; the viewer draws asynchronously, so a few tries
+    shot_ok=
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        xwd -root -silent | convert xwd:- "$tmp/root.png"
+        "$helper" screendump "$vmdir/qmp.sock" "$tmp/qemu.ppm"
+        at=$(compare -metric AE -fuzz 20% -subimage-search "$tmp/root.png" "$tmp/qemu.ppm" null: 2>&1 |
+            sed -n 's/^[0-9.e+]* @ \([0-9]*\),\([0-9]*\)$/+\1+\2/p' || true)
+        if [[ -n $at ]]; then
+            convert "$tmp/root.png" -crop "$(identify -format '%wx%h' "$tmp/qemu.ppm")$at" +repage \
+                "$tmp/viewer.png"
+            if (check_screen "$tmp/viewer.png" "remote-viewer (broker's .vv, TLS proxy)"); then
+                shot_ok=1
+                break
+            fi
+        fi
+        sleep 1 # pacing the retries of a picture, not waiting for a state
+    done
+    [[ -n $shot_ok ]] || fail "remote-viewer never showed QEMU's picture (last try: ${at:-not found})"
+    ok "remote-viewer's screen matches QEMU's screendump"
+
+    # and keys typed in it reach the guest
+    word=vv$$
+    type_until_echoed "$win" "$word" || fail "typed keys never reached the guest"
+    ok "keys typed in remote-viewer came back on the guest serial ($word)"
+
+    kill "$viewer"
+    wait_line "$tmp/displayd.log" 'msg="spice viewer left"' 10 || fail "viewer never left"
 fi
 
 # displayd stops cleanly on SIGTERM: exit 0, which under the sanitizers also

@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (brk_gateway_host(NULL, path, host, sizeof(host)) == 0) {
         if (strpbrk(host, "\r\n=/?#@ \t"))
             abort();
-        struct brk_conn_target t = {host, 3128, 3389, 5900, "pool", "user"};
+        struct brk_conn_target t = {host, 3128, 3389, 5900, "pool", "user", false};
         char *vv = brk_connfile_vv(&t, "00000000000000000000000000000000");
         char *rdp = brk_connfile_rdp(&t, "00000000000000000000000000000000");
         free(vv);
