@@ -113,6 +113,21 @@ struct brk_vm_resources_input {
 int brk_vm_resources_input_parse(const json_t *body, int memory_mb,
                                  struct brk_vm_resources_input *ret, char *why, size_t why_len);
 
+/* A POST /vms/{id}/snapshots body, checked (api-snapshots.c). */
+struct brk_snapshot_input {
+    const char *name;        /* borrowed from the body */
+    int with_ram;            /* -1 not given (with RAM when the VM runs), 0, 1 */
+    const char *description; /* NULL when not given */
+};
+
+/*
+ * Check a snapshot body: name (1..63 of A-Z a-z 0-9 . _ -, not starting
+ * with . _ -), optional with_ram (bool) and description (at most 255 bytes,
+ * no control characters); no other member.  0 or -EINVAL with @why.
+ */
+int brk_snapshot_input_parse(const json_t *body, struct brk_snapshot_input *ret, char *why,
+                             size_t why_len);
+
 /* ------------------------------------------------------------------------ */
 /* Connection files (connfile.c)                                            */
 /* ------------------------------------------------------------------------ */
@@ -408,6 +423,10 @@ int brk_api_host_metrics(struct brk_request *req, struct brk_reply *rep); /* api
 int brk_api_vm_metrics(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_resources_get(struct brk_request *req, struct brk_reply *rep); /* api-resources.c */
 int brk_api_vm_resources_set(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_snapshots(struct brk_request *req, struct brk_reply *rep); /* api-snapshots.c */
+int brk_api_vm_snapshot_create(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_snapshot_revert(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_snapshot_delete(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);

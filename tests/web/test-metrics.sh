@@ -151,25 +151,27 @@ get /dev/null "/vms/$vm/metrics"
 get "$tmp/otto.jar" "/vms/$vm/resources"
 [[ $status == 200 && $(js "d['memory_mb'] == 256 and d['balloon_mb'] is None and d['cpu_weight'] >= 1 and isinstance(d['applied'], bool)") == True ]] &&
     ok "GET /vms/$vm/resources: memory 256 MiB, no balloon, applied=$(js "d['applied']")" || fail "resources: HTTP $status $body"
-patch() { # patch JAR PATH JSON -> $status $body
-    local out login
+send() { # send METHOD JAR PATH JSON LOGIN-JSON -> $status $body
+    local m=$1 out login
+    shift
     login=$(curl -sS --max-time 20 -c "$1.p" -H 'Content-Type: application/json' \
         --data-binary "$4" "$base/api/v1/login")
-    out=$(curl -sS --max-time 20 -b "$1.p" -X PATCH -H 'Content-Type: application/json' \
+    out=$(curl -sS --max-time 20 -b "$1.p" -X "$m" -H 'Content-Type: application/json' \
         -H "X-CSRF-Token: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("csrf_token",""))' "$login")" \
         --data-binary "$3" -w '\n%{http_code}' "$base/api/v1$2")
     status=${out##*$'\n'}
     body=${out%$'\n'*}
 }
 alice='{"username":"alice","password":"correct horse"}'
-expect_patch() { # expect_patch PATH JSON STATUS CODE [LOGIN]
-    patch "$tmp/p" "$1" "$2" "${5:-$alice}"
-    if [[ $status == "$3" && $(js "d.get('error') == '$4' and bool(d.get('detail'))" 2>/dev/null) == True ]]; then
-        ok "PATCH $1 $2 -> $3 $4 ($(js "d['detail']"))"
+expect_send() { # expect_send METHOD PATH JSON STATUS CODE [LOGIN]
+    send "$1" "$tmp/p" "$2" "$3" "${6:-$alice}"
+    if [[ $status == "$4" && $(js "d.get('error') == '$5' and bool(d.get('detail'))" 2>/dev/null) == True ]]; then
+        ok "$1 $2 $3 -> $4 $5 ($(js "d['detail']"))"
     else
-        fail "PATCH $1 $2: HTTP $status $body (wanted $3 $4)"
+        fail "$1 $2 $3: HTTP $status $body (wanted $4 $5)"
     fi
 }
+expect_patch() { expect_send PATCH "$@"; }
 expect_patch "/vms/$vm/resources" '{}' 400 bad_request
 expect_patch "/vms/$vm/resources" '{"ram":1}' 400 bad_request
 expect_patch "/vms/$vm/resources" '{"balloon_mb":10}' 400 bad_request
@@ -181,6 +183,23 @@ expect_patch "/vms/999999/resources" '{"balloon_mb":128}' 404 not_found
 expect_patch "/vms/$vm/resources" '{"balloon_mb":128}' 403 forbidden '{"username":"uma","password":"user pw"}'
 [[ $(psql_db "SELECT balloon_mb IS NULL OR balloon_mb = 0 FROM vms WHERE id = $vm") == t ]] &&
     ok "none of the refused changes reached the VM's row" || fail "a refused change was written"
+
+# snapshots: refusals (the browser part takes, reverts and deletes one)
+get "$tmp/otto.jar" "/vms/$vm/snapshots"
+[[ $status == 200 && $(js "d['vm_id'] == $vm and d['items'] == []") == True ]] &&
+    ok "GET /vms/$vm/snapshots: none yet" || fail "snapshots: HTTP $status $body"
+expect_send POST "/vms/$vm/snapshots" '{"name":".hidden"}' 400 bad_request
+expect_send POST "/vms/$vm/snapshots" '{"name":"x/../y"}' 400 bad_request
+expect_send POST "/vms/$vm/snapshots" '{"name":"ok","with_ram":"yes"}' 400 bad_request
+expect_send POST "/vms/$vm/snapshots" '{"name":"ok","size":1}' 400 bad_request
+expect_send POST "/vms/999999/snapshots" '{"name":"ok"}' 404 not_found
+expect_send POST "/vms/$vm/snapshots/999999/revert" '' 404 not_found
+expect_send DELETE "/vms/$vm/snapshots/999999" '' 404 not_found
+expect_send POST "/vms/$vm/snapshots" '{"name":"ok"}' 403 forbidden '{"username":"uma","password":"user pw"}'
+get "$tmp/uma.jar" "/vms/$vm/snapshots"
+[[ $status == 403 ]] && ok "a user cannot list snapshots" || fail "user snapshots: HTTP $status"
+[[ $(psql_db "SELECT count(*) FROM snapshots") == 0 && $(psql_db "SELECT count(*) FROM tasks WHERE kind LIKE 'vm.snapshot%'") == 0 ]] &&
+    ok "no refused request left a snapshot row or task" || fail "a refused snapshot request wrote rows"
 
 ((fails == 0)) || { echo "--- broker log"; tail -20 "$tmp/broker.log"; exit 1; }
 

@@ -1,12 +1,13 @@
 // VMs: every desktop VM, filtered by pool, host and state on the server;
 // power (the desired state hostd carries out), live resources (memory
 // target, CPU weight and caps, disk limits, boost: applied by hostd without
-// a restart), delete, and a live CPU/memory chart per running VM.  An
-// admin console of a VM and snapshots need broker routes that do not exist
-// yet.
+// a restart), snapshots (taken, reverted and deleted by the VM's host in
+// tasks whose progress the dialog shows), delete, and a live CPU/memory
+// chart per running VM.  An admin console of a VM needs a broker route
+// that does not exist yet.
 
-import { api, qs } from '../api.js';
-import { h, badge, busy, confirmDialog, field, fmtAgo, fmtMiB, fmtTime, listView, messageBox, modal, toast } from '../ui.js';
+import { api, errorText, qs } from '../api.js';
+import { h, badge, busy, clear, confirmDialog, field, fmtAgo, fmtMiB, fmtTime, listView, messageBox, modal, toast } from '../ui.js';
 import { session } from '../main.js';
 import { liveChart } from '../chart.js';
 
@@ -88,6 +89,128 @@ async function resourcesDialog(v, button) {
     });
 }
 
+const SNAP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const SNAP_POLL_MS = 2000;
+
+// The snapshots dialog of VM @v: the list (with a progress bar for each
+// running task), a form for a new one, revert and delete.  While a task
+// runs the dialog polls; it stops when closed.
+function snapshotsDialog(v) {
+    const msg = messageBox();
+    const tbody = h('tbody');
+    const tasks = new Map(); // snapshot id -> task id of the last act on it from here
+    const name = h('input', { name: 'name', required: true, maxlength: 63, autocomplete: 'off',
+        placeholder: 'before-update' });
+    const ram = h('input', { type: 'checkbox', name: 'with_ram', checked: v.actual_power === 'running' || v.actual_power === 'paused' });
+    const desc = h('input', { name: 'description', maxlength: 255 });
+    const take = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Take snapshot');
+    const form = h('form', { class: 'snapshot-form', novalidate: true },
+        h('div', { class: 'grid-form' }, field('Snapshot name', name, '1–63 letters, digits, . _ -'),
+            field('Description', desc)),
+        h('div', { class: 'checks' }, h('label', {}, ram, 'With its RAM (the VM must run; it resumes where it was)')),
+        h('div', { class: 'actions' }, take));
+    const table = h('table', { class: 'list' }, h('caption', { class: 'sr-only' }, `Snapshots of ${v.name}`),
+        h('thead', {}, h('tr', {}, ['Snapshot', 'State', 'Taken', 'Size', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        tbody);
+    const dlg = modal(`Snapshots of ${v.name}`, h('div', {}, msg, h('div', { class: 'table-wrap' }, table), form));
+    let timer = null;
+    let open = true;
+    dlg.dialog.addEventListener('close', () => {
+        open = false;
+        clearTimeout(timer);
+    });
+
+    async function act(s, button, how) {
+        const verb = how === 'revert' ? 'Revert' : 'Delete';
+        const q = how === 'revert'
+            ? `Take ${v.name} back to snapshot ${s.name}? What changed since is lost.`
+            : `Delete snapshot ${s.name} of ${v.name}?`;
+        if (!await confirmDialog(q, verb))
+            return;
+        await busy(button, async () => {
+            const r = how === 'revert'
+                ? await api('POST', `/vms/${v.id}/snapshots/${s.id}/revert`)
+                : await api('DELETE', `/vms/${v.id}/snapshots/${s.id}`);
+            tasks.set(s.id, r.task_id);
+            msg.show(`${how === 'revert' ? 'Reverting to' : 'Deleting'} ${s.name}: task #${r.task_id} on the VM's host.`, 'info');
+            load();
+        }, msg);
+    }
+
+    async function load() {
+        clearTimeout(timer);
+        if (!open)
+            return;
+        let busyNow = false;
+        try {
+            const res = await api('GET', `/vms/${v.id}/snapshots`);
+            const rows = [];
+            for (const s of res.items) {
+                const taskId = tasks.get(s.id) || (s.state === 'creating' ? s.task_id : null);
+                let progress = null;
+                if (taskId) {
+                    const t = await api('GET', `/tasks/${taskId}`).catch(() => null);
+                    if (t && (t.state === 'queued' || t.state === 'running')) {
+                        busyNow = true;
+                        progress = h('div', { class: 'small' },
+                            h('progress', { max: 100, value: t.progress || 0, 'aria-label': `task ${t.id} progress` }),
+                            ` ${t.progress || 0}% ${t.message || t.state}`);
+                    } else if (t && t.state === 'failed') {
+                        progress = h('div', { class: 'detail' }, `task #${t.id} failed: ${t.error || 'no reason given'}`);
+                        tasks.delete(s.id);
+                    } else if (t) {
+                        tasks.delete(s.id);
+                    }
+                }
+                if (s.state === 'creating' || s.state === 'deleting')
+                    busyNow = true;
+                const ready = s.state === 'ready';
+                const rb = h('button', { type: 'button', class: 'btn', disabled: !ready || !!progress,
+                    onclick: () => act(s, rb, 'revert') }, 'Revert');
+                const db = h('button', { type: 'button', class: 'btn btn-danger',
+                    disabled: !(ready || s.state === 'failed') || !!progress, onclick: () => act(s, db, 'delete') }, 'Delete');
+                rows.push(h('tr', {},
+                    h('td', { dataset: { label: 'Snapshot' } }, h('strong', {}, s.name),
+                        s.description ? h('div', { class: 'muted small' }, s.description) : null),
+                    h('td', { dataset: { label: 'State' } }, badge(s.state),
+                        ` ${s.with_ram ? 'with RAM' : 'disk only'}`, s.error ? h('div', { class: 'detail' }, s.error) : null, progress),
+                    h('td', { dataset: { label: 'Taken' } }, h('span', { title: fmtTime(s.created_at) }, fmtAgo(s.created_at))),
+                    h('td', { dataset: { label: 'Size' } }, s.size_bytes ? fmtMiB(Math.round(s.size_bytes / 2 ** 20)) : '—'),
+                    h('td', { class: 'row-actions' }, rb, db)));
+            }
+            clear(tbody, rows.length ? rows
+                : h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No snapshots yet.')));
+        } catch (e) {
+            msg.show(errorText(e));
+        }
+        if (open)
+            timer = setTimeout(load, busyNow ? SNAP_POLL_MS : 10000);
+    }
+
+    form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const n = name.value.trim();
+        if (!SNAP_NAME.test(n)) {
+            msg.show('The snapshot name must be 1–63 letters, digits, ".", "_" or "-", starting with a letter or digit.');
+            name.focus();
+            return;
+        }
+        const body = { name: n, with_ram: ram.checked };
+        if (desc.value.trim())
+            body.description = desc.value.trim();
+        await busy(take, async () => {
+            const r = await api('POST', `/vms/${v.id}/snapshots`, body);
+            tasks.set(r.snapshot_id, r.task_id);
+            msg.show(`Taking snapshot ${n}: task #${r.task_id} on the VM's host.`, 'info');
+            name.value = '';
+            desc.value = '';
+            load();
+        }, msg);
+    });
+    name.focus();
+    load();
+}
+
 const POWER = [['running', 'Start'], ['paused', 'Pause'], ['stopped', 'Stop']];
 
 function powerButtons(v, reload) {
@@ -107,7 +230,7 @@ function powerButtons(v, reload) {
         } }, label));
     }
     const res = h('button', { type: 'button', class: 'btn', onclick: () => resourcesDialog(v, res) }, 'Resources');
-    out.push(res);
+    out.push(res, h('button', { type: 'button', class: 'btn', onclick: () => snapshotsDialog(v) }, 'Snapshots'));
     if (session.user && session.user.role === 'admin')
         out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
             if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
@@ -155,7 +278,7 @@ export function renderVms(main) {
     });
     main.append(h('div', { class: 'page-head' }, h('h1', {}, 'VMs'),
         h('button', { type: 'button', class: 'btn', onclick: () => list.reload() }, 'Refresh')),
-    h('p', { class: 'muted small' }, 'An admin console of a VM and snapshots appear here once the broker offers them.'),
+    h('p', { class: 'muted small' }, 'An admin console of a VM appears here once the broker offers one.'),
     list.el);
     Promise.all([api('GET', `/pools${qs({ limit: 500 })}`), api('GET', `/hosts${qs({ limit: 500 })}`)])
         .then(([pools, hosts]) => {
