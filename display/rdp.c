@@ -14,6 +14,16 @@
  * Keys travel as scancodes (QEMU's extended key event), so the guest sees
  * the client's keyboard layout-independent keys.
  *
+ * Resize, both ways.  The guest changing its mode reaches us as a new
+ * framebuffer size from QEMU (ExtendedDesktopSize/NewFBSize): the peer sends
+ * the client a Desktop Resize (a deactivation-reactivation) and then the
+ * whole new picture.  A client that resizes its window (Display Control
+ * dynamic channel, xfreerdp /dynamic-resolution, mstsc's resizable window)
+ * asks for a size: the peer forwards it to QEMU as SetDesktopSize, which
+ * hands it to the guest's display device; whether the guest takes it is
+ * the guest's matter (a driver that follows the host's preferred mode does,
+ * a text console does not), and only a size QEMU then reports is shown.
+ *
  * A client without a ticket (the thin-client case: the device knows only
  * the gateway's address) logs in with username and password, which arrive
  * after TLS in the Client Info PDU.  Its peer thread then opens its own
@@ -32,12 +42,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <freerdp/channels/channels.h>
+#include <freerdp/channels/wtsvc.h>
 #include <freerdp/codec/color.h>
 #include <freerdp/codec/planar.h>
 #include <freerdp/error.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/input.h>
 #include <freerdp/peer.h>
+#include <freerdp/server/disp.h>
 #include <freerdp/settings.h>
 #include <freerdp/update.h>
 #include <pthread.h>
@@ -48,6 +61,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <winpr/synch.h>
+#include <winpr/wtsapi.h>
 
 #define HEAD_MS 5000 /* the Connection Request must arrive by then */
 #define MAX_PENDING 256
@@ -105,7 +120,14 @@ struct rdp_ctx {
     rfbClient *up;
     char *fb;
     BITMAP_PLANAR_CONTEXT *planar;
+    HANDLE vcm;             /* virtual channels: drdynvc, then Display Control */
+    DispServerContext *disp;
+    int resize_fd;          /* eventfd: the Display Control thread asked for a size */
+    pthread_mutex_t resize_lock;
+    uint32_t want_w, want_h; /* under resize_lock */
+    bool disp_failed;
     bool activated;
+    size_t fb_w, fb_h;      /* size of fb */
     int buttons;            /* VNC button mask */
     int dx1, dy1, dx2, dy2; /* damage bounding box; dx2 == 0: none */
 };
@@ -145,11 +167,18 @@ static rfbBool up_malloc_fb(rfbClient *up)
     size_t w = (size_t)up->width, h = (size_t)up->height;
     if (w == 0 || h == 0 || w > 8192 || h > 8192)
         return FALSE;
+    if (c->fb && up->frameBuffer == (uint8_t *)c->fb && c->fb_w == w && c->fb_h == h) {
+        /* the same size again (QEMU answering SetDesktopSize): keep the picture */
+        damage(c, 0, 0, (int)w, (int)h);
+        return TRUE;
+    }
     char *fb = calloc(w * h, 4);
     if (!fb)
         return FALSE;
     free(c->fb);
     c->fb = fb;
+    c->fb_w = w;
+    c->fb_h = h;
     up->frameBuffer = (uint8_t *)fb;
     damage(c, 0, 0, (int)w, (int)h);
     return TRUE;
@@ -172,7 +201,7 @@ static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
     rfbClientSetClientData(up, &up_tag, c);
     up->MallocFrameBuffer = up_malloc_fb;
     up->GotFrameBufferUpdate = up_update;
-    up->canHandleNewFBSize = FALSE;
+    up->canHandleNewFBSize = TRUE; /* the guest may change its mode */
     free(up->serverHost);
     up->serverHost = strdup(path);
     up->connectTimeout = 5;
@@ -428,6 +457,97 @@ static BOOL on_sync(rdpInput *input, UINT32 flags)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Resize                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The client's new monitor layout (Display Control).  Runs in FreeRDP's
+ * channel thread: only notes the primary monitor's size for the peer thread,
+ * which owns the VNC connection.
+ */
+static UINT on_disp_layout(DispServerContext *disp, const DISPLAY_CONTROL_MONITOR_LAYOUT_PDU *pdu)
+{
+    struct rdp_ctx *c = (struct rdp_ctx *)disp->rdpcontext;
+    const DISPLAY_CONTROL_MONITOR_LAYOUT *m = NULL;
+    for (UINT32 i = 0; i < pdu->NumMonitors; i++)
+        if (!m || (pdu->Monitors[i].Flags & DISPLAY_CONTROL_MONITOR_PRIMARY))
+            m = &pdu->Monitors[i];
+    /* MS-RDPEDISP: 200..8192 pixels; anything else is ignored */
+    if (!m || m->Width < 200 || m->Width > 8192 || m->Height < 200 || m->Height > 8192)
+        return CHANNEL_RC_OK;
+    uint64_t one = 1;
+    pthread_mutex_lock(&c->resize_lock);
+    c->want_w = m->Width;
+    c->want_h = m->Height;
+    pthread_mutex_unlock(&c->resize_lock);
+    (void)!write(c->resize_fd, &one, sizeof(one));
+    return CHANNEL_RC_OK;
+}
+
+/* Once the client's dynamic channels are up: offer Display Control. */
+static void disp_open(struct rdp_ctx *c)
+{
+    DispServerContext *disp = disp_server_context_new(c->vcm);
+    if (!disp)
+        return;
+    disp->rdpcontext = &c->base;
+    disp->MaxNumMonitors = 1;
+    disp->MaxMonitorAreaFactorA = 8192;
+    disp->MaxMonitorAreaFactorB = 8192;
+    disp->DispMonitorLayout = on_disp_layout;
+    if (disp->Open(disp) != CHANNEL_RC_OK || disp->DisplayControlCaps(disp) != CHANNEL_RC_OK) {
+        log_warn("rdp: display control unavailable", "client", c->peer->addr);
+        disp_server_context_free(disp);
+        /* not offered again: the rest of the session works without it */
+        c->disp = NULL;
+        c->disp_failed = true;
+        return;
+    }
+    c->disp = disp;
+    log_info("rdp display control open", "client", c->peer->addr);
+}
+
+/* The client asked for a size: ask QEMU (SetDesktopSize), which passes it
+ * to the guest's display device. */
+static void resize_requested(struct rdp_ctx *c)
+{
+    uint64_t n;
+    uint32_t w, h;
+    (void)!read(c->resize_fd, &n, sizeof(n));
+    pthread_mutex_lock(&c->resize_lock);
+    w = c->want_w;
+    h = c->want_h;
+    pthread_mutex_unlock(&c->resize_lock);
+    if (!c->up || w == 0 || ((int)w == c->up->width && (int)h == c->up->height))
+        return;
+    bool sent = SendExtDesktopSize(c->up, (uint16_t)w, (uint16_t)h);
+    log_info("rdp client asked for a size", "client", c->peer->addr, "width", LOG_INT(w), "height",
+             LOG_INT(h), "forwarded", LOG_BOOL(sent));
+}
+
+/*
+ * QEMU reports a framebuffer size other than the client's: the guest changed
+ * its mode.  Tell the client (Desktop Resize: it deactivates, reactivates
+ * with the new size, and on_activate asks for the whole picture).  false
+ * when the client cannot follow (it did not announce Desktop Resize).
+ */
+static bool follow_guest_size(struct rdp_ctx *c)
+{
+    rdpSettings *s = c->base.settings;
+    if (s->DesktopWidth == (UINT32)c->up->width && s->DesktopHeight == (UINT32)c->up->height)
+        return true;
+    log_info("rdp desktop resized", "client", c->peer->addr, "width", LOG_INT(c->up->width),
+             "height", LOG_INT(c->up->height), "client_can", LOG_BOOL(s->DesktopResize));
+    if (!s->DesktopResize)
+        return false;
+    s->DesktopWidth = (UINT32)c->up->width;
+    s->DesktopHeight = (UINT32)c->up->height;
+    c->activated = false; /* until the client confirms the new size */
+    c->dx2 = 0;
+    return c->base.update->DesktopResize(&c->base) ? true : false;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Peer thread                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -446,6 +566,7 @@ static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
     s->RemoteFxCodec = FALSE;
     s->NSCodec = FALSE;
     s->SupportGraphicsPipeline = FALSE;
+    s->SupportDisplayControl = TRUE;
     s->RefreshRect = TRUE;
     s->SuppressOutput = FALSE;
     client->PostConnect = on_post_connect;
@@ -475,6 +596,13 @@ static void *peer_main(void *arg)
         goto out;
     c = (struct rdp_ctx *)client->context;
     c->peer = p;
+    c->resize_fd = -1;
+    pthread_mutex_init(&c->resize_lock, NULL);
+    if ((c->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        !(c->vcm = WTSOpenServerA((LPSTR)client->context))) {
+        log_warn("rdp peer setup failed", "client", p->addr, "reason", "virtual channels");
+        goto out;
+    }
     /* with a ticket the VM is known now; a password log-in finds it in PostConnect */
     if (p->vm_id && !(c->up = up_connect(c, p->vnc_path))) {
         log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket", p->vnc_path);
@@ -489,15 +617,18 @@ static void *peer_main(void *arg)
     if (p->vm_id)
         peer_report(p, RDP_MSG_JOINED);
 
+    int vcm_fd = GetEventFileDescriptor(WTSVirtualChannelManagerGetEventHandle(c->vcm));
     for (;;) {
         void *rfds[32];
         int rcount = 0;
-        struct pollfd pfd[34];
+        struct pollfd pfd[36];
         nfds_t n = 0;
         if (!client->GetFileDescriptor(client, rfds, &rcount))
             break;
         for (int i = 0; i < rcount && n < 32; i++)
             pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = vcm_fd, .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = c->resize_fd, .events = POLLIN};
         /* before a password log-in there is no console yet: poll nothing for it */
         pfd[n++] = (struct pollfd){.fd = c->up ? c->up->sock : -1, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = p->kick_fd, .events = POLLIN};
@@ -514,8 +645,14 @@ static void *peer_main(void *arg)
             log_info("rdp viewer closed", "client", p->addr, "reason", "taken over");
             break;
         }
-        if (!client->CheckFileDescriptor(client))
+        if (!client->CheckFileDescriptor(client) ||
+            !WTSVirtualChannelManagerCheckFileDescriptor(c->vcm))
             break;
+        if (!c->disp && !c->disp_failed && client->settings->SupportDisplayControl &&
+            WTSVirtualChannelManagerGetDrdynvcState(c->vcm) == DRDYNVC_STATE_READY)
+            disp_open(c);
+        if (pfd[n - 4].revents)
+            resize_requested(c);
         if (c->up && (pfd[n - 3].revents || c->up->buffered > 0)) {
             bool alive = true;
             do
@@ -526,12 +663,26 @@ static void *peer_main(void *arg)
                 break;
             }
         }
+        if (c->activated && c->up && !follow_guest_size(c)) {
+            log_warn("rdp viewer closed", "client", p->addr, "reason",
+                     "the guest changed its size and the client cannot follow");
+            break;
+        }
         if (c->activated && c->dx2 && !send_tiles(c))
             break;
     }
     client->Disconnect(client);
 out:
     if (c) {
+        if (c->disp) {
+            c->disp->Close(c->disp);
+            disp_server_context_free(c->disp);
+        }
+        if (c->vcm)
+            WTSCloseServer(c->vcm);
+        if (c->resize_fd >= 0)
+            close(c->resize_fd);
+        pthread_mutex_destroy(&c->resize_lock);
         if (c->up)
             rfbClientCleanup(c->up);
         free(c->fb);
@@ -744,6 +895,8 @@ static int rdp_open(struct disp_core *core, const struct atr_config *cfg, void *
         return atr_error_set(err, -ENOMEM, "out of memory");
     rdp->core = core;
     rdp->listen_fd = rdp->stop_fd = rdp->msg_pipe[0] = rdp->msg_pipe[1] = -1;
+    /* WinPR's virtual channel calls (WTSOpenServerA ...) are FreeRDP's */
+    WTSRegisterWtsApiFunctionTable(FreeRDP_InitWtsApi());
     /* TLS always: no certificate, no RDP */
     if (access(cfg->display.tls_cert, R_OK) < 0 || access(cfg->display.tls_key, R_OK) < 0) {
         r = atr_error_set(err, -ENOENT, "RDP needs display.tls_cert and display.tls_key: %s",

@@ -340,6 +340,32 @@ if [[ $mode == rdp ]]; then
     [[ $(audit failure used) == 1 ]] || fail "used RDP ticket not audited"
     ok "used RDP ticket refused and audited"
 
+    # A client that offers GFX (/gfx) and resizes its window
+    # (/dynamic-resolution, the Display Control channel): displayd answers
+    # with its bitmap path (no GFX yet), opens Display Control, and forwards
+    # the client's new size to QEMU (SetDesktopSize); the text-mode test
+    # guest keeps 720x400, so the picture stays the guest's, at its size.
+    t=$("$tool" issue "$conninfo" "$vm" "$session" rdp 30)
+    xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: /size:720x400 /bpp:32 \
+        -wallpaper /t:atrium-resize /gfx /dynamic-resolution "/load-balance-info:Cookie: msts=$t" \
+        >"$tmp/resize.log" 2>&1 &
+    resize=$!
+    pids+=($resize)
+    win=$(timeout 60 xdotool search --sync --name atrium-resize | head -n1) || fail "no xfreerdp window"
+    wait_line "$tmp/displayd.log" 'msg="rdp display control open"' 60 ||
+        fail "Display Control never opened: $(tail -3 "$tmp/resize.log")"
+    ok "xfreerdp /gfx /dynamic-resolution connected; Display Control open"
+    xdotool windowsize "$win" 900 600
+    wait_line "$tmp/displayd.log" 'msg="rdp client asked for a size".*width=900 height=600 forwarded=true' 30 ||
+        fail "the client's new size never reached QEMU: $(grep -c 'asked for a size' "$tmp/displayd.log")"
+    ok "the client's new window size was forwarded to QEMU (SetDesktopSize 900x600)"
+    word=resize$$
+    type_until_echoed "$win" "$word" || fail "keys typed after the resize never reached the guest"
+    xwd -id "$win" -silent | convert xwd:- -crop 720x400+0+0 +repage "$tmp/resize.png"
+    check_screen "$tmp/resize.png" "RDP after a client resize"
+    kill "$resize"
+    wait_line "$tmp/displayd.log" 'msg="session disconnected"' 10 || fail "disconnect not reported"
+
     # the thin-client case: no ticket, username and password after TLS
     rdp_login() { # USER PASSWORD LOG; run with &
         exec xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:"$1" /p:"$2" \
