@@ -18,7 +18,7 @@ set -euo pipefail
 src=${1:?usage: install-vm.sh SOURCE_DIR BUILD_DIR}
 build=$(cd "${2:?usage: install-vm.sh SOURCE_DIR BUILD_DIR}" && pwd)
 here=$src/tests/iso
-boot_timeout=${ATRIUM_ISO_BOOT_TIMEOUT:-900}
+boot_timeout=${ATRIUM_ISO_BOOT_TIMEOUT:-1500}
 
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root (debootstrap, chroot)"; exit 77; }
 for c in qemu-system-x86_64 qemu-img mke2fs dpkg-deb cpack; do
