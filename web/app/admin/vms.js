@@ -99,7 +99,7 @@ function snapshotsDialog(v) {
     const msg = messageBox();
     const tbody = h('tbody');
     const tasks = new Map(); // snapshot id -> task id of the last act on it from here
-    const name = h('input', { name: 'name', required: true, maxlength: 63, autocomplete: 'off',
+    const name = h('input', { name: 'name', maxlength: 63, autocomplete: 'off',
         placeholder: 'before-update' });
     const ram = h('input', { type: 'checkbox', name: 'with_ram', checked: v.actual_power === 'running' || v.actual_power === 'paused' });
     const desc = h('input', { name: 'description', maxlength: 255 });
