@@ -264,8 +264,7 @@ static bool res_opts_any(const struct res_opts *o)
 }
 
 /* A limit option: "none" (0: lift it) or a number in [min, max]; -1 when not given. */
-static int parse_limit(const char *opt, const char *val, long long min, long long max,
-                       int64_t *ret)
+static int parse_limit(const char *opt, const char *val, long long min, long long max, int64_t *ret)
 {
     long long v;
     if (!val) {
@@ -297,8 +296,7 @@ static void print_limit(const char *label, int64_t v, const char *unit)
         printf("%-15snone\n", label);
 }
 
-static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg,
-                         const struct res_opts *o)
+static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg, const struct res_opts *o)
 {
     struct db_vm v;
     if (find_vm(db, arg, &v) < 0)
@@ -360,9 +358,8 @@ static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg,
                              limit_json(v.cpu_max_pct), "memory_max_mb",
                              limit_json(v.memory_max_mb), "disk_iops", limit_json(v.disk_iops),
                              "disk_bps", limit_json(v.disk_bps), "net_bps", limit_json(v.net_bps),
-                             "boosted", v.boosted, "resources_gen", v.resources_gen,
-                             "applied_gen", v.applied_gen, "applied",
-                             v.applied_gen == v.resources_gen));
+                             "boosted", v.boosted, "resources_gen", v.resources_gen, "applied_gen",
+                             v.applied_gen, "applied", v.applied_gen == v.resources_gen));
         return CTL_EXIT_OK;
     }
     printf("memory:        %d MiB\n", v.memory_mb);
@@ -370,7 +367,8 @@ static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg,
         printf("memory target: %d MiB (balloon)\n", v.balloon_mb);
     else
         printf("memory target: none\n");
-    printf("cpu weight:    %d%s\n", v.cpu_weight, v.boosted ? " (boosted: the host is its first)" : "");
+    printf("cpu weight:    %d%s\n", v.cpu_weight,
+           v.boosted ? " (boosted: the host is its first)" : "");
     print_limit("cpu max:", v.cpu_max_pct, " % of one CPU");
     print_limit("memory max:", v.memory_max_mb, " MiB");
     print_limit("disk iops:", v.disk_iops, "");
@@ -463,8 +461,9 @@ static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *wh
 static bool valid_name(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-                              (s[0] >= '0' && s[0] <= '9')))
+    if (n == 0 || n > 63 ||
+        !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+          (s[0] >= '0' && s[0] <= '9')))
         return false;
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
@@ -483,8 +482,9 @@ static int cmd_snapshot(struct ctl *ctl, struct db *db, const char *arg, const c
     bool up = strcmp(v.actual_power, "running") == 0 || strcmp(v.actual_power, "paused") == 0;
     bool with_ram = ram > 0 || (ram == 0 && up);
     if (with_ram && !up) {
-        fprintf(stderr, "atriumctl: VM %s is not running (power: %s): a snapshot with RAM needs "
-                        "it running; use --disk-only\n",
+        fprintf(stderr,
+                "atriumctl: VM %s is not running (power: %s): a snapshot with RAM needs "
+                "it running; use --disk-only\n",
                 v.name, v.actual_power);
         return CTL_EXIT_FAILED;
     }
@@ -523,11 +523,11 @@ static int cmd_snapshots(struct ctl *ctl, struct db *db, const char *arg)
         for (size_t i = 0; i < n; i++) {
             char at[32];
             json_array_append_new(
-                arr, json_pack("{s:I, s:s, s:s, s:b, s:s, s:I, s:s, s:s}", "id",
-                               (json_int_t)s[i].id, "name", s[i].name, "state", s[i].state, "ram",
-                               s[i].with_ram, "vm_power", s[i].vm_power, "size_bytes",
-                               (json_int_t)s[i].size_bytes, "created_at",
-                               atr_time_format(s[i].created_at_us, at), "error", s[i].error));
+                arr,
+                json_pack("{s:I, s:s, s:s, s:b, s:s, s:I, s:s, s:s}", "id", (json_int_t)s[i].id,
+                          "name", s[i].name, "state", s[i].state, "ram", s[i].with_ram, "vm_power",
+                          s[i].vm_power, "size_bytes", (json_int_t)s[i].size_bytes, "created_at",
+                          atr_time_format(s[i].created_at_us, at), "error", s[i].error));
         }
         print_json(arr);
     } else {
@@ -760,12 +760,12 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         int min, max;
         bool waits; /* takes --no-wait */
     } subs[] = {
-        {"list", 0, 0, false},         {"show", 1, 1, false},
-        {"reset", 1, 1, false},        {"start", 1, 1, false},
-        {"stop", 1, 1, false},         {"pause", 1, 1, false},
-        {"resume", 1, 1, false},       {"resources", 1, 1, false},
-        {"console-path", 1, 2, false}, {"snapshot", 2, 2, true},
-        {"snapshots", 1, 1, false},    {"revert", 2, 2, true},
+        {"list", 0, 0, false},           {"show", 1, 1, false},
+        {"reset", 1, 1, false},          {"start", 1, 1, false},
+        {"stop", 1, 1, false},           {"pause", 1, 1, false},
+        {"resume", 1, 1, false},         {"resources", 1, 1, false},
+        {"console-path", 1, 2, false},   {"snapshot", 2, 2, true},
+        {"snapshots", 1, 1, false},      {"revert", 2, 2, true},
         {"snapshot-delete", 2, 2, true}, {"clone-from-snapshot", 3, 3, true},
     };
     int which = -1;

@@ -64,5 +64,6 @@ int db_snapshot_report(struct db *db, int64_t id, const char *state, const char 
 /* Remove the row (hostd, once the snapshot is gone from the overlay). */
 int db_snapshot_delete(struct db *db, int64_t id);
 
-/* Forget every snapshot of VM @vm_id (its overlay was replaced by a fresh clone).  Returns how many. */
+/* Forget every snapshot of VM @vm_id (its overlay was replaced by a fresh clone).  Returns how
+ * many. */
 int db_snapshot_forget_vm(struct db *db, int64_t vm_id);

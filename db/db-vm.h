@@ -32,18 +32,18 @@ struct db_vm {
     char nic_mode[8]; /* none, user, bridge */
     char bridge[16];
     char mac[18];
-    int balloon_mb;    /* live memory target; 0 = none (all of memory_mb) */
-    int resources_gen; /* bumped on every change of the live resources */
-    int applied_gen;   /* what hostd applied */
-    int cpu_weight;    /* cgroup cpu.weight 1..10000 (100: everyone equal) */
-    int cpu_max_pct;   /* CPU cap in percent of one host CPU; 0 = none */
-    int memory_max_mb; /* cgroup memory.max of the QEMU process; 0 = none */
-    int disk_iops;     /* disk operations per second; 0 = unlimited */
-    int64_t disk_bps;  /* disk bytes per second; 0 = unlimited */
-    int64_t net_bps;   /* network bytes per second; 0 = unlimited */
-    bool boosted;      /* has the host first (db_vm_boost) */
+    int balloon_mb;            /* live memory target; 0 = none (all of memory_mb) */
+    int resources_gen;         /* bumped on every change of the live resources */
+    int applied_gen;           /* what hostd applied */
+    int cpu_weight;            /* cgroup cpu.weight 1..10000 (100: everyone equal) */
+    int cpu_max_pct;           /* CPU cap in percent of one host CPU; 0 = none */
+    int memory_max_mb;         /* cgroup memory.max of the QEMU process; 0 = none */
+    int disk_iops;             /* disk operations per second; 0 = unlimited */
+    int64_t disk_bps;          /* disk bytes per second; 0 = unlimited */
+    int64_t net_bps;           /* network bytes per second; 0 = unlimited */
+    bool boosted;              /* has the host first (db_vm_boost) */
     char source_snapshot[160]; /* "VM/SNAPSHOT" this VM was cloned from, or "" */
-    int qemu_pid;      /* 0 = none */
+    int qemu_pid;              /* 0 = none */
     int64_t qemu_started_at_us;
     char last_error[2048];
     int64_t state_changed_at_us, created_at_us, updated_at_us;
@@ -60,7 +60,7 @@ struct db_vm_new {
     const char *boot_kernel, *boot_initrd, *boot_cmdline;
     const char *nic_mode; /* none, user, bridge */
     const char *bridge;
-    const char *desired_power; /* running (default), paused, stopped */
+    const char *desired_power;   /* running (default), paused, stopped */
     const char *source_snapshot; /* NULL = none */
 };
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define SNAP_COLUMNS                                                                               \
-    "id, vm_id, task_id, name, description, with_ram, state, vm_power, size_bytes, error,"        \
+    "id, vm_id, task_id, name, description, with_ram, state, vm_power, size_bytes, error,"         \
     " (extract(epoch from created_at) * 1000000)::bigint"
 
 static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
@@ -78,8 +78,7 @@ int db_snapshot_get(struct db *db, int64_t id, struct db_snapshot *ret)
                        snap_from_row, ret);
 }
 
-int db_snapshot_get_by_name(struct db *db, int64_t vm_id, const char *name,
-                            struct db_snapshot *ret)
+int db_snapshot_get_by_name(struct db *db, int64_t vm_id, const char *name, struct db_snapshot *ret)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, vm_id), name};
@@ -94,8 +93,7 @@ int db_snapshot_list(struct db *db, int64_t vm_id, struct db_snapshot **ret_snap
     return db_exec_rows(db,
                         "SELECT " SNAP_COLUMNS " FROM snapshots WHERE vm_id = $1"
                         " ORDER BY created_at, id",
-                        1, p, sizeof(struct db_snapshot), snap_from_row, (void **)ret_snaps,
-                        ret_n);
+                        1, p, sizeof(struct db_snapshot), snap_from_row, (void **)ret_snaps, ret_n);
 }
 
 int db_snapshot_task(struct db *db, int64_t id, const char *kind, int64_t target_vm_id,

@@ -13,8 +13,8 @@
     " (extract(epoch from qemu_started_at) * 1000000)::bigint, last_error,"                        \
     " (extract(epoch from state_changed_at) * 1000000)::bigint,"                                   \
     " (extract(epoch from created_at) * 1000000)::bigint,"                                         \
-    " (extract(epoch from updated_at) * 1000000)::bigint, balloon_mb, resources_gen, applied_gen,"   \
-    " cpu_weight, cpu_max_pct, memory_max_mb, disk_iops, disk_bps, net_bps, boosted,"             \
+    " (extract(epoch from updated_at) * 1000000)::bigint, balloon_mb, resources_gen, applied_gen," \
+    " cpu_weight, cpu_max_pct, memory_max_mb, disk_iops, disk_bps, net_bps, boosted,"              \
     " source_snapshot"
 
 static void copy(char *dst, size_t size, const PGresult *res, int row, int col)

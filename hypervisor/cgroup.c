@@ -113,8 +113,7 @@ static int make_slice(const char *mount, const char *controller, const char *par
     return 0;
 }
 
-static int init_v2(const char *mount, const char *parent, const char *slice,
-                   struct hv_cgroups *cg)
+static int init_v2(const char *mount, const char *parent, const char *slice, struct hv_cgroups *cg)
 {
     char ctl[256];
     if (read_file(mount, "cgroup.controllers", ctl, sizeof(ctl)) < 0)
@@ -130,8 +129,8 @@ static int init_v2(const char *mount, const char *parent, const char *slice,
     snprintf(up, sizeof(up), "%s", dir);
     *strrchr(up, '/') = '\0';
     char have[256] = "";
-    if (read_file(up, "cgroup.subtree_control", have, sizeof(have)) < 0 ||
-        !has_word(have, "cpu") || !has_word(have, "memory")) {
+    if (read_file(up, "cgroup.subtree_control", have, sizeof(have)) < 0 || !has_word(have, "cpu") ||
+        !has_word(have, "memory")) {
         r = write_file(up, "cgroup.subtree_control", "+cpu +memory");
         if (r < 0)
             return r;
@@ -182,20 +181,18 @@ int hv_cgroup_init(const char *parent, const char *slice, struct hv_cgroups *ret
         return 0;
     }
     *ret = (struct hv_cgroups){.mode = HV_CGROUP_NONE};
-    snprintf(ret->note, sizeof(ret->note),
-             "no usable cgroups: v2 at %s: %s; v1 cpu/memory: %s", v2, strerror(-r2),
-             strerror(-r1));
+    snprintf(ret->note, sizeof(ret->note), "no usable cgroups: v2 at %s: %s; v1 cpu/memory: %s", v2,
+             strerror(-r2), strerror(-r1));
     return r1;
 }
 
 int hv_cgroup_vm_dir(const struct hv_cgroups *cg, int64_t id, const char *controller, char *buf,
                      size_t size)
 {
-    const char *base = cg->mode == HV_CGROUP_V2                 ? cg->v2
-                       : cg->mode == HV_CGROUP_V1 && controller ? (strcmp(controller, "memory") == 0
-                                                                       ? cg->v1_mem
-                                                                       : cg->v1_cpu)
-                                                                : NULL;
+    const char *base = cg->mode == HV_CGROUP_V2 ? cg->v2
+                       : cg->mode == HV_CGROUP_V1 && controller
+                           ? (strcmp(controller, "memory") == 0 ? cg->v1_mem : cg->v1_cpu)
+                           : NULL;
     if (!base)
         return -EOPNOTSUPP;
     if ((size_t)snprintf(buf, size, "%s/vm-%lld", base, (long long)id) >= size)

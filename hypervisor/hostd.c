@@ -52,8 +52,8 @@ struct local_vm {
     int64_t balloon_mb; /* -1: not known yet */
     struct hv_vm_io io;
     bool have_io;
-    int applying_gen;   /* resources generation sent to QEMU, awaiting its answer */
-    bool resources_due; /* a new QEMU starts without limits: apply them again */
+    int applying_gen;     /* resources generation sent to QEMU, awaiting its answer */
+    bool resources_due;   /* a new QEMU starts without limits: apply them again */
     struct snap_op *snap; /* snapshot job under way (one at a time per VM) */
     int64_t revert_task;  /* disk-only revert: apply the snapshot once QEMU is gone */
     char revert_tag[64];
@@ -311,7 +311,8 @@ static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadv
     log_info("vm starting", "vm", LOG_INT(row->id), "name", row->name, "pid",
              LOG_INT(hv_vm_pid(vm)), "accel", hv_accel_name(h->accel.accel));
     add_local(h, row, vm, true);
-    if (h->cg.mode != HV_CGROUP_NONE && (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
+    if (h->cg.mode != HV_CGROUP_NONE &&
+        (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
         log_warn("cannot move QEMU into its cgroup; no CPU or memory limits for it", "vm",
                  LOG_INT(row->id), "errno", LOG_INT(-r));
     struct db_vm_report rep = {.state = "booting",
@@ -401,7 +402,13 @@ static void apply_resources(struct hostd *h, struct local_vm *l, const struct db
                         eff;
     hv_resources_effective(&want, row->boosted, neighbour_boosted, &eff);
     struct atr_error err = {0};
-    if (h->cg.mode != HV_CGROUP_NONE && hv_cgroup_vm_apply(&h->cg, row->id, &eff, &err) < 0)
+    /* (Re)attaching is idempotent and covers a QEMU adopted from a hostd
+     * that ran it without a cgroup. */
+    int r =
+        h->cg.mode == HV_CGROUP_NONE ? 0 : hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(l->vm));
+    if (r < 0)
+        res_note(b, "CPU/memory limits", "cannot move QEMU into its cgroup");
+    else if (h->cg.mode != HV_CGROUP_NONE && hv_cgroup_vm_apply(&h->cg, row->id, &eff, &err) < 0)
         res_note(b, "CPU/memory limits", err.msg);
     if (eff.net_bps > 0)
         res_note(b, "network cap",
@@ -737,7 +744,11 @@ static void snap_done(struct hv_snap_job *j, int error, const char *msg, void *u
             db_snapshot_report(h->db, o->snap_id, "failed", why, NULL, -1);
         break;
     }
-    task_done(h, o->task, error ? why : NULL, snap_kinds[o->op == HV_SNAP_SAVE ? 0 : o->op == HV_SNAP_LOAD ? 1 : 2], o->vm_id);
+    task_done(h, o->task, error ? why : NULL,
+              snap_kinds[o->op == HV_SNAP_SAVE   ? 0
+                         : o->op == HV_SNAP_LOAD ? 1
+                                                 : 2],
+              o->vm_id);
     if (l && l->snap == o)
         l->snap = NULL;
     hv_snapshot_job_free(o->job);
@@ -790,8 +801,8 @@ static int start_job(struct hostd *h, struct local_vm *l, const struct db_task *
     }
     l->snap = o;
     db_task_progress(h->db, t->id, 5, "QEMU job started");
-    log_info("snapshot job started", "vm", LOG_INT(l->id), "task", LOG_INT(t->id), "kind",
-             t->kind, "snapshot", snap->name);
+    log_info("snapshot job started", "vm", LOG_INT(l->id), "task", LOG_INT(t->id), "kind", t->kind,
+             "snapshot", snap->name);
     return 0;
 }
 
@@ -801,8 +812,7 @@ static void finish_revert(struct hostd *h, struct local_vm *l)
     struct atr_error err = {0};
     int r = hv_snapshot_offline(NULL, l->disk_path, HV_SNAP_LOAD, l->revert_tag, &err);
     if (r == 0)
-        log_info("vm reverted to a disk snapshot", "vm", LOG_INT(l->id), "snapshot",
-                 l->revert_tag);
+        log_info("vm reverted to a disk snapshot", "vm", LOG_INT(l->id), "snapshot", l->revert_tag);
     struct db_vm_report rep = {.state = "booting", .actual_power = "off", .qemu_pid = 0};
     report(h, l->id, &rep);
     task_done(h, l->revert_task, r < 0 ? err.msg : NULL, "vm.snapshot.revert", l->id);
@@ -909,8 +919,12 @@ static int snapshot_clone(struct hostd *h, const struct db_task *t, const struct
         _exit(rc < 0 ? 1 : 0);
     }
     close(pfd[1]);
-    *op = (struct bg_op){.next = h->bg, .pid = pid, .fd = pfd[0], .task = t->id,
-                         .vm_id = row->id, .target_vm = dst.id};
+    *op = (struct bg_op){.next = h->bg,
+                         .pid = pid,
+                         .fd = pfd[0],
+                         .task = t->id,
+                         .vm_id = row->id,
+                         .target_vm = dst.id};
     snprintf(op->target_name, sizeof(op->target_name), "%s", dst.name);
     h->bg = op;
     db_task_progress(h->db, t->id, 10, "copying the snapshot's disk");
@@ -939,8 +953,8 @@ static void bg_dispatch(struct hostd *h, struct bg_op *op)
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const char *error = ok ? NULL : op->msg[0] ? op->msg : "the disk copy failed";
     if (ok) {
-        log_info("vm cloned from a snapshot", "vm", LOG_INT(op->target_vm), "name",
-                 op->target_name, "source", LOG_INT(op->vm_id));
+        log_info("vm cloned from a snapshot", "vm", LOG_INT(op->target_vm), "name", op->target_name,
+                 "source", LOG_INT(op->vm_id));
         int r = db_vm_set_desired(h->db, op->target_vm, "running");
         if (r < 0)
             error = "the disk is made but the new VM could not be started";
@@ -969,11 +983,11 @@ static void run_snapshot_task(struct hostd *h, struct db_task *t)
         atr_error_set(&err, -ENOENT, "the VM no longer exists");
         goto out;
     }
-    r = create ? db_snapshot_get_by_name(h->db, row.id,
-                                         json_string_value(json_object_get(t->params, "name")) ?: "",
-                                         &snap)
-               : db_snapshot_get(h->db, json_integer_value(json_object_get(t->params, "snapshot_id")),
-                                 &snap);
+    r = create
+            ? db_snapshot_get_by_name(
+                  h->db, row.id, json_string_value(json_object_get(t->params, "name")) ?: "", &snap)
+            : db_snapshot_get(h->db, json_integer_value(json_object_get(t->params, "snapshot_id")),
+                              &snap);
     if (r < 0) {
         atr_error_set(&err, -ENOENT, "the snapshot no longer exists");
         goto out;
@@ -1050,9 +1064,12 @@ out:
 
 static void run_tasks(struct hostd *h)
 {
-    static const char *const kinds[] = {"vm.reset",           "vm.refresh",
-                                        "vm.snapshot.create", "vm.snapshot.revert",
-                                        "vm.snapshot.delete", "vm.snapshot.clone",
+    static const char *const kinds[] = {"vm.reset",
+                                        "vm.refresh",
+                                        "vm.snapshot.create",
+                                        "vm.snapshot.revert",
+                                        "vm.snapshot.delete",
+                                        "vm.snapshot.clone",
                                         NULL};
     h->tasks_dirty = false;
     for (;;) {

@@ -70,7 +70,7 @@ struct hv_vm_def {
     const char *bridge; /* HV_NIC_BRIDGE */
     const char *mac;    /* "52:54:00:..", NULL or "" = QEMU picks */
     enum hv_accel accel;
-    bool start_paused; /* -S: CPUs stay stopped until "cont" */
+    bool start_paused;  /* -S: CPUs stay stopped until "cont" */
     const char *loadvm; /* RAM snapshot of disk_path to resume from (-loadvm); NULL = boot */
 };
 
@@ -447,9 +447,9 @@ struct hv_snap_job_ops {
  * stored in that node too) on @q.  Feed the VM's JOB_STATUS_CHANGE events
  * to hv_snapshot_job_event.  Sets *ret_job (free with hv_snapshot_job_free).
  */
-int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_id,
-                          const char *tag, const char *node, const struct hv_snap_job_ops *ops,
-                          void *userdata, struct hv_snap_job **ret_job);
+int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_id, const char *tag,
+                          const char *node, const struct hv_snap_job_ops *ops, void *userdata,
+                          struct hv_snap_job **ret_job);
 
 /* A JOB_STATUS_CHANGE event's data; ignored when it is another job's. */
 void hv_snapshot_job_event(struct hv_snap_job *j, const json_t *data);
@@ -463,8 +463,8 @@ struct hv_snap_job *hv_snapshot_job_free(struct hv_snap_job *j);
 
 /* Limits of one VM; 0 = none (cpu_weight: 100). */
 struct hv_resources {
-    int cpu_weight;        /* 1..10000, cgroup v2 cpu.weight scale */
-    int cpu_max_pct;       /* percent of one host CPU */
+    int cpu_weight;  /* 1..10000, cgroup v2 cpu.weight scale */
+    int cpu_max_pct; /* percent of one host CPU */
     int64_t memory_max_mb;
     int64_t disk_iops;
     int64_t disk_bps;

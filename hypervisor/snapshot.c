@@ -31,7 +31,7 @@ int hv_snapshot_offline(const char *qemu_img, const char *image, enum hv_snap_op
     static const char *const flag[] = {"-c", "-a", "-d"};
     static const char *const what[] = {"create", "apply", "delete"};
     char *argv[] = {(char *)tool(qemu_img), "snapshot", (char *)flag[op], (char *)tag,
-                    (char *)image, NULL};
+                    (char *)image,          NULL};
     char tail[512];
     int r = hv_proc_run(argv, SNAP_TOOL_TIMEOUT_MS, 0, NULL, tail, sizeof(tail));
     if (r < 0) {
@@ -86,10 +86,25 @@ int hv_snapshot_clone(const char *qemu_img, const char *image, const char *tag, 
         return atr_error_set(err, -ENAMETOOLONG, "path too long: %s", dst);
     /* -U: the source may be open in a running QEMU; a snapshot's clusters
      * are never written again, so reading them unlocked is safe. */
-    char *with_backing[] = {(char *)tool(qemu_img), "convert", "-U", "-f", "qcow2", "-O", "qcow2",
-                            "-l", snap, "-B", backing, "-F", "qcow2", (char *)image, tmp, NULL};
-    char *standalone[] = {(char *)tool(qemu_img), "convert", "-U", "-f", "qcow2", "-O", "qcow2",
-                          "-l", snap, (char *)image, tmp, NULL};
+    char *with_backing[] = {(char *)tool(qemu_img),
+                            "convert",
+                            "-U",
+                            "-f",
+                            "qcow2",
+                            "-O",
+                            "qcow2",
+                            "-l",
+                            snap,
+                            "-B",
+                            backing,
+                            "-F",
+                            "qcow2",
+                            (char *)image,
+                            tmp,
+                            NULL};
+    char *standalone[] = {
+        (char *)tool(qemu_img), "convert", "-U", "-f", "qcow2", "-O", "qcow2", "-l", snap,
+        (char *)image,          tmp,       NULL};
     char tail[512];
     unlink(tmp);
     r = hv_proc_run(backing[0] ? with_backing : standalone, SNAP_TOOL_TIMEOUT_MS, 0, NULL, tail,
@@ -179,9 +194,9 @@ static void on_query_jobs(struct hv_qmp *q, const struct hv_qmp_reply *r, void *
     job_release(j);
 }
 
-int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_id,
-                          const char *tag, const char *node, const struct hv_snap_job_ops *ops,
-                          void *userdata, struct hv_snap_job **ret_job)
+int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_id, const char *tag,
+                          const char *node, const struct hv_snap_job_ops *ops, void *userdata,
+                          struct hv_snap_job **ret_job)
 {
     static const char *const cmd[] = {"snapshot-save", "snapshot-load", "snapshot-delete"};
     if (!q)
@@ -196,11 +211,10 @@ int hv_snapshot_job_start(struct hv_qmp *q, enum hv_snap_op op, const char *job_
     j->q = q;
     j->ops = ops;
     j->userdata = userdata;
-    json_t *args = op == HV_SNAP_DELETE
-                       ? json_pack("{s:s, s:s, s:[s]}", "job-id", job_id, "tag", tag, "devices",
-                                   node)
-                       : json_pack("{s:s, s:s, s:s, s:[s]}", "job-id", job_id, "tag", tag,
-                                   "vmstate", node, "devices", node);
+    json_t *args = op == HV_SNAP_DELETE ? json_pack("{s:s, s:s, s:[s]}", "job-id", job_id, "tag",
+                                                    tag, "devices", node)
+                                        : json_pack("{s:s, s:s, s:s, s:[s]}", "job-id", job_id,
+                                                    "tag", tag, "vmstate", node, "devices", node);
     j->pending++;
     int r = hv_qmp_send(q, cmd[op], args, SNAP_QMP_TIMEOUT_MS, on_start, j, NULL);
     if (r < 0) {
@@ -222,7 +236,7 @@ void hv_snapshot_job_event(struct hv_snap_job *j, const json_t *data)
     static const struct {
         const char *status;
         int pct;
-    } steps[] = {{"created", 10}, {"running", 20}, {"waiting", 80},
+    } steps[] = {{"created", 10}, {"running", 20},   {"waiting", 80},
                  {"pending", 85}, {"concluded", 90}, {"aborting", 90}};
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
         if (strcmp(steps[i].status, status) == 0 && j->ops && j->ops->progress && !j->orphan)

@@ -1216,8 +1216,12 @@ static void test_live_resources_and_boost_apply_without_restart(void **state)
                                 .disk_bps = 1048576,
                                 .net_bps = -1};
     assert_int_equal(db_vm_set_resources(T.db, a, &r), 0);
-    struct db_vm_resources bad = {.cpu_weight = 20000, .cpu_max_pct = -1, .memory_max_mb = -1,
-                                  .disk_iops = -1, .disk_bps = -1, .net_bps = -1};
+    struct db_vm_resources bad = {.cpu_weight = 20000,
+                                  .cpu_max_pct = -1,
+                                  .memory_max_mb = -1,
+                                  .disk_iops = -1,
+                                  .disk_bps = -1,
+                                  .net_bps = -1};
     assert_int_equal(db_vm_set_resources(T.db, a, &bad), -EINVAL);
     int64_t t0 = now_ms();
     assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
@@ -1243,8 +1247,12 @@ static void test_live_resources_and_boost_apply_without_restart(void **state)
     assert_disk_limits(a, 200, 1048576);
 
     /* Lifting the limits. */
-    struct db_vm_resources lift = {.cpu_weight = 100, .cpu_max_pct = 0, .memory_max_mb = 0,
-                                   .disk_iops = 0, .disk_bps = 0, .net_bps = -1};
+    struct db_vm_resources lift = {.cpu_weight = 100,
+                                   .cpu_max_pct = 0,
+                                   .memory_max_mb = 0,
+                                   .disk_iops = 0,
+                                   .disk_bps = 0,
+                                   .net_bps = -1};
     assert_int_equal(db_vm_set_resources(T.db, a, &lift), 0);
     assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
     assert_cgroup(a, va.qemu_pid, 100, 0, 0);
