@@ -132,6 +132,17 @@ static int init_v2(const char *mount, const char *parent, const char *slice, str
     if (read_file(up, "cgroup.subtree_control", have, sizeof(have)) < 0 || !has_word(have, "cpu") ||
         !has_word(have, "memory")) {
         r = write_file(up, "cgroup.subtree_control", "+cpu +memory");
+        if (r == -EBUSY) {
+            /* v2 lets a cgroup hand controllers to its children only while
+             * it holds no process itself.  hostd in its own (delegated)
+             * service cgroup moves into a leaf next to the slice. */
+            char leaf[600], pid[24];
+            snprintf(leaf, sizeof(leaf), "%s/hostd", up);
+            snprintf(pid, sizeof(pid), "%d", (int)getpid());
+            if ((mkdir(leaf, 0755) == 0 || errno == EEXIST) &&
+                write_file(leaf, "cgroup.procs", pid) == 0)
+                r = write_file(up, "cgroup.subtree_control", "+cpu +memory");
+        }
         if (r < 0)
             return r;
     }
