@@ -319,14 +319,15 @@ int db_session_control_get(struct db *db, const int64_t *ids, size_t n,
     if (n > 100000)
         return -EINVAL;
     /* the ids as one bigint[] literal: "{1,2,3}" */
-    char *arr = malloc(n * 21 + 3), *p = arr;
+    size_t cap = n * 21 + 3; /* ",-9223372036854775808" is 21 */
+    char *arr = malloc(cap);
     if (!arr)
         return -ENOMEM;
-    *p++ = '{';
+    size_t len = 1;
+    arr[0] = '{';
     for (size_t i = 0; i < n; i++)
-        p += sprintf(p, "%s%" PRId64, i ? "," : "", ids[i]);
-    *p++ = '}';
-    *p = '\0';
+        len += (size_t)snprintf(arr + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    snprintf(arr + len, cap - len, "}");
     const char *v[] = {arr};
     int r = db_exec_rows(
         db,

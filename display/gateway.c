@@ -398,7 +398,6 @@ int disp_gateway_new(const struct atr_config *cfg, struct db *db, struct disp_ga
         atr_error_set(err, r, "cannot LISTEN for session control: %s", strerror(-r));
         goto out;
     }
-    r = -ENOMEM;
     for (size_t i = 0; i < N_FRONTENDS; i++) {
         r = frontends[i]->open(&gw->core, cfg, &gw->state[i], err);
         if (r < 0)
