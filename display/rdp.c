@@ -10,7 +10,10 @@
  * Each peer thread has its own libvncclient connection to the VM's QEMU VNC
  * socket: QEMU keeps the picture, tracks damage per client and encodes
  * nothing on a local socket (raw), and the thread turns each damaged
- * rectangle into 64x64 planar tiles (every RDP 6+ client decodes them).
+ * rectangle into 64x64 planar tiles: over the Graphics Pipeline (RDPGFX
+ * surface commands, one frame per update, paced by the client's frame
+ * acknowledgements) when the client offers it, else as classic bitmap
+ * updates, which every RDP 6+ client decodes.  No H.264 (AVC) either way.
  * Keys travel as scancodes (QEMU's extended key event), so the guest sees
  * the client's keyboard layout-independent keys.
  *
@@ -51,6 +54,7 @@
 #include <freerdp/input.h>
 #include <freerdp/peer.h>
 #include <freerdp/server/disp.h>
+#include <freerdp/server/rdpgfx.h>
 #include <freerdp/settings.h>
 #include <freerdp/update.h>
 #include <pthread.h>
@@ -68,6 +72,8 @@
 #define MAX_PENDING 256
 #define MAX_PEERS 256
 #define TILE 64
+#define GFX_SURFACE 1
+#define GFX_FRAMES_AHEAD 3 /* frames sent but not yet acknowledged */
 
 struct disp_rdp;
 
@@ -126,6 +132,14 @@ struct rdp_ctx {
     pthread_mutex_t resize_lock;
     uint32_t want_w, want_h; /* under resize_lock */
     bool disp_failed;
+    RdpgfxServerContext *gfx; /* Graphics Pipeline, when the client offers it */
+    bool gfx_failed, gfx_surface;
+    int gfx_wake_fd;             /* eventfd: caps confirmed or a frame acknowledged */
+    atomic_bool gfx_ready;       /* caps confirmed (set in FreeRDP's channel thread) */
+    atomic_bool gfx_no_ack;      /* the client suspended acknowledgements */
+    atomic_uint gfx_acked;       /* last frame the client acknowledged */
+    uint32_t gfx_frame;          /* last frame sent */
+    BYTE gfx_tile[TILE * TILE * 4]; /* one tile, rows reversed (see send_gfx) */
     bool activated;
     size_t fb_w, fb_h;      /* size of fb */
     int buttons;            /* VNC button mask */
@@ -457,6 +471,145 @@ static BOOL on_sync(rdpInput *input, UINT32 flags)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Graphics Pipeline (RDPGFX): the same planar tiles as surface commands     */
+/* ------------------------------------------------------------------------ */
+
+static void gfx_wake(struct rdp_ctx *c)
+{
+    uint64_t one = 1;
+    (void)!write(c->gfx_wake_fd, &one, sizeof(one));
+}
+
+/* The client's capability sets (FreeRDP's channel thread).  Planar surface
+ * commands exist in every version: confirm the newest 8.x/10.x set offered,
+ * with AVC (H.264) off since we never send it. */
+static UINT on_gfx_caps(RdpgfxServerContext *gfx, const RDPGFX_CAPS_ADVERTISE_PDU *adv)
+{
+    struct rdp_ctx *c = gfx->custom;
+    RDPGFX_CAPSET best = {0};
+    for (UINT16 i = 0; i < adv->capsSetCount; i++)
+        if (adv->capsSets[i].version > best.version)
+            best = adv->capsSets[i];
+    if (best.version == 0)
+        return CHANNEL_RC_OK;
+    best.flags &= ~(RDPGFX_CAPS_FLAG_AVC420_ENABLED);
+    if (best.version >= RDPGFX_CAPVERSION_10)
+        best.flags |= RDPGFX_CAPS_FLAG_AVC_DISABLED;
+    RDPGFX_CAPS_CONFIRM_PDU confirm = {.capsSet = &best};
+    UINT r = gfx->CapsConfirm(gfx, &confirm);
+    if (r == CHANNEL_RC_OK) {
+        atomic_store(&c->gfx_ready, true);
+        gfx_wake(c);
+    }
+    return r;
+}
+
+static UINT on_gfx_ack(RdpgfxServerContext *gfx, const RDPGFX_FRAME_ACKNOWLEDGE_PDU *ack)
+{
+    struct rdp_ctx *c = gfx->custom;
+    atomic_store(&c->gfx_no_ack, ack->queueDepth == SUSPEND_FRAME_ACKNOWLEDGEMENT);
+    atomic_store(&c->gfx_acked, ack->frameId);
+    gfx_wake(c);
+    return CHANNEL_RC_OK;
+}
+
+static void gfx_open(struct rdp_ctx *c)
+{
+    RdpgfxServerContext *gfx = rdpgfx_server_context_new(c->vcm);
+    if (!gfx) {
+        c->gfx_failed = true;
+        return;
+    }
+    gfx->rdpcontext = &c->base;
+    gfx->custom = c;
+    gfx->CapsAdvertise = on_gfx_caps;
+    gfx->FrameAcknowledge = on_gfx_ack;
+    if (!gfx->Open(gfx)) {
+        /* the bitmap path carries on */
+        log_warn("rdp: graphics pipeline unavailable", "client", c->peer->addr);
+        rdpgfx_server_context_free(gfx);
+        c->gfx_failed = true;
+        return;
+    }
+    c->gfx = gfx;
+}
+
+/* Caps confirmed: one surface the size of the VM's screen, mapped to the
+ * client's output.  false on a channel error. */
+static bool gfx_surface_new(struct rdp_ctx *c)
+{
+    UINT32 w = (UINT32)c->up->width, h = (UINT32)c->up->height;
+    MONITOR_DEF mon = {.left = 0, .top = 0, .right = (INT32)w - 1, .bottom = (INT32)h - 1,
+                       .flags = MONITOR_PRIMARY};
+    RDPGFX_RESET_GRAPHICS_PDU reset = {
+        .width = w, .height = h, .monitorCount = 1, .monitorDefArray = &mon};
+    RDPGFX_CREATE_SURFACE_PDU create = {.surfaceId = GFX_SURFACE,
+                                        .width = (UINT16)w,
+                                        .height = (UINT16)h,
+                                        .pixelFormat = GFX_PIXEL_FORMAT_XRGB_8888};
+    RDPGFX_MAP_SURFACE_TO_OUTPUT_PDU map = {.surfaceId = GFX_SURFACE};
+    if (c->gfx->ResetGraphics(c->gfx, &reset) != CHANNEL_RC_OK ||
+        c->gfx->CreateSurface(c->gfx, &create) != CHANNEL_RC_OK ||
+        c->gfx->MapSurfaceToOutput(c->gfx, &map) != CHANNEL_RC_OK)
+        return false;
+    c->gfx_surface = true;
+    damage(c, 0, 0, (int)w, (int)h);
+    log_info("rdp graphics pipeline", "client", c->peer->addr, "codec", "planar", "width",
+             LOG_INT(w), "height", LOG_INT(h));
+    return true;
+}
+
+/* The damaged box as one frame of planar surface commands.  Waits (keeps
+ * the damage) while GFX_FRAMES_AHEAD frames are unacknowledged. */
+static bool send_gfx(struct rdp_ctx *c)
+{
+    if (!atomic_load(&c->gfx_no_ack) &&
+        c->gfx_frame - atomic_load(&c->gfx_acked) >= GFX_FRAMES_AHEAD)
+        return true;
+    int W = c->up->width, H = c->up->height;
+    int x1 = c->dx1 & ~(TILE - 1), y1 = c->dy1 & ~(TILE - 1);
+    int x2 = c->dx2 < W ? c->dx2 : W, y2 = c->dy2 < H ? c->dy2 : H;
+    RDPGFX_START_FRAME_PDU start = {.frameId = ++c->gfx_frame};
+    RDPGFX_END_FRAME_PDU end = {.frameId = c->gfx_frame};
+    c->dx2 = 0;
+    if (c->gfx->StartFrame(c->gfx, &start) != CHANNEL_RC_OK)
+        return false;
+    for (int ty = y1; ty < y2; ty += TILE) {
+        for (int tx = x1; tx < x2; tx += TILE) {
+            UINT32 w = (UINT32)(tx + TILE <= W ? TILE : W - tx);
+            UINT32 h = (UINT32)(ty + TILE <= H ? TILE : H - ty);
+            UINT32 size = 0;
+            /* FreeRDP's planar encoder writes rows bottom-up, as classic
+             * bitmaps want; a GFX surface command is top-down: hand the
+             * encoder this tile's rows in reverse (one tile, never a frame) */
+            for (UINT32 row = 0; row < h; row++)
+                memcpy(c->gfx_tile + (size_t)(h - 1 - row) * w * 4,
+                       c->fb + (((size_t)ty + row) * (size_t)W + (size_t)tx) * 4, (size_t)w * 4);
+            BYTE *out = freerdp_bitmap_compress_planar(c->planar, c->gfx_tile, PIXEL_FORMAT_BGRX32,
+                                                       w, h, w * 4, NULL, &size);
+            if (!out)
+                return false;
+            RDPGFX_SURFACE_COMMAND cmd = {.surfaceId = GFX_SURFACE,
+                                          .codecId = RDPGFX_CODECID_PLANAR,
+                                          .format = PIXEL_FORMAT_BGRX32,
+                                          .left = (UINT32)tx,
+                                          .top = (UINT32)ty,
+                                          .right = (UINT32)tx + w,
+                                          .bottom = (UINT32)ty + h,
+                                          .width = w,
+                                          .height = h,
+                                          .length = size,
+                                          .data = out};
+            UINT r = c->gfx->SurfaceCommand(c->gfx, &cmd);
+            free(out);
+            if (r != CHANNEL_RC_OK)
+                return false;
+        }
+    }
+    return c->gfx->EndFrame(c->gfx, &end) == CHANNEL_RC_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Resize                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -544,6 +697,12 @@ static bool follow_guest_size(struct rdp_ctx *c)
     s->DesktopHeight = (UINT32)c->up->height;
     c->activated = false; /* until the client confirms the new size */
     c->dx2 = 0;
+    if (c->gfx_surface) {
+        /* a new surface of the new size once the client is back */
+        RDPGFX_DELETE_SURFACE_PDU del = {.surfaceId = GFX_SURFACE};
+        (void)c->gfx->DeleteSurface(c->gfx, &del);
+        c->gfx_surface = false;
+    }
     return c->base.update->DesktopResize(&c->base) ? true : false;
 }
 
@@ -565,7 +724,7 @@ static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
     s->ColorDepth = 32;
     s->RemoteFxCodec = FALSE;
     s->NSCodec = FALSE;
-    s->SupportGraphicsPipeline = FALSE;
+    s->SupportGraphicsPipeline = TRUE; /* used when the client offers it */
     s->SupportDisplayControl = TRUE;
     s->RefreshRect = TRUE;
     s->SuppressOutput = FALSE;
@@ -596,9 +755,10 @@ static void *peer_main(void *arg)
         goto out;
     c = (struct rdp_ctx *)client->context;
     c->peer = p;
-    c->resize_fd = -1;
+    c->resize_fd = c->gfx_wake_fd = -1;
     pthread_mutex_init(&c->resize_lock, NULL);
     if ((c->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        (c->gfx_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
         !(c->vcm = WTSOpenServerA((LPSTR)client->context))) {
         log_warn("rdp peer setup failed", "client", p->addr, "reason", "virtual channels");
         goto out;
@@ -621,12 +781,13 @@ static void *peer_main(void *arg)
     for (;;) {
         void *rfds[32];
         int rcount = 0;
-        struct pollfd pfd[36];
+        struct pollfd pfd[37];
         nfds_t n = 0;
         if (!client->GetFileDescriptor(client, rfds, &rcount))
             break;
         for (int i = 0; i < rcount && n < 32; i++)
             pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
+        pfd[n++] = (struct pollfd){.fd = c->gfx_wake_fd, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = vcm_fd, .events = POLLIN};
         pfd[n++] = (struct pollfd){.fd = c->resize_fd, .events = POLLIN};
         /* before a password log-in there is no console yet: poll nothing for it */
@@ -651,8 +812,15 @@ static void *peer_main(void *arg)
         if (!c->disp && !c->disp_failed && client->settings->SupportDisplayControl &&
             WTSVirtualChannelManagerGetDrdynvcState(c->vcm) == DRDYNVC_STATE_READY)
             disp_open(c);
+        if (!c->gfx && !c->gfx_failed && client->settings->SupportGraphicsPipeline &&
+            WTSVirtualChannelManagerGetDrdynvcState(c->vcm) == DRDYNVC_STATE_READY)
+            gfx_open(c);
         if (pfd[n - 4].revents)
             resize_requested(c);
+        if (pfd[n - 6].revents) {
+            uint64_t v;
+            (void)!read(c->gfx_wake_fd, &v, sizeof(v));
+        }
         if (c->up && (pfd[n - 3].revents || c->up->buffered > 0)) {
             bool alive = true;
             do
@@ -668,7 +836,10 @@ static void *peer_main(void *arg)
                      "the guest changed its size and the client cannot follow");
             break;
         }
-        if (c->activated && c->dx2 && !send_tiles(c))
+        if (c->activated && c->gfx && !c->gfx_surface && atomic_load(&c->gfx_ready) &&
+            !gfx_surface_new(c))
+            break;
+        if (c->activated && c->dx2 && !(c->gfx_surface ? send_gfx(c) : send_tiles(c)))
             break;
     }
     client->Disconnect(client);
@@ -678,6 +849,12 @@ out:
             c->disp->Close(c->disp);
             disp_server_context_free(c->disp);
         }
+        if (c->gfx) {
+            c->gfx->Close(c->gfx);
+            rdpgfx_server_context_free(c->gfx);
+        }
+        if (c->gfx_wake_fd >= 0)
+            close(c->gfx_wake_fd);
         if (c->vcm)
             WTSCloseServer(c->vcm);
         if (c->resize_fd >= 0)

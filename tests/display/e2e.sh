@@ -341,10 +341,11 @@ if [[ $mode == rdp ]]; then
     ok "used RDP ticket refused and audited"
 
     # A client that offers GFX (/gfx) and resizes its window
-    # (/dynamic-resolution, the Display Control channel): displayd answers
-    # with its bitmap path (no GFX yet), opens Display Control, and forwards
-    # the client's new size to QEMU (SetDesktopSize); the text-mode test
-    # guest keeps 720x400, so the picture stays the guest's, at its size.
+    # (/dynamic-resolution, the Display Control channel): displayd draws
+    # through the Graphics Pipeline (planar surface commands), opens Display
+    # Control, and forwards the client's new size to QEMU (SetDesktopSize);
+    # the text-mode test guest keeps 720x400, so the picture stays the
+    # guest's, at its size.
     t=$("$tool" issue "$conninfo" "$vm" "$session" rdp 30)
     xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: /size:720x400 /bpp:32 \
         -wallpaper /t:atrium-resize /gfx /dynamic-resolution "/load-balance-info:Cookie: msts=$t" \
@@ -354,7 +355,9 @@ if [[ $mode == rdp ]]; then
     win=$(timeout 60 xdotool search --sync --name atrium-resize | head -n1) || fail "no xfreerdp window"
     wait_line "$tmp/displayd.log" 'msg="rdp display control open"' 60 ||
         fail "Display Control never opened: $(tail -3 "$tmp/resize.log")"
-    ok "xfreerdp /gfx /dynamic-resolution connected; Display Control open"
+    wait_line "$tmp/displayd.log" 'msg="rdp graphics pipeline".*codec=planar' 30 ||
+        fail "no graphics pipeline: $(tail -3 "$tmp/resize.log")"
+    ok "xfreerdp /gfx /dynamic-resolution connected; Graphics Pipeline (planar) and Display Control open"
     xdotool windowsize "$win" 900 600
     wait_line "$tmp/displayd.log" 'msg="rdp client asked for a size".*width=900 height=600 forwarded=true' 30 ||
         fail "the client's new size never reached QEMU: $(grep -c 'asked for a size' "$tmp/displayd.log")"
@@ -362,7 +365,7 @@ if [[ $mode == rdp ]]; then
     word=resize$$
     type_until_echoed "$win" "$word" || fail "keys typed after the resize never reached the guest"
     xwd -id "$win" -silent | convert xwd:- -crop 720x400+0+0 +repage "$tmp/resize.png"
-    check_screen "$tmp/resize.png" "RDP after a client resize"
+    check_screen "$tmp/resize.png" "RDP over the Graphics Pipeline after a client resize"
     kill "$resize"
     wait_line "$tmp/displayd.log" 'msg="session disconnected"' 10 || fail "disconnect not reported"
 
@@ -512,14 +515,14 @@ INI
         read -r frames upd t bytes size px cpu <<<"$out"
         awk -v tg="$target" -v f="$frames" -v u="$upd" -v t="$t" -v b="$bytes" -v s="$size" \
             -v px="$px" -v c="$cpu" -v out="$tmp/rdp-$target" \
-            'BEGIN { printf "%-9s %-8s %8.1f %9.1f %12.0f %10.0f %9.1f%%\n", tg, s, f / t, u / t,
-                     f ? b / f : 0, u ? px / u : 0, 100 * c / t;
+            'BEGIN { printf "%-9s %-8s %8.1f %9.1f %12.0f %10.0f %9.0f %9.1f%%\n", tg, s, f / t, u / t,
+                     f ? b / f : 0, u ? px / u : 0, b / t, 100 * c / t;
                      printf "%f %f %f\n", f / t, f ? b / f : 0, 100 * c / t > out }'
     }
     echo
     echo "RDP while the guest's screen changes (typing 20 keys/s), client display_bench_rdp:"
-    printf "%-9s %-8s %8s %9s %12s %10s %10s\n" target screen "frames/s" "updates/s" "bytes/frame" \
-        "px/update" "server CPU"
+    printf "%-9s %-8s %8s %9s %12s %10s %9s %10s\n" target screen "frames/s" "updates/s" "bytes/frame" \
+        "px/update" "bytes/s" "server CPU"
     rdp_run xrdp 10
     rdp_run displayd 10
     read -r xf xb xc <"$tmp/rdp-xrdp"
