@@ -265,10 +265,12 @@ int db_session_logoff(struct db *db, int64_t id, const char *reason)
     char b[24];
     const char *v[] = {db_param_i64(b, id), reason ? reason : "logoff"};
     PGresult *res;
-    /* The session ends even if its VM was deleted meanwhile (vm_id NULL). */
+    /* The session ends even if its VM was deleted meanwhile (vm_id NULL); a
+     * shadow mark a crashed displayd left behind ends with it. */
     int r = db_exec(db,
                     "WITH s AS (UPDATE desktop_sessions SET state = 'ended', ended_at = now(),"
-                    "   end_reason = $2 WHERE id = $1 AND state <> 'ended'"
+                    "   end_reason = $2, shadowed_at = NULL, shadowed_by = NULL"
+                    "   WHERE id = $1 AND state <> 'ended'"
                     "   RETURNING vm_id, pool_id),"
                     " v AS (UPDATE vms SET"
                     "   state = CASE WHEN p.assignment = 'dedicated' THEN 'assigned'"

@@ -183,6 +183,18 @@ as ann GET /api/v1/desktops
 [[ $(jget 'len(j["items"])') == 0 ]] && ok "ann no longer sees p2" || fail "ann desktops after" "$tmp/body"
 [[ $(audits group.member_delete) == 1 ]] && ok "member removal is audited" || fail "group.member_delete audit"
 
+# a log-off ends a shadow mark a crashed displayd would have left behind
+psql_db "UPDATE desktop_sessions SET shadowed_at = now(),
+         shadowed_by = (SELECT id FROM users WHERE username = 'root') WHERE id = $sid"
+as root POST "/api/v1/sessions/$sid/logoff"
+expect "an admin logs the session off" 200
+[[ $(psql_db "SELECT state, shadowed_at IS NULL AND shadowed_by IS NULL FROM desktop_sessions WHERE id = $sid") == "ended|t" ]] &&
+    ok "the ended session is no longer shown as shadowed" || fail "shadow mark after log-off"
+as uma POST "/api/v1/desktops/$p1/disconnect"
+expect "disconnecting an ended session is 404" 404
+as root POST "/api/v1/sessions/$sid/shadow" '{"protocol": "vnc"}'
+expect "shadowing an ended session is 404" 404
+
 # CSRF still applies to the new routes
 req DELETE "/api/v1/groups/$gid/members/$ann" -H "$(sed -n '1s/^-H "\(.*\)"$/\1/p' "$tmp/auth.root")"
 expect "a cookie without the CSRF header is refused" 403
