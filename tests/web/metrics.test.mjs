@@ -3,7 +3,10 @@
 // every sample of metric_samples in their window, their newest point is the
 // newest row (values read back from the SVG geometry and from the legend),
 // and they move on to newer rows without a page reload.  The Hosts and VMs
-// pages' row charts show the same rows.  Screenshots at desktop and phone size.
+// pages' row charts show the same rows.  Then the VMs page's dialogs: the
+// live memory target (hostd's balloon must report it, same QEMU) and a
+// snapshot with RAM taken, refused twice, reverted and deleted.
+// Screenshots at desktop and phone size.
 //
 // usage: node metrics.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-metrics.sh)
 

@@ -4,8 +4,10 @@
 # curl (values equal the metric_samples rows, "since" gives only newer
 # samples, bounded replies, errors as JSON, a user is refused), then
 # chromium checks that the dashboard's, the Hosts page's and the VMs page's
-# charts draw the latest rows and move on without a reload, and the VMs
-# page changes the VM's live memory, which hostd applies (metrics.test.mjs).
+# charts draw the latest rows and move on without a reload.  The live
+# resources and snapshot routes' refusals are checked here too; the VMs
+# page then changes the VM's live memory (hostd applies it) and takes,
+# reverts and deletes a snapshot (metrics.test.mjs).
 #
 # usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD
 broker=${1:?usage: test-metrics.sh BROKER ATRIUMCTL BRK-SEED HOSTD}
