@@ -215,6 +215,8 @@ try {
     const snapDb = sql(`SELECT state || '|' || with_ram || '|' || description FROM snapshots WHERE vm_id = ${vmId} AND name = 'before-test'`);
     check(snapDb === 'ready|true|from the browser', `a snapshot with RAM is taken from the dialog and shown ready (${Date.now() - tSnap} ms${sawBar ? ', progress bar seen' : ''})`, snapDb);
     await page.screenshot({ path: `${shots}/vm-snapshots.png` });
+    await sd.locator('.msg-ok', { hasText: 'Snapshot before-test is ready.' }).waitFor({ timeout: 10000 });
+    ok('the dialog says when the snapshot is ready');
     await sd.getByLabel('Snapshot name').fill('before-test');
     await sd.getByRole('button', { name: 'Take snapshot' }).click();
     await sd.locator('[role=alert]', { hasText: 'already has a snapshot of that name' }).waitFor({ timeout: 10000 });

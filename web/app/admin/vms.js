@@ -98,7 +98,7 @@ const SNAP_POLL_MS = 2000;
 function snapshotsDialog(v) {
     const msg = messageBox();
     const tbody = h('tbody');
-    const tasks = new Map(); // snapshot id -> task id of the last act on it from here
+    const tasks = new Map(); // snapshot id -> {id, done} of the last task started on it here
     const name = h('input', { name: 'name', maxlength: 63, autocomplete: 'off',
         placeholder: 'before-update' });
     const ram = h('input', { type: 'checkbox', name: 'with_ram', checked: v.actual_power === 'running' || v.actual_power === 'paused' });
@@ -131,7 +131,7 @@ function snapshotsDialog(v) {
             const r = how === 'revert'
                 ? await api('POST', `/vms/${v.id}/snapshots/${s.id}/revert`)
                 : await api('DELETE', `/vms/${v.id}/snapshots/${s.id}`);
-            tasks.set(s.id, r.task_id);
+            tasks.set(s.id, { id: r.task_id, done: how === 'revert' ? `${v.name} is back at snapshot ${s.name}.` : null });
             msg.show(`${how === 'revert' ? 'Reverting to' : 'Deleting'} ${s.name}: task #${r.task_id} on the VM's host.`, 'info');
             load();
         }, msg);
@@ -146,7 +146,8 @@ function snapshotsDialog(v) {
             const res = await api('GET', `/vms/${v.id}/snapshots`);
             const rows = [];
             for (const s of res.items) {
-                const taskId = tasks.get(s.id) || (s.state === 'creating' ? s.task_id : null);
+                const mine = tasks.get(s.id);
+                const taskId = mine ? mine.id : (s.state === 'creating' ? s.task_id : null);
                 let progress = null;
                 if (taskId) {
                     const t = await api('GET', `/tasks/${taskId}`).catch(() => null);
@@ -159,6 +160,8 @@ function snapshotsDialog(v) {
                         progress = h('div', { class: 'detail' }, `task #${t.id} failed: ${t.error || 'no reason given'}`);
                         tasks.delete(s.id);
                     } else if (t) {
+                        if (mine && mine.done && t.state === 'succeeded')
+                            msg.show(mine.done, 'ok');
                         tasks.delete(s.id);
                     }
                 }
@@ -200,7 +203,7 @@ function snapshotsDialog(v) {
             body.description = desc.value.trim();
         await busy(take, async () => {
             const r = await api('POST', `/vms/${v.id}/snapshots`, body);
-            tasks.set(r.snapshot_id, r.task_id);
+            tasks.set(r.snapshot_id, { id: r.task_id, done: `Snapshot ${n} is ready.` });
             msg.show(`Taking snapshot ${n}: task #${r.task_id} on the VM's host.`, 'info');
             name.value = '';
             desc.value = '';
