@@ -15,11 +15,15 @@
 #     effect when it is back (the NOTIFY was lost; the row is re-read)
 #   - a log-off closes every viewer, shadows too
 #
+# session-control.sh rdp: the same disconnect for an RDP viewer (xfreerdp
+# under Xvfb with the ticket of the broker's .rdp file): dropped within 2 s.
+#
 # Needs: ATRIUM_BINARY_DIR, ATRIUM_SOURCE_DIR, ATRIUM_GUEST_DIR,
 # ATRIUM_TEST_PG_FILE (ctest sets them).  Every process it starts is killed
 # on exit, also on failure or timeout.
 set -euo pipefail
 
+mode=${1:-vnc}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -31,7 +35,7 @@ limit=${ATRIUM_DISPLAY_E2E_TIMEOUT:-280}
 tmp=$(mktemp -d /tmp/atrium-sessctl.XXXXXX)
 pids=()
 server=$(cat "${ATRIUM_TEST_PG_FILE:?}")
-dbname=display_sessctl_$$
+dbname=display_sessctl_${mode}_$$
 conninfo="$server dbname=$dbname"
 
 cleanup() {
@@ -193,6 +197,39 @@ owner_connect() { # LOGFILE [TEXT]: starts vnc-hold, sets $owner
     [[ $(sql "SELECT state FROM desktop_sessions WHERE id = $session") == connected ]] ||
         fail "session not connected with the person's viewer on"
 }
+
+# ------------------------------------------------------------------ RDP
+if [[ $mode == rdp ]]; then
+    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
+    pids+=($!)
+    read -r -t 20 -u "$xfd" xdisp || fail "Xvfb did not start"
+    export DISPLAY=:$xdisp
+    call alice POST "/api/v1/desktops/$pool/connect" '{"protocol":"rdp"}'
+    [[ $status == 200 ]] || fail "connect: $status $(cat "$tmp/body")"
+    # the ticket as the .rdp file carries it (loadbalanceinfo:s:Cookie: msts=<ticket>)
+    t=$(jget 'j["rdp"]["rdp"]' | sed -n 's/^loadbalanceinfo:s:Cookie: msts=\([0-9a-f]*\).*/\1/p')
+    [[ -n $t ]] || fail "no ticket in the .rdp file"
+    xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: /size:720x400 /bpp:32 \
+        -wallpaper /t:atrium-sessctl "/load-balance-info:Cookie: msts=$t" >"$tmp/xfreerdp.log" 2>&1 &
+    client=$!
+    pids+=($client)
+    wait_line "$tmp/displayd.log" 'msg="rdp viewer joined"' 60 || fail "the RDP viewer never joined"
+    wait_line "$tmp/displayd.log" 'msg="session connected"' 10 || fail "session not reported connected"
+    t0=$(ms)
+    call alice POST "/api/v1/desktops/$pool/disconnect"
+    [[ $status == 200 ]] || fail "disconnect: $status"
+    wait_gone "$client" 2 || fail "xfreerdp was not dropped within 2 s"
+    dt=$(( $(ms) - t0 ))
+    [[ $(sql "SELECT state FROM desktop_sessions WHERE id = $session") == disconnected ]] || fail "not disconnected"
+    wait_line "$tmp/displayd.log" 'msg="rdp viewer left"' 10 || fail "the RDP viewer did not leave"
+    ok "the person's disconnect dropped their RDP viewer (xfreerdp) in $dt ms"
+    kill -TERM "$displayd"
+    st=0; wait "$displayd" || st=$?
+    [[ $st == 0 ]] || fail "displayd exited with $st on SIGTERM"
+    ok "displayd stopped cleanly"
+    echo "PASS"
+    exit 0
+fi
 
 # ------------------------------------------------------------------ shadow
 word=own$$
