@@ -319,6 +319,49 @@ static void test_eight_viewers_racing_with_one_ticket_let_exactly_one_in(void **
     assert_int_equal(refused, 7);
 }
 
+static void test_view_only_ticket_is_vnc_or_browser_bound_to_a_session(void **state)
+{
+    struct fx *fx = *state;
+    char t[DB_TICKET_LEN + 1];
+    struct db_ticket_grant g = {0};
+
+    /* SPICE and RDP cannot filter a shadow's input: no view-only tickets */
+    struct db_ticket_request req = req_for(fx, DB_PROTO_SPICE, 30);
+    req.view_only = true;
+    assert_int_equal(db_ticket_issue(fx->db, &req, t), -EINVAL);
+    req.protocol = DB_PROTO_RDP;
+    assert_int_equal(db_ticket_issue(fx->db, &req, t), -EINVAL);
+    /* a shadow watches one session */
+    req = req_for(fx, DB_PROTO_BROWSER, 30);
+    req.view_only = true;
+    req.session_id = 0;
+    assert_int_equal(db_ticket_issue(fx->db, &req, t), -EINVAL);
+    assert_int_equal(query_i64(fx, "SELECT count(*) FROM console_tickets"), 0);
+
+    /* the grant says view-only, and so does the audit row */
+    req.session_id = fx->session_id;
+    assert_int_equal(db_ticket_issue(fx->db, &req, t), 0);
+    assert_int_equal(db_ticket_redeem(fx->db, t, DB_PROTO_BROWSER, "192.0.2.9", &rule, &g, NULL),
+                     0);
+    assert_true(g.view_only);
+    assert_int_equal(g.session_id, fx->session_id);
+    assert_int_equal(query_i64(fx, "SELECT count(*) FROM audit_log WHERE action = 'console.ticket'"
+                                   " AND outcome = 'success' AND detail->>'view_only' = 'true'"),
+                     1);
+    char pw[DB_TICKET_VNC_LEN + 1];
+    req.protocol = DB_PROTO_VNC;
+    req.ttl_s = 10;
+    assert_int_equal(db_ticket_issue_vnc(fx->db, &req, pw), 0);
+    assert_int_equal(db_ticket_consume(fx->db, pw, DB_PROTO_VNC, NULL, &g, NULL), 0);
+    assert_true(g.view_only);
+
+    /* an ordinary ticket is not */
+    req = req_for(fx, DB_PROTO_BROWSER, 30);
+    assert_int_equal(db_ticket_issue(fx->db, &req, t), 0);
+    assert_int_equal(db_ticket_consume(fx->db, t, DB_PROTO_BROWSER, NULL, &g, NULL), 0);
+    assert_false(g.view_only);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +381,8 @@ int main(void)
             test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_eight_viewers_racing_with_one_ticket_let_exactly_one_in, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_only_ticket_is_vnc_or_browser_bound_to_a_session,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
