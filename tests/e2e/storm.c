@@ -507,7 +507,9 @@ static void *person_main(void *arg)
     curl_easy_setopt(p->c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(p->c, CURLOPT_NOSIGNAL, 1L);
     sleep_ms(rand_r(&p->rnd) % (o.ramp_s * 1000 + 1));
-    if (!login(p))
+    /* a late arrival still gets in after the deadline (bounded grace), so
+     * an overloaded broker is seen as slow, not as a person locked out */
+    if (!login_until(p, deadline_ms + 60000))
         goto out;
     while (now_ms() < deadline_ms) {
         int r = connect_desktop(p, false, pw, sizeof(pw));
