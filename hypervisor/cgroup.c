@@ -11,6 +11,7 @@
  */
 #include "hv.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -219,6 +220,19 @@ int hv_cgroup_vm_attach(const struct hv_cgroups *cg, int64_t id, pid_t pid)
         return -EOPNOTSUPP;
     char spid[24];
     snprintf(spid, sizeof(spid), "%d", (int)pid);
+    /* The slice exists only while it holds VMs (hv_cgroup_fini): make it again. */
+    const char *slices[] = {cg->mode == HV_CGROUP_V2 ? cg->v2 : cg->v1_cpu, cg->v1_mem};
+    for (int i = 0; i < n; i++) {
+        if (mkdir(slices[i], 0755) == 0) {
+            int r = cg->mode == HV_CGROUP_V2
+                        ? write_file(slices[i], "cgroup.subtree_control", "+cpu +memory")
+                        : 0;
+            if (r < 0)
+                return r;
+        } else if (errno != EEXIST) {
+            return -errno;
+        }
+    }
     for (int i = 0; i < n; i++) {
         char dir[600];
         int r = hv_cgroup_vm_dir(cg, id, controllers[i], dir, sizeof(dir));
@@ -308,4 +322,40 @@ void hv_cgroup_fini(const struct hv_cgroups *cg)
     for (size_t i = 0; i < 3; i++)
         if ((cg->mode == HV_CGROUP_V2) == (i == 0) && cg->mode != HV_CGROUP_NONE && dirs[i][0])
             rmdir(dirs[i]); /* fails while a VM's cgroup is in it: that is the point */
+}
+
+void hv_cgroup_sweep(const struct hv_cgroups *cg)
+{
+    const char *slices[] = {cg->v2, cg->v1_cpu, cg->v1_mem};
+    for (size_t i = 0; i < 3; i++) {
+        if (cg->mode == HV_CGROUP_NONE || (cg->mode == HV_CGROUP_V2) != (i == 0) || !slices[i][0])
+            continue;
+        char parent[512];
+        snprintf(parent, sizeof(parent), "%s", slices[i]);
+        *strrchr(parent, '/') = '\0';
+        DIR *d = opendir(parent);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            size_t len = strlen(e->d_name);
+            if (strncmp(e->d_name, "atrium-", 7) != 0 || len < 13 ||
+                strcmp(e->d_name + len - 6, ".slice") != 0)
+                continue;
+            char slice[800];
+            snprintf(slice, sizeof(slice), "%s/%s", parent, e->d_name);
+            DIR *sd = opendir(slice);
+            struct dirent *v;
+            while (sd && (v = readdir(sd))) {
+                if (strncmp(v->d_name, "vm-", 3) != 0)
+                    continue;
+                char vm[1100];
+                snprintf(vm, sizeof(vm), "%s/%s", slice, v->d_name);
+                rmdir(vm); /* EBUSY while a QEMU is in it */
+            }
+            if (sd)
+                closedir(sd);
+            rmdir(slice);
+        }
+        if (d)
+            closedir(d);
+    }
 }

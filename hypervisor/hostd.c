@@ -57,6 +57,9 @@ struct local_vm {
     struct snap_op *snap; /* snapshot job under way (one at a time per VM) */
     int64_t revert_task;  /* disk-only revert: apply the snapshot once QEMU is gone */
     char revert_tag[64];
+    struct mig_op *mig;    /* outgoing live migration under way */
+    struct mig_in *mig_in; /* incoming: QEMU waits for the stream; the row is not ours yet */
+    bool moved_away;       /* migrated or dropped: QEMU goes quietly, the row is not ours */
 };
 
 /*
@@ -83,6 +86,24 @@ struct snap_op {
     char tag[64];
     char vm_power[16]; /* how the VM was when the job started */
     struct hv_snap_job *job;
+};
+
+/* An outgoing live migration (vm.migrate task): see hostd-migrate.inc. */
+struct mig_op {
+    struct hostd *h;
+    int64_t vm_id, task, in_task, to_host;
+    int64_t deadline_ms;    /* destination's answer, then the whole copy */
+    int64_t bandwidth_bps, timeout_ms;
+    struct hv_mig_job *job; /* NULL until the destination listens */
+    bool cancelling;
+    json_t *commit;         /* completed, the row not moved yet: retried */
+};
+
+/* An incoming one (vm.migrate_in task). */
+struct mig_in {
+    int64_t task, src_task;
+    char uri[96];
+    bool announced; /* the source task has our URI */
 };
 
 struct hostd {
@@ -160,12 +181,16 @@ static void finish_delete(struct hostd *h, int64_t id, const char *name, const c
         log_info("vm deleted", "vm", LOG_INT(id), "name", name);
 }
 
+static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
+static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
+static void mig_deadlines(struct hostd *h, int64_t now);
+
 /* hv_vm callback: the VM's process or guest changed state. */
 static void vm_changed(struct hv_vm *vm, void *userdata)
 {
     struct hostd *h = userdata;
     struct local_vm *l = find_vm(h, hv_vm_id(vm));
-    if (!l)
+    if (!l || mig_vm_changed(h, l))
         return;
     struct db_vm_report rep = {.qemu_pid = -1};
     /* A wish that came while QEMU could not act on it (QMP not ready yet,
@@ -275,7 +300,10 @@ static int ensure_disk(struct hostd *h, const struct db_vm *row, struct atr_erro
     return r;
 }
 
-static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadvm)
+/* Start QEMU for @row; with @incoming it waits for a migration stream and
+ * the row (still another host's) is left alone. */
+static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, const char *loadvm,
+                                   const char *incoming, struct atr_error *ret_err)
 {
     struct hv_vm_def def = {
         .id = row->id,
@@ -295,22 +323,30 @@ static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadv
         .accel = h->accel.accel,
         .start_paused = strcmp(row->desired_power, "paused") == 0,
         .loadvm = loadvm,
+        .incoming = incoming,
     };
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
-    int r = ensure_disk(h, row, &err);
+    int r = incoming ? 0 : ensure_disk(h, row, &err);
     if (r == 0)
         r = hv_vm_start(&def, h->cfg->paths.runtime_dir, h->cfg->hostd.qemu, &vm_ops, h, &vm, &err);
     if (r < 0) {
         log_error("vm start failed", "vm", LOG_INT(row->id), "name", row->name, "error", err.msg);
-        struct db_vm_report rep = {
-            .state = "failed", .actual_power = "off", .qemu_pid = 0, .last_error = err.msg};
-        report(h, row->id, &rep);
-        return;
+        if (ret_err)
+            *ret_err = err;
+        if (!incoming) {
+            struct db_vm_report rep = {
+                .state = "failed", .actual_power = "off", .qemu_pid = 0, .last_error = err.msg};
+            report(h, row->id, &rep);
+        }
+        return NULL;
     }
     log_info("vm starting", "vm", LOG_INT(row->id), "name", row->name, "pid",
-             LOG_INT(hv_vm_pid(vm)), "accel", hv_accel_name(h->accel.accel));
-    add_local(h, row, vm, true);
+             LOG_INT(hv_vm_pid(vm)), "accel", hv_accel_name(h->accel.accel), "incoming",
+             incoming ? incoming : "");
+    add_local(h, row, vm, !incoming);
+    if (incoming)
+        return find_vm(h, row->id);
     if (h->cg.mode != HV_CGROUP_NONE &&
         (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
         log_warn("cannot move QEMU into its cgroup; no CPU or memory limits for it", "vm",
@@ -320,6 +356,12 @@ static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadv
                                .qemu_pid = hv_vm_pid(vm),
                                .last_error = ""};
     report(h, row->id, &rep);
+    return find_vm(h, row->id);
+}
+
+static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadvm)
+{
+    start_qemu(h, row, loadvm, NULL, NULL);
 }
 
 /* One application of a resources generation: QEMU's answers it waits for. */
@@ -479,8 +521,13 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row, bool neighbou
         }
         return;
     }
-    /* A snapshot job stops and resumes the guest itself: hands off. */
-    if (l->stop_requested || l->deleting || l->snap)
+    if (l->mig_in) {
+        mig_adopt(h, l, row);
+        return;
+    }
+    /* A snapshot job stops and resumes the guest itself: hands off; so
+     * does a migration (a completed one leaves QEMU paused for good). */
+    if (l->stop_requested || l->deleting || l->snap || l->mig || l->moved_away)
         return;
     enum hv_vm_power p = hv_vm_power(l->vm);
     if (strcmp(want, "stopped") == 0)
@@ -514,7 +561,7 @@ static void reconcile(struct hostd *h)
         bool listed = false;
         for (size_t i = 0; i < n && !listed; i++)
             listed = rows[i].id == l->id;
-        if (!listed && !l->reap && !l->deleting) {
+        if (!listed && !l->reap && !l->deleting && !l->mig_in && !l->moved_away) {
             log_warn("vm no longer belongs to this host; killing its QEMU", "vm", LOG_INT(l->id),
                      "name", l->name);
             l->deleting = true;
@@ -561,6 +608,7 @@ static void reap(struct hostd *h)
         *pp = l->next;
         snap_abandon(h, l);
         hv_cgroup_vm_remove(&h->cg, l->id); /* a new QEMU gets a fresh one */
+        hv_cgroup_fini(&h->cg);             /* the slice lives while it holds VMs */
         if (l->deleting)
             finish_delete(h, l->id, l->name, l->disk_path);
         else if (l->refresh_task)
@@ -576,6 +624,7 @@ static void reap(struct hostd *h)
 static void enforce_stop_deadlines(struct hostd *h)
 {
     int64_t now = atr_now_mono_ms();
+    mig_deadlines(h, now);
     for (struct local_vm *l = h->vms; l; l = l->next) {
         if (l->stop_deadline_ms && now >= l->stop_deadline_ms && !l->reap) {
             log_warn("guest did not power off in time; killing QEMU", "vm", LOG_INT(l->id), "name",
@@ -764,6 +813,8 @@ static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void 
     struct local_vm *l = find_vm(h, hv_vm_id(vm));
     if (l && l->snap && ev == HV_QMP_EVENT_JOB_STATUS_CHANGE)
         hv_snapshot_job_event(l->snap->job, data);
+    if (l && l->mig && l->mig->job)
+        hv_migrate_event(l->mig->job, ev, data);
 }
 
 /* QEMU died during a snapshot job: the task fails, the job object goes. */
@@ -1062,6 +1113,8 @@ out:
         task_done(h, t->id, err.code ? err.msg : NULL, t->kind, t->vm_id);
 }
 
+#include "hostd-migrate.inc"
+
 static void run_tasks(struct hostd *h)
 {
     static const char *const kinds[] = {"vm.reset",
@@ -1070,8 +1123,11 @@ static void run_tasks(struct hostd *h)
                                         "vm.snapshot.revert",
                                         "vm.snapshot.delete",
                                         "vm.snapshot.clone",
+                                        "vm.migrate",
+                                        "vm.migrate_in",
                                         NULL};
     h->tasks_dirty = false;
+    mig_check(h); /* a migration's other half may have moved */
     for (;;) {
         struct db_task *t = NULL;
         int r = db_task_claim(h->db, h->host_id, kinds, h->claimer, &t);
@@ -1082,6 +1138,11 @@ static void run_tasks(struct hostd *h)
         }
         if (strncmp(t->kind, "vm.snapshot.", 12) == 0) {
             run_snapshot_task(h, t);
+            db_task_free(t);
+            continue;
+        }
+        if (strncmp(t->kind, "vm.migrate", 10) == 0) {
+            run_migrate_task(h, t);
             db_task_free(t);
             continue;
         }
@@ -1315,6 +1376,8 @@ static int run(struct hostd *h)
             timeout = min_timeout(timeout, hv_vm_timeout_ms(l->vm));
             if (l->stop_deadline_ms)
                 timeout = min_timeout(timeout, atr_deadline_left_ms(l->stop_deadline_ms));
+            if (l->mig)
+                timeout = min_timeout(timeout, atr_deadline_left_ms(l->mig->deadline_ms));
         }
         int first_bg = n;
         for (struct bg_op *op = h->bg; op; op = op->next) {
@@ -1460,6 +1523,8 @@ int main(int argc, char **argv)
         log_warn("VMs run without CPU and memory limits", "reason", h.cg.note);
     else
         log_info("cgroups for VM limits", "where", h.cg.note);
+    /* Leftovers of hostds killed while their VMs ran, then of those VMs. */
+    hv_cgroup_sweep(&h.cg);
     if ((r = db_listen(h.db, DB_CHANNEL_VM)) < 0 || (r = db_listen(h.db, DB_CHANNEL_TASK)) < 0) {
         log_error("cannot LISTEN", "errno", LOG_INT(-r));
         goto out;

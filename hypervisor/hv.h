@@ -72,6 +72,7 @@ struct hv_vm_def {
     enum hv_accel accel;
     bool start_paused;  /* -S: CPUs stay stopped until "cont" */
     const char *loadvm; /* RAM snapshot of disk_path to resume from (-loadvm); NULL = boot */
+    const char *incoming; /* "tcp:ADDR:PORT": wait for a live migration there (-incoming) */
 };
 
 /* Where one VM's runtime files live: <runtime_dir>/vms/<id>/. */
@@ -532,3 +533,52 @@ int hv_cgroup_vm_remove(const struct hv_cgroups *cg, int64_t id);
 
 /* Remove the slice if no VM cgroup is left in it (VMs outlive hostd: then it stays). */
 void hv_cgroup_fini(const struct hv_cgroups *cg);
+
+/*
+ * Remove what dead hostds left next to this slice: every empty VM cgroup
+ * and empty slice named atrium-*.slice.  A cgroup with a process in it
+ * cannot be removed, so running VMs (anyone's) are never touched.
+ */
+void hv_cgroup_sweep(const struct hv_cgroups *cg);
+
+/* ------------------------------------------------------------------------ */
+/* Live migration (source side)                                             */
+/* ------------------------------------------------------------------------ */
+
+/* What query-migrate says; -1 where QEMU did not say. */
+struct hv_mig_stats {
+    char status[32]; /* setup, active, completed, failed, cancelled, ... ("none" before any) */
+    int64_t total_ms, downtime_ms, expected_downtime_ms, setup_ms;
+    int64_t ram_total, ram_transferred, ram_remaining, passes;
+    int cpu_throttle_pct; /* auto-converge's current throttle */
+    char error[512];      /* QEMU's error-desc, or "" */
+};
+
+/* Parse a query-migrate answer into *ret.  -EINVAL when it is not an object. */
+int hv_migrate_parse_stats(const json_t *ret, struct hv_mig_stats *out);
+
+/* 0..99 while RAM is copied (from ram total and remaining), 100 when completed. */
+int hv_migrate_progress_pct(const struct hv_mig_stats *s);
+
+struct hv_mig_job;
+struct hv_mig_job_ops {
+    /* After each precopy pass; @s borrowed. */
+    void (*progress)(struct hv_mig_job *j, const struct hv_mig_stats *s, void *userdata);
+    /* Once: @error 0 (completed: the source QEMU is paused for good and the
+     * destination runs the guest), -ECANCELED, -EIO (QEMU's words in
+     * s->error) or a QMP error.  The job may be freed in here. */
+    void (*done)(struct hv_mig_job *j, int error, const struct hv_mig_stats *s, void *userdata);
+};
+
+/*
+ * Migrate the QEMU behind @q to @uri ("tcp:HOST:PORT", a QEMU started with
+ * -incoming there) with auto-converge, at most @max_bandwidth_bps bytes/s.
+ * Feed the VM's QMP events to hv_migrate_event.  Sets *ret_job.
+ */
+int hv_migrate_start(struct hv_qmp *q, const char *uri, int64_t max_bandwidth_bps,
+                     const struct hv_mig_job_ops *ops, void *userdata, struct hv_mig_job **ret_job);
+void hv_migrate_event(struct hv_mig_job *j, enum hv_qmp_event ev, const json_t *data);
+/* migrate_cancel: the guest keeps running on the source; done() follows with -ECANCELED. */
+int hv_migrate_cancel(struct hv_mig_job *j);
+/* Let go of the job (no more callbacks).  Accepts NULL; returns NULL. */
+struct hv_mig_job *hv_migrate_job_free(struct hv_mig_job *j);
