@@ -132,6 +132,7 @@ struct atr_config {
         char *tls_cert;
         char *tls_key;
         bool spice_tls; /* TLS on the SPICE CONNECT proxy (.vv says proxy=https://) */
+        bool rdp_gfx;   /* RDP Graphics Pipeline for clients that offer it */
     } display;
     struct {
         int provision_timeout_s; /* a clone not ready by then is destroyed and retried */

@@ -76,6 +76,7 @@ static const struct key_def key_table[] = {
     {"display", "tls_key", KT_STR, OFF(display.tls_key), "/etc/atrium/tls/key.pem", 0, 0, NULL,
      false},
     {"display", "spice_tls", KT_BOOL, OFF(display.spice_tls), "false", 0, 0, NULL, false},
+    {"display", "rdp_gfx", KT_BOOL, OFF(display.rdp_gfx), "false", 0, 0, NULL, false},
     {"poold", "provision_timeout", KT_INT, OFF(poold.provision_timeout_s), "300", 10, 86400, NULL,
      false},
     {"poold", "failure_limit", KT_INT, OFF(poold.failure_limit), "3", 1, 1000, NULL, false},

@@ -10,10 +10,14 @@
  * Each peer thread has its own libvncclient connection to the VM's QEMU VNC
  * socket: QEMU keeps the picture, tracks damage per client and encodes
  * nothing on a local socket (raw), and the thread turns each damaged
- * rectangle into 64x64 planar tiles: over the Graphics Pipeline (RDPGFX
- * surface commands, one frame per update, paced by the client's frame
- * acknowledgements) when the client offers it, else as classic bitmap
- * updates, which every RDP 6+ client decodes.  No H.264 (AVC) either way.
+ * rectangle into 64x64 planar tiles: as classic bitmap updates, which every
+ * RDP 6+ client decodes, or, with [display] rdp_gfx and a client that
+ * offers it, over the Graphics Pipeline (RDPGFX surface commands, one frame
+ * per update, paced by the client's frame acknowledgements).  No H.264
+ * (AVC) either way.  rdp_gfx is off by default: FreeRDP 2's server sends
+ * GFX data without bulk compression, while bitmap updates get MPPC/NCRUSH,
+ * so the same tiles cost about 20 times the bytes over GFX (bench.display,
+ * docs/PERFORMANCE.md).
  * Keys travel as scancodes (QEMU's extended key event), so the guest sees
  * the client's keyboard layout-independent keys.
  *
@@ -112,6 +116,7 @@ struct disp_rdp {
     int stop_fd;              /* eventfd: every peer thread polls it */
     char *cert, *key;
     char *db_url; /* password log-ins: each peer thread connects itself */
+    bool gfx;     /* [display] rdp_gfx */
     int db_timeout_s;
     struct rdp_pending *pending;
     size_t n_pending;
@@ -724,7 +729,7 @@ static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
     s->ColorDepth = 32;
     s->RemoteFxCodec = FALSE;
     s->NSCodec = FALSE;
-    s->SupportGraphicsPipeline = TRUE; /* used when the client offers it */
+    s->SupportGraphicsPipeline = rdp->gfx ? TRUE : FALSE; /* and the client offers it */
     s->SupportDisplayControl = TRUE;
     s->RefreshRect = TRUE;
     s->SuppressOutput = FALSE;
@@ -1081,6 +1086,7 @@ static int rdp_open(struct disp_core *core, const struct atr_config *cfg, void *
         goto fail;
     }
     rdp->db_timeout_s = cfg->db.connect_timeout_s;
+    rdp->gfx = cfg->display.rdp_gfx;
     if (!(rdp->cert = strdup(cfg->display.tls_cert)) ||
         !(rdp->key = strdup(cfg->display.tls_key)) || !(rdp->db_url = strdup(cfg->db.url)) ||
         pipe2(rdp->msg_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||

@@ -3,10 +3,12 @@
  * client (FreeRDP 2's library with its software GDI, no window) for every
  * server, so displayd and xrdp are compared on equal terms.
  *
- *   display_bench_rdp HOST PORT SECONDS WxH USER PASSWORD [LOADBALANCEINFO]
+ *   display_bench_rdp [--gfx] HOST PORT SECONDS WxH USER PASSWORD [LOADBALANCEINFO]
  *
- * TLS, 32 bpp, bitmap updates (no GFX, no RemoteFX: what both servers offer
- * to a plain client).  LOADBALANCEINFO is sent as the X.224 routing token
+ * TLS, 32 bpp, bitmap updates (no RemoteFX: what both servers offer to a
+ * plain client); with --gfx the client also offers the Graphics Pipeline
+ * (FreeRDP's rdpgfx channel, decoded by the same GDI), which a server may
+ * use instead.  LOADBALANCEINFO is sent as the X.224 routing token
  * (displayd's ticket: "Cookie: msts=<ticket>"); USER and PASSWORD go in the
  * Client Info PDU (xrdp's autorun needs some).
  *
@@ -23,8 +25,14 @@
  * measured.
  */
 #include <dirent.h>
+#include <freerdp/addin.h>
+#include <freerdp/client/channels.h>
+#include <freerdp/client/cmdline.h>
+#include <freerdp/client/rdpgfx.h>
+#include <freerdp/event.h>
 #include <freerdp/freerdp.h>
 #include <freerdp/gdi/gdi.h>
+#include <freerdp/gdi/gfx.h>
 #include <freerdp/settings.h>
 #include <linux/tcp.h> /* tcpi_bytes_received: newer than glibc's struct tcp_info */
 #include <netinet/in.h>
@@ -103,6 +111,34 @@ static BOOL end_paint(rdpContext *context)
     return TRUE;
 }
 
+static int gfx_used;
+
+/* The Graphics Pipeline channel is up: let the GDI draw what it carries. */
+static void channel_connected(void *ctx, ChannelConnectedEventArgs *e)
+{
+    rdpContext *context = ctx;
+    if (strcmp(e->name, RDPGFX_DVC_CHANNEL_NAME) == 0 &&
+        gdi_graphics_pipeline_init(context->gdi, (RdpgfxClientContext *)e->pInterface))
+        gfx_used = 1;
+}
+
+static void channel_disconnected(void *ctx, ChannelDisconnectedEventArgs *e)
+{
+    rdpContext *context = ctx;
+    if (strcmp(e->name, RDPGFX_DVC_CHANNEL_NAME) == 0)
+        gdi_graphics_pipeline_uninit(context->gdi, (RdpgfxClientContext *)e->pInterface);
+}
+
+static BOOL pre_connect(freerdp *instance)
+{
+    rdpContext *context = instance->context;
+    if (!instance->settings->SupportGraphicsPipeline)
+        return TRUE;
+    PubSub_SubscribeChannelConnected(context->pubSub, channel_connected);
+    PubSub_SubscribeChannelDisconnected(context->pubSub, channel_disconnected);
+    return freerdp_client_load_addins(context->channels, instance->settings);
+}
+
 static BOOL post_connect(freerdp *instance)
 {
     if (!gdi_init(instance, PIXEL_FORMAT_BGRX32))
@@ -138,9 +174,12 @@ static int pump(freerdp *inst, double seconds)
 
 int main(int argc, char **argv)
 {
+    int gfx = argc > 1 && strcmp(argv[1], "--gfx") == 0;
+    argc -= gfx;
+    argv += gfx;
     if (argc < 7) {
-        fprintf(stderr,
-                "usage: display_bench_rdp HOST PORT SECONDS WxH USER PASSWORD [LOADBALANCEINFO]\n");
+        fprintf(stderr, "usage: display_bench_rdp [--gfx] HOST PORT SECONDS WxH USER PASSWORD "
+                        "[LOADBALANCEINFO]\n");
         return 2;
     }
     double seconds = atof(argv[3]);
@@ -151,9 +190,11 @@ int main(int argc, char **argv)
     }
     WLog_SetLogLevel(WLog_GetRoot(), WLOG_ERROR);
 
+    freerdp_register_addin_provider(freerdp_channels_load_static_addin_entry, 0);
     freerdp *inst = freerdp_new();
     if (!inst || !freerdp_context_new(inst))
         return 1;
+    inst->PreConnect = pre_connect;
     inst->PostConnect = post_connect;
     inst->VerifyCertificateEx = accept_cert;
     rdpSettings *s = inst->settings;
@@ -170,7 +211,7 @@ int main(int argc, char **argv)
     s->NlaSecurity = FALSE;
     s->RdpSecurity = FALSE;
     s->ExtSecurity = FALSE;
-    s->SupportGraphicsPipeline = FALSE;
+    s->SupportGraphicsPipeline = gfx ? TRUE : FALSE;
     s->RemoteFxCodec = FALSE;
     s->NSCodec = FALSE;
     s->AutoReconnectionEnabled = FALSE;
@@ -216,6 +257,8 @@ int main(int argc, char **argv)
     if (spid)
         printf(" %.2f", c0 >= 0 ? cpu_s(spid) - c0 : -1.0);
     printf("\n");
+    if (gfx && !gfx_used)
+        fprintf(stderr, "display_bench_rdp: the server did not use the Graphics Pipeline\n");
     freerdp_disconnect(inst);
     gdi_free(inst);
     freerdp_context_free(inst);
