@@ -34,6 +34,8 @@ static void vm_usage(FILE *out)
             "       atriumctl [--json] vm snapshot-delete VM NAME [--no-wait]\n"
             "       atriumctl [--json] vm clone-from-snapshot VM NAME NEW_VM [--no-wait]\n"
             "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
+            "       atriumctl [--json] vm migrate VM --to HOST [--no-wait]\n"
+            "       atriumctl vm migrate-cancel VM\n"
             "\n"
             "VM is a name or a numeric id.\n"
             "  start, stop, pause, resume  set the desired power; the VM's host acts on it\n"
@@ -61,7 +63,10 @@ static void vm_usage(FILE *out)
             "  --no-wait                   queue the task and return; otherwise wait for it,\n"
             "                              showing its progress\n"
             "  console-path                the VM's unix socket or log on its host (all four\n"
-            "                              without a kind); run it on that host\n");
+            "                              without a kind); run it on that host\n"
+            "  migrate                     live-migrate the running VM to HOST (shared disk);\n"
+            "                              prints the downtime QEMU measured\n"
+            "  migrate-cancel              cancel it: the VM keeps running where it was\n");
 }
 
 static int find_vm(struct db *db, const char *arg, struct db_vm *ret)
@@ -444,6 +449,58 @@ static int wait_task(struct ctl *ctl, struct db *db, int64_t id, int timeout_s)
 }
 
 static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *what, int64_t task,
+                  bool wait);
+
+static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const char *to, bool wait)
+{
+    struct db_vm v;
+    struct db_host h;
+    int64_t task = 0;
+    if (find_vm(db, arg, &v) < 0)
+        return CTL_EXIT_FAILED;
+    int r;
+    if ((r = db_host_get_by_name(db, to, &h)) < 0) {
+        fprintf(stderr, "atriumctl: %s\n", r == -ENOENT ? "no such host" : "cannot read the host");
+        return CTL_EXIT_FAILED;
+    }
+    r = db_migration_request(db, v.id, h.id, 0, &task);
+    if (r < 0) {
+        fprintf(stderr, "atriumctl: cannot migrate vm %s: %s\n", v.name,
+                r == -EBUSY   ? "a migration of it is already under way"
+                : r == -ENXIO ? "it is on no host or already on that one"
+                              : strerror(-r));
+        return CTL_EXIT_FAILED;
+    }
+    int rc = queued(ctl, db, v.name, "migration", task, wait);
+    if (rc != CTL_EXIT_OK || !wait || ctl->json)
+        return rc;
+    struct db_task *t = NULL;
+    if (db_task_get(db, task, &t) == 0) {
+        printf("vm %s: migrated to %s, downtime %lld ms, total %lld ms\n", v.name, h.name,
+               (long long)json_integer_value(json_object_get(t->result, "downtime_ms")),
+               (long long)json_integer_value(json_object_get(t->result, "total_ms")));
+        db_task_free(t);
+    }
+    return rc;
+}
+
+static int cmd_migrate_cancel(struct db *db, const char *arg)
+{
+    struct db_vm v;
+    int64_t task = 0;
+    if (find_vm(db, arg, &v) < 0)
+        return CTL_EXIT_FAILED;
+    int r;
+    if ((r = db_migration_cancel(db, v.id, &task)) < 0) {
+        fprintf(stderr, "atriumctl: vm %s: %s\n", v.name,
+                r == -ENOENT ? "no migration under way" : strerror(-r));
+        return CTL_EXIT_FAILED;
+    }
+    printf("vm %s: migration task %lld cancelled\n", v.name, (long long)task);
+    return CTL_EXIT_OK;
+}
+
+static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *what, int64_t task,
                   bool wait)
 {
     if (!wait) {
@@ -676,7 +733,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         O_UNBOOST,
         O_RAM,
         O_DISK_ONLY,
-        O_NO_WAIT
+        O_NO_WAIT,
+        O_TO
     };
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"host", required_argument, NULL, 'H'},
@@ -692,8 +750,9 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
                                          {"ram", no_argument, NULL, O_RAM},
                                          {"disk-only", no_argument, NULL, O_DISK_ONLY},
                                          {"no-wait", no_argument, NULL, O_NO_WAIT},
+                                         {"to", required_argument, NULL, O_TO},
                                          {0}};
-    const char *host = NULL;
+    const char *host = NULL, *to = NULL;
     struct res_opts res_o = {0};
     int ram = 0, c;
     bool wait = true, bad = false;
@@ -739,6 +798,9 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         case O_NO_WAIT:
             wait = false;
             break;
+        case O_TO:
+            to = optarg;
+            break;
         default:
             vm_usage(stderr);
             return CTL_EXIT_USAGE;
@@ -767,6 +829,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         {"console-path", 1, 2, false},   {"snapshot", 2, 2, true},
         {"snapshots", 1, 1, false},      {"revert", 2, 2, true},
         {"snapshot-delete", 2, 2, true}, {"clone-from-snapshot", 3, 3, true},
+        {"migrate", 1, 1, true},         {"migrate-cancel", 1, 1, false},
     };
     int which = -1;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -779,7 +842,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     bool res = strcmp(sub, "resources") == 0;
     bool snap = strcmp(sub, "snapshot") == 0;
     if (nargs < subs[which].min || nargs > subs[which].max || (res_opts_any(&res_o) && !res) ||
-        (host && strcmp(sub, "list") != 0) || (ram && !snap) || (!wait && !subs[which].waits)) {
+        (host && strcmp(sub, "list") != 0) || (ram && !snap) || (!wait && !subs[which].waits) ||
+        (!to != (strcmp(sub, "migrate") != 0))) {
         vm_usage(stderr);
         return CTL_EXIT_USAGE;
     }
@@ -807,6 +871,10 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         rc = cmd_snapshot_task(ctl, db, args[0], args[1], "vm.snapshot.delete", NULL, wait);
     else if (strcmp(sub, "clone-from-snapshot") == 0)
         rc = cmd_snapshot_task(ctl, db, args[0], args[1], "vm.snapshot.clone", args[2], wait);
+    else if (strcmp(sub, "migrate") == 0)
+        rc = cmd_migrate(ctl, db, args[0], to, wait);
+    else if (strcmp(sub, "migrate-cancel") == 0)
+        rc = cmd_migrate_cancel(db, args[0]);
     else
         rc = cmd_power(db, args[0], sub);
     db_close(db);

@@ -174,3 +174,4 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-ticket.h"
 #include "db-desktop.h"
 #include "db-metrics.h"
+#include "db-migration.h"

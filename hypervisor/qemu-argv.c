@@ -180,6 +180,9 @@ static int def_check(const struct hv_vm_def *def, const char *qemu)
         return -EINVAL;
     if (!empty(def->mac) && !mac_ok(def->mac))
         return -EINVAL;
+    if (!empty(def->incoming) && (strncmp(def->incoming, "tcp:", 4) != 0 ||
+                                  strpbrk(def->incoming, ", \t") || !empty(def->loadvm)))
+        return -EINVAL;
     return 0;
 }
 
@@ -224,6 +227,10 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
         add(&b, "-S");
     if (!empty(def->loadvm))
         add2(&b, "-loadvm", def->loadvm);
+    /* The one TCP listener a VM may have: the migration stream, on the
+     * host's migration address, for the length of one migration. */
+    if (!empty(def->incoming))
+        add2(&b, "-incoming", def->incoming);
 
     if (!empty(def->disk_path)) {
         if (!(disk = opt_escape(def->disk_path))) {

@@ -1,0 +1,45 @@
+/*
+ * Live migration of a VM between hosts (part of db.h; include "db.h", not this).
+ *
+ * A migration is two tasks: `vm.migrate` on the VM's host (the source
+ * hostd drives QEMU's migrate and owns the outcome) and `vm.migrate_in` on
+ * the destination (its hostd starts the listening QEMU).  They meet only
+ * through these rows: the destination writes its URI into the source task
+ * (a progress change, so the source host is woken by NOTIFY), the source
+ * moves the VM's row when QEMU says completed, and cancels the destination
+ * task when anything fails, which tells the destination to drop its QEMU.
+ */
+#pragma once
+#include <jansson.h>
+#include <stdint.h>
+
+struct db;
+
+/*
+ * Queue the migration of VM @vm_id to host @to_host_id (a `vm.migrate` task
+ * on its current host, params {"to_host": id}).  Sets *ret_task.  -ENOENT no
+ * such VM or host; -ENXIO the VM is on no host or already on @to_host_id;
+ * -EBUSY a migration of this VM is already queued or running.
+ */
+int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, int64_t created_by,
+                         int64_t *ret_task);
+
+/*
+ * The destination listens at @uri for source task @src_task: recorded in
+ * the task's result ("uri") with progress 10, which wakes the source host.
+ * -ENOENT when the task no longer runs (cancelled).
+ */
+int db_migration_listening(struct db *db, int64_t src_task, const char *uri);
+
+/*
+ * QEMU completed the migration: in one statement the VM's row moves from
+ * @from_host to @to_host (qemu_pid cleared until the destination reports
+ * its own) and @src_task succeeds with @result.  -ENOENT when the VM is no
+ * longer on @from_host.
+ */
+int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t to_host,
+                        int64_t src_task, const json_t *result);
+
+/* Cancel VM @vm_id's queued or running migration (its `vm.migrate` task):
+ * the source hostd then cancels QEMU's migration.  -ENOENT when none. */
+int db_migration_cancel(struct db *db, int64_t vm_id, int64_t *ret_task);
