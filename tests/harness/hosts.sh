@@ -1,0 +1,136 @@
+# Test hosts: several Atrium hosts on one machine, for tests of what spans
+# hosts (live migration, maintenance, HA).  Source it after lib.sh and
+# atr_init (it uses $tmp, $server, $db and atr_on_exit).
+#
+#   mh_init N HOSTD         N hosts (1..9): each a network namespace joined to
+#                           the others by a veth pair on a bridge in a switch
+#                           namespace, with an address in a random
+#                           10.213.X.0/24 that exists only inside those
+#                           namespaces; each runs its own HOSTD (its own
+#                           [hostd] name mh<i>, runtime dir $tmp/h<i>/run, data
+#                           dir $tmp/h<i>/data) inside its namespace, all on the
+#                           run's private PostgreSQL ($db) through its unix
+#                           socket (a path: reachable from every namespace)
+#   mh_ns I / mh_addr I     namespace name / address of host I
+#   mh_conf I               that host's config file (atriumctl works with any)
+#   mh_hostd_log I          that hostd's log
+#   mh_qemu_pids I          pids of the QEMUs of host I (by their pid files)
+#   mh_in_ns I PID          true when process PID runs in host I's namespace
+#   mh_stop_hostd I         stop host I's hostd (TERM, bounded wait, then KILL)
+#
+# Everything is undone on exit, also on failure: hostds, every QEMU started
+# under a host's runtime dir, the namespaces (their veths go with them).
+# Needs root, iproute2 (ip netns, veth, bridge), socat and the hostd binary.
+
+mh_n=0
+mh_tag=""
+mh_net=""
+declare -a mh_hostd_pid=()
+
+mh_ns() { echo "atr-${mh_tag}-h$1"; }
+mh_addr() { echo "${mh_net}.$((10 + $1))"; }
+mh_conf() { echo "$tmp/h$1/atrium.conf"; }
+mh_hostd_log() { echo "$tmp/h$1/hostd.log"; }
+
+mh_qemu_pids() {
+    local f pid
+    for f in "$tmp/h$1"/run/vms/*/qemu.pid; do
+        [[ -f $f ]] || continue
+        pid=$(cat "$f" 2>/dev/null) || continue
+        [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    done
+    return 0
+}
+
+mh_in_ns() {
+    local want have
+    want=$(stat -L -c %i "/run/netns/$(mh_ns "$1")" 2>/dev/null) || return 1
+    have=$(stat -L -c %i "/proc/$2/ns/net" 2>/dev/null) || return 1
+    [[ $want == "$have" ]]
+}
+
+mh_stop_hostd() {
+    local i=$1 pid=${mh_hostd_pid[$1]:-} n=0
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && ((n < 100)); do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    mh_hostd_pid[$i]=""
+}
+
+mh_cleanup() {
+    local i pid
+    for ((i = 1; i <= mh_n; i++)); do mh_stop_hostd "$i"; done
+    # QEMU outlives hostd by design: kill what each host's runtime dir names.
+    for ((i = 1; i <= mh_n; i++)); do
+        for pid in $(mh_qemu_pids "$i"); do kill -KILL "$pid" 2>/dev/null || true; done
+    done
+    for ((i = 1; i <= mh_n; i++)); do ip netns del "$(mh_ns "$i")" 2>/dev/null || true; done
+    [[ -n $mh_tag ]] && ip netns del "atr-${mh_tag}-sw" 2>/dev/null || true
+    return 0
+}
+
+mh_init() {
+    local n=${1:?mh_init N HOSTD} hostd=${2:?mh_init N HOSTD} i ns sw
+    ((n >= 1 && n <= 9)) || { echo "mh_init: 1..9 hosts" >&2; return 1; }
+    mh_tag=$(printf '%04x%02x' $((RANDOM)) $((RANDOM % 256)))
+    mh_net="10.213.$((RANDOM % 250 + 1))"
+    sw="atr-${mh_tag}-sw"
+    atr_on_exit mh_cleanup
+    ip netns add "$sw"
+    ip -n "$sw" link add br0 type bridge
+    ip -n "$sw" link set br0 up
+    for ((i = 1; i <= n; i++)); do
+        ns=$(mh_ns "$i")
+        ip netns add "$ns"
+        mh_n=$i
+        # The veth is made inside the host's namespace and its peer moved
+        # to the switch, so no interface ever appears in the machine's own.
+        ip -n "$ns" link add eth0 type veth peer name "h$i" netns "$sw"
+        ip -n "$sw" link set "h$i" master br0 up
+        ip -n "$ns" addr add "$(mh_addr "$i")/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" link set lo up
+        mkdir -p "$tmp/h$i/run" "$tmp/h$i/data"
+        printf '[db]\nurl = %s dbname=%s\n[paths]\nruntime_dir = %s\ndata_dir = %s\n[hostd]\nname = mh%d\naddress = %s\naccel = tcg\nmetrics_interval = 5\nstop_timeout = 10\n[log]\nlevel = info\n' \
+            "$server" "$db" "$tmp/h$i/run" "$tmp/h$i/data" "$i" "$(mh_addr "$i")" >"$(mh_conf "$i")"
+    done
+    for ((i = 1; i <= n; i++)); do
+        ip netns exec "$(mh_ns "$i")" "$hostd" --config "$(mh_conf "$i")" \
+            >"$(mh_hostd_log "$i")" 2>&1 &
+        mh_hostd_pid[$i]=$!
+    done
+    # Registered and heart-beating: every host has a row.
+    local deadline=$((SECONDS + 60))
+    while (($(q "SELECT count(*) FROM hosts WHERE name LIKE 'mh_' AND heartbeat_at IS NOT NULL") < n)); do
+        if ((SECONDS >= deadline)); then
+            echo "mh_init: hosts did not register within 60 s" >&2
+            for ((i = 1; i <= n; i++)); do sed "s/^/    h$i: /" "$(mh_hostd_log "$i")" >&2; done
+            return 1
+        fi
+        sleep 0.2
+    done
+    # The namespaces reach each other: one TCP connection host 1 -> host i.
+    local lp
+    for ((i = 2; i <= n; i++)); do
+        timeout 10 ip netns exec "$(mh_ns "$i")" socat -u \
+            "TCP-LISTEN:7999,bind=$(mh_addr "$i"),reuseaddr" OPEN:/dev/null &
+        lp=$!
+        local tries=0
+        until timeout 3 ip netns exec "$(mh_ns 1)" socat -u OPEN:/dev/null \
+            "TCP:$(mh_addr "$i"):7999,connect-timeout=2" 2>/dev/null; do
+            tries=$((tries + 1))
+            if ((tries >= 20)); then
+                kill "$lp" 2>/dev/null || true
+                echo "mh_init: host 1 cannot reach host $i" >&2
+                return 1
+            fi
+            sleep 0.2
+        done
+        wait "$lp" 2>/dev/null || true
+    done
+}

@@ -1,0 +1,175 @@
+#!/bin/bash
+# Live migration with shared storage between two test hosts (network
+# namespaces, each with its own atrium-hostd; tests/harness/hosts.sh).
+#
+# A guest that prints a counter on its serial port every 0.1 s moves
+# mh1 -> mh2 -> mh1.  Each host's QEMU writes its own serial log, so the
+# counter seen on the source must end below where it starts on the
+# destination: if both copies of the guest had run at once, the numbers
+# would overlap.  Also: the downtime QEMU measured is printed, no QEMU is
+# left on the host the VM left, the QEMUs run in their host's namespace,
+# a cancelled migration leaves the VM running on its source, and the
+# command's errors are one clear line with a non-zero exit.
+set -euo pipefail
+hostd=${1:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
+ctl=${2:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
+guest=${ATRIUM_GUEST_DIR:?the test guest (fixture guest)}
+here=$(dirname "$0")
+. "$here/../harness/lib.sh"
+. "$here/../harness/hosts.sh"
+atr_init mig
+
+printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
+a() { "$ctl" --config "$tmp/ctl.conf" "$@"; }
+a db migrate >/dev/null
+mh_init 2 "$hostd"
+ok "two hosts up in their namespaces ($(mh_ns 1) $(mh_addr 1), $(mh_ns 2) $(mh_addr 2))"
+
+on_fail_logs() {
+    local i
+    for i in 1 2; do
+        echo "---- hostd mh$i (last 40 lines)"
+        tail -n 40 "$(mh_hostd_log "$i")" 2>/dev/null || true
+    done
+}
+atr_on_exit '((atr_fails == 0)) || on_fail_logs'
+
+# Shared storage: one overlay both hosts open by the same path.
+mkdir -p "$tmp/shared"
+qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/shared/mig-1.qcow2"
+vm=$(q "INSERT INTO vms (name, host_id, state, desired_power, vcpus, memory_mb, disk_path, boot,
+          boot_kernel, boot_initrd, boot_cmdline, nic_mode)
+        VALUES ('mig-1', (SELECT id FROM hosts WHERE name = 'mh1'), 'provisioning', 'running',
+          1, 256, '$tmp/shared/mig-1.qcow2', 'kernel', '$guest/vmlinuz', '$guest/initrd.img',
+          '$(cat "$guest/cmdline") atrium.count', 'none')
+        RETURNING id" | head -n 1)
+serial() { echo "$tmp/h$1/run/vms/$vm/serial.log"; }
+
+# Complete counter lines only (a line still being written has no \r\n yet).
+counts() { tr -d '\000' <"$1" | awk '/^ATRIUM-COUNT: [0-9]+\r$/ { sub(/\r$/, ""); print $2 }'; }
+last_count() { counts "$1" | tail -n 1; }
+wait_count() { # FILE N SECONDS: the counter in FILE reaches N
+    local deadline=$((SECONDS + $3)) c
+    while ((SECONDS < deadline)); do
+        c=$(last_count "$1" 2>/dev/null || true)
+        [[ -n $c ]] && ((c >= $2)) && return 0
+        sleep 0.2
+    done
+    return 1
+}
+increasing() { counts "$1" | awk 'NR > 1 && $1 <= prev { bad = 1 } { prev = $1 } END { exit bad }'; }
+
+if wait_count "$(serial 1)" 20 240; then ok "guest counts on mh1"; else
+    bad "guest did not start counting on mh1"; tail -n 5 "$(serial 1)" 2>/dev/null; exit 1; fi
+until_sql 60 "SELECT actual_power = 'running' FROM vms WHERE id = $vm" &&
+    ok "row says running" || bad "row never said running"
+
+# Sample both hosts' QEMUs while the migrations run: pid and namespace.
+sampler() {
+    local i pid
+    while :; do
+        for i in 1 2; do
+            for pid in $(mh_qemu_pids "$i"); do
+                if mh_in_ns "$i" "$pid"; then
+                    echo "$SECONDS h$i $pid ns-ok"
+                elif kill -0 "$pid" 2>/dev/null; then # not merely gone meanwhile
+                    echo "$SECONDS h$i $pid ns-WRONG $(readlink "/proc/$pid/ns/net")"
+                fi
+            done
+        done
+        sleep 0.1
+    done
+}
+sampler >"$tmp/samples" 2>/dev/null &
+sampler_pid=$!
+atr_on_exit "kill $sampler_pid 2>/dev/null || true"
+
+# Errors: one line, non-zero.
+check "migrate to an unknown host" 1 a vm migrate mig-1 --to nosuchhost
+one_line "unknown host"
+check "migrate to the host it is on" 1 a vm migrate mig-1 --to mh1
+one_line "same host"
+check "migrate without --to" 2 a vm migrate mig-1
+check "cancel with nothing under way" 1 a vm migrate-cancel mig-1
+one_line "nothing to cancel"
+
+migrate() { # FROM TO
+    local from=$1 to=$2 rc=0 t0=$SECONDS
+    timeout 400 "$ctl" --config "$tmp/ctl.conf" vm migrate mig-1 --to "mh$to" >"$tmp/out" 2>&1 || rc=$?
+    sed 's/^/    /' "$tmp/out"
+    if ((rc == 0)); then ok "migrate mh$from -> mh$to ($((SECONDS - t0)) s)"; else
+        bad "migrate mh$from -> mh$to: exit $rc"; return 1; fi
+    expect "downtime printed" "migrated to mh$to, downtime [0-9]+ ms, total [0-9]+ ms"
+    grep -Eo 'downtime [0-9]+ ms, total [0-9]+ ms' "$tmp/out" | sed "s/^/DOWNTIME mh$from->mh$to: /"
+    truth "row moved to mh$to" "SELECT host_id = (SELECT id FROM hosts WHERE name = 'mh$to')
+        FROM vms WHERE id = $vm"
+    # The source QEMU is killed right after the row moves.
+    local n=0
+    while [[ -n $(mh_qemu_pids "$from") ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
+    if [[ -z $(mh_qemu_pids "$from") ]]; then ok "no QEMU left on mh$from"; else
+        bad "QEMU still on mh$from: $(mh_qemu_pids "$from")"; fi
+    until_sql 30 "SELECT actual_power = 'running' AND qemu_pid IS NOT NULL FROM vms WHERE id = $vm" &&
+        ok "mh$to reports the VM running" || bad "mh$to did not report the VM"
+    truth "destination task done" "SELECT count(*) = 1 FROM tasks WHERE vm_id = $vm
+        AND kind = 'vm.migrate_in' AND state = 'succeeded'
+        AND host_id = (SELECT id FROM hosts WHERE name = 'mh$to')
+        AND finished_at > now() - interval '5 minutes'"
+}
+
+# ---- mh1 -> mh2
+migrate 1 2
+cp "$(serial 1)" "$tmp/a1.log"
+wait_count "$(serial 2)" "$(($(last_count "$tmp/a1.log") + 10))" 60 &&
+    ok "counter goes on on mh2" || bad "counter does not go on on mh2"
+a1_last=$(last_count "$tmp/a1.log")
+b1_first=$(counts "$(serial 2)" | head -n 1)
+echo "mh1 counted to $a1_last; mh2 went on from $b1_first"
+if ((b1_first > a1_last)); then ok "counter never went back (mh1 $a1_last < mh2 $b1_first)"; else
+    bad "counter went back or overlapped: mh1 $a1_last, mh2 $b1_first"; fi
+increasing "$tmp/a1.log" && ok "mh1 counter strictly increasing" || bad "mh1 counter not increasing"
+
+# ---- mh2 -> mh1
+migrate 2 1
+cp "$(serial 2)" "$tmp/b1.log"
+sleep 0.5
+wait_count "$(serial 1)" "$(($(last_count "$tmp/b1.log") + 10))" 60 &&
+    ok "counter goes on on mh1 again" || bad "counter does not go on on mh1"
+b1_last=$(last_count "$tmp/b1.log")
+a2_first=$(counts "$(serial 1)" | head -n 1)
+echo "mh2 counted to $b1_last; mh1 went on from $a2_first"
+if ((a2_first > b1_last)); then ok "counter never went back (mh2 $b1_last < mh1 $a2_first)"; else
+    bad "counter went back or overlapped: mh2 $b1_last, mh1 $a2_first"; fi
+increasing "$tmp/b1.log" && ok "mh2 counter strictly increasing" || bad "mh2 counter not increasing"
+
+# ---- cancel: a slow copy (1 MiB/s) cancelled while it runs stays on mh1
+mig_task=$(q "INSERT INTO tasks (kind, host_id, vm_id, params)
+    SELECT 'vm.migrate', host_id, id, jsonb_build_object('to_host',
+      (SELECT id FROM hosts WHERE name = 'mh2'), 'max_bandwidth_mbs', 1)
+    FROM vms WHERE id = $vm RETURNING id" | head -n 1)
+until_sql 120 "SELECT progress >= 15 FROM tasks WHERE id = $mig_task" &&
+    ok "slow migration copying" || bad "slow migration never started copying"
+if [[ -n $(mh_qemu_pids 2) ]]; then ok "destination QEMU waits on mh2"; else
+    bad "no destination QEMU on mh2"; fi
+check "migrate-cancel" 0 a vm migrate-cancel mig-1
+until_sql 60 "SELECT state = 'cancelled' FROM tasks WHERE id = $mig_task" &&
+    ok "task cancelled" || bad "task not cancelled"
+n=0
+while [[ -n $(mh_qemu_pids 2) ]] && ((n < 300)); do sleep 0.1; n=$((n + 1)); done
+if [[ -z $(mh_qemu_pids 2) ]]; then ok "destination QEMU gone after cancel"; else
+    bad "QEMU left on mh2 after cancel"; fi
+truth "VM still on mh1" "SELECT host_id = (SELECT id FROM hosts WHERE name = 'mh1')
+    AND actual_power = 'running' FROM vms WHERE id = $vm"
+c0=$(last_count "$(serial 1)")
+wait_count "$(serial 1)" $((c0 + 10)) 60 && ok "guest keeps counting on mh1 after the cancel" ||
+    bad "guest stopped on mh1 after the cancel"
+[[ -n $(mh_qemu_pids 1) ]] && ok "QEMU on mh1 alive" || bad "QEMU on mh1 gone"
+
+kill "$sampler_pid" 2>/dev/null || true
+wait "$sampler_pid" 2>/dev/null || true
+if grep -q ns-WRONG "$tmp/samples"; then
+    bad "a QEMU ran outside its host's namespace"
+    grep ns-WRONG "$tmp/samples" | head -n 5
+else
+    ok "every QEMU ran in its host's namespace ($(wc -l <"$tmp/samples") samples)"; fi
+
+atr_summary
