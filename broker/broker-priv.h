@@ -128,6 +128,21 @@ struct brk_snapshot_input {
 int brk_snapshot_input_parse(const json_t *body, struct brk_snapshot_input *ret, char *why,
                              size_t why_len);
 
+/* Query of a golden image upload (api-upload.c). */
+struct brk_image_upload_input {
+    char name[129];  /* the image: 1..128 of A-Z a-z 0-9 . _ -, starting alphanumeric */
+    char notes[256]; /* "" when absent; no control characters */
+    char sha256[65]; /* the body's SHA-256 the client expects, lower-case; "" when absent */
+};
+
+/*
+ * Check ?name=&notes=&sha256= of POST /api/v1/images/versions: name
+ * required; notes at most 255 bytes without control characters; sha256 64
+ * hex digits.  0 or -EINVAL with @why; *ret is set only on success.
+ */
+int brk_image_upload_input_parse(const struct brk_query *q, struct brk_image_upload_input *ret,
+                                 char *why, size_t why_len);
+
 /* ------------------------------------------------------------------------ */
 /* Connection files (connfile.c)                                            */
 /* ------------------------------------------------------------------------ */
@@ -241,6 +256,7 @@ struct brk_request {
     struct brk_caller caller;
     struct brk_conn *conn; /* borrowed database connection; NULL for routes without DB */
     void *mhd_conn;        /* struct MHD_Connection, for header lookups */
+    void *sink;            /* a streamed body's sink (brk_route_sink), for the handler */
 };
 
 /* A header / cookie value of the request, NULL when absent. */
@@ -248,6 +264,9 @@ const char *brk_request_header(const struct brk_request *req, const char *name);
 const char *brk_request_cookie(const struct brk_request *req, const char *name);
 
 #define BRK_MAX_HEADERS 4
+
+/* Retry-After of a 503 that names none itself (seconds, as text). */
+#define BRK_RETRY_AFTER_DEFAULT_S "2"
 
 struct brk_reply {
     int status;
@@ -286,6 +305,29 @@ enum brk_route_flags {
     BRK_ROUTE_ENROL = 1 << 2,  /* open to an enrolment-only session (see api-totp.c) */
 };
 
+/*
+ * A route whose body is streamed to its own sink instead of being collected
+ * as JSON (golden image uploads, api-upload.c; brk_route_sink names them).
+ * server.c admits the caller (authentication, CSRF, role) as soon as the
+ * request head is in, before a byte of the body is read, then:
+ *   open:  @content_length is -1 when the request declares none.  Returns 0
+ *          with *ret_sink, or 0 with a refusal filled into @rep (then no
+ *          body is read), or -errno (500).
+ *   write: each piece of the body in order; a failure is kept in the sink
+ *          and answered by the route's handler, which runs with req->sink
+ *          once the whole body is in.
+ *   free:  the request is over (answered, refused or cut by the client);
+ *          releases everything the sink holds and leaves no file behind.
+ */
+struct brk_body_sink_ops {
+    int (*open)(struct brk_request *req, int64_t content_length, void **ret_sink,
+                struct brk_reply *rep);
+    void (*write)(void *sink, const char *data, size_t len);
+    void (*free)(void *sink);
+};
+
+extern const struct brk_body_sink_ops brk_image_upload_sink; /* api-upload.c */
+
 struct brk_route {
     const char *method;  /* "GET", "POST", "PATCH", "DELETE" */
     const char *pattern; /* "/api/v1/tasks/{id}" */
@@ -298,6 +340,9 @@ struct brk_route {
 /* The route table (routes.c), ending with a zeroed entry. */
 extern const struct brk_route brk_routes[];
 size_t brk_routes_count(void);
+
+/* The body sink of @route (routes.c); NULL: a JSON body of at most max_body_bytes. */
+const struct brk_body_sink_ops *brk_route_sink(const struct brk_route *route);
 
 /*
  * Match @method and @path against the table.  Returns the route and fills
@@ -427,6 +472,7 @@ int brk_api_vm_snapshots(struct brk_request *req, struct brk_reply *rep); /* api
 int brk_api_vm_snapshot_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_snapshot_revert(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_snapshot_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep); /* api-upload.c */
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);

@@ -58,6 +58,8 @@ const struct brk_route brk_routes[] = {
     {"GET", "/api/v1/vms", brk_api_vms, 0, AUTH_ACTION_READ, "/api/v1/vms"},
     {"GET", "/api/v1/sessions", brk_api_sessions, 0, AUTH_ACTION_READ, "/api/v1/sessions"},
     {"GET", "/api/v1/images", brk_api_images, 0, AUTH_ACTION_READ, "/api/v1/images"},
+    {"POST", "/api/v1/images/versions", brk_api_image_upload, 0, AUTH_ACTION_IMAGE_WRITE,
+     "/api/v1/images/versions"},
     {"GET", "/api/v1/pools/{id}/entitlements", brk_api_entitlements, 0, AUTH_ACTION_READ,
      "/api/v1/pools/{id}/entitlements"},
     {"POST", "/api/v1/vms/{id}/power", brk_api_vm_power, 0, AUTH_ACTION_VM_POWER,
@@ -100,3 +102,8 @@ const struct brk_route brk_routes[] = {
      AUTH_ACTION_POOL_WRITE, "/api/v1/pools/{id}/entitlements/{eid}"},
     {0},
 };
+
+const struct brk_body_sink_ops *brk_route_sink(const struct brk_route *route)
+{
+    return route->handler == brk_api_image_upload ? &brk_image_upload_sink : NULL;
+}

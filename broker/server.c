@@ -8,7 +8,9 @@
  * once more with no data, when we dispatch.  Every resource a client can
  * make us hold is bounded here or by a libmicrohttpd option: connections
  * (connection limit), time (idle timeout), headers (per-connection memory
- * limit) and body (max_body_bytes).
+ * limit) and body (max_body_bytes).  A route with a body sink (image
+ * uploads) is admitted when the head is in and its body goes, piece by
+ * piece, to the sink instead of memory; the sink bounds it.
  */
 #include "broker-priv.h"
 
@@ -51,6 +53,8 @@ struct req_state {
     char client_addr[INET6_ADDRSTRLEN];
     char method[16]; /* for the request's log line; the path cut at 200 bytes */
     char path[201];
+    const struct brk_body_sink_ops *sink_ops; /* set once the route's body sink is open */
+    void *sink;
 };
 
 const struct atr_config *brk_server_config(const struct brk_server *s)
@@ -138,6 +142,11 @@ static enum MHD_Result send_reply(struct brk_server *s, struct MHD_Connection *c
         for (size_t i = 0; i < rep->n_headers; i++)
             MHD_add_response_header(resp, rep->headers[i].name, rep->headers[i].value);
     }
+    /* Every 503 says when to come back, whichever path produced it (a
+     * database restart included): clients that honour it back off instead
+     * of hammering a broker that cannot serve them yet. */
+    if (status == 503 && !MHD_get_response_header(resp, "Retry-After"))
+        MHD_add_response_header(resp, "Retry-After", BRK_RETRY_AFTER_DEFAULT_S);
     /* API answers are per person: never cached, never sniffed as HTML. */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -196,6 +205,47 @@ static void audit_denied(struct brk_request *req, const struct brk_route *route,
     json_decref(detail);
     if (r < 0)
         log_error("cannot write audit row", "action", e.action, "errno", LOG_INT(-r));
+}
+
+/*
+ * Who may call @route: authentication, CSRF, enrolment and role.  True when
+ * the caller is admitted; otherwise the refusal is sent and *ret set.
+ */
+static bool admit(struct brk_server *s, struct MHD_Connection *conn, struct req_state *st,
+                  struct brk_request *req, const struct brk_route *route, enum MHD_Result *ret)
+{
+    if (route->flags & BRK_ROUTE_PUBLIC)
+        return true;
+    int r = brk_session_authenticate(req);
+    if (r < 0) {
+        log_error("authenticating a request failed", "path", req->path, "errno", LOG_INT(-r));
+        *ret = send_error(s, conn, st, 503, "unavailable", "cannot check the session now");
+        return false;
+    }
+    if (!req->caller.authenticated) {
+        *ret = send_error(s, conn, st, 401, "unauthenticated",
+                          "log in first, or send a valid API token");
+        return false;
+    }
+    if (req->caller.via_cookie && !is_safe_method(req->method) && !brk_session_csrf_ok(req)) {
+        audit_denied(req, route, "csrf");
+        *ret = send_error(s, conn, st, 403, "csrf",
+                          "requests with the session cookie must carry the X-CSRF-Token "
+                          "header from the login reply");
+        return false;
+    }
+    if (req->caller.enrol_only && !(route->flags & BRK_ROUTE_ENROL)) {
+        *ret = send_error(s, conn, st, 403, "totp_enrollment_required",
+                          "enrol a second factor first (POST /api/v1/me/totp)");
+        return false;
+    }
+    if (route->action >= 0 &&
+        !auth_role_allows(req->caller.role, (enum auth_action)route->action)) {
+        audit_denied(req, route, "role");
+        *ret = send_error(s, conn, st, 403, "forbidden", "your role does not allow this operation");
+        return false;
+    }
+    return true;
 }
 
 /* Everything after the body is in: route, authenticate, authorize, handle. */
@@ -266,39 +316,10 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
         }
     }
 
-    if (!(route->flags & BRK_ROUTE_PUBLIC)) {
-        int r = brk_session_authenticate(&req);
-        if (r < 0) {
-            log_error("authenticating a request failed", "path", path, "errno", LOG_INT(-r));
-            ret = send_error(s, conn, st, 503, "unavailable", "cannot check the session now");
-            goto out;
-        }
-        if (!req.caller.authenticated) {
-            ret = send_error(s, conn, st, 401, "unauthenticated",
-                             "log in first, or send a valid API token");
-            goto out;
-        }
-        if (req.caller.via_cookie && !is_safe_method(method) && !brk_session_csrf_ok(&req)) {
-            audit_denied(&req, route, "csrf");
-            ret = send_error(s, conn, st, 403, "csrf",
-                             "requests with the session cookie must carry the X-CSRF-Token "
-                             "header from the login reply");
-            goto out;
-        }
-        if (req.caller.enrol_only && !(route->flags & BRK_ROUTE_ENROL)) {
-            ret = send_error(s, conn, st, 403, "totp_enrollment_required",
-                             "enrol a second factor first (POST /api/v1/me/totp)");
-            goto out;
-        }
-        if (route->action >= 0 &&
-            !auth_role_allows(req.caller.role, (enum auth_action)route->action)) {
-            audit_denied(&req, route, "role");
-            ret = send_error(s, conn, st, 403, "forbidden",
-                             "your role does not allow this operation");
-            goto out;
-        }
-    }
+    if (!admit(s, conn, st, &req, route, &ret))
+        goto out;
 
+    req.sink = st->sink;
     int r = route->handler(&req, &rep);
     if (r < 0) {
         log_error("request handler failed", "path", path, "errno", LOG_INT(-r));
@@ -312,6 +333,60 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
 out:
     brk_dbpool_put(s->pool, req.conn);
     json_decref(req.body);
+    brk_reply_clear(&rep);
+    return ret;
+}
+
+/*
+ * The head of a request to a route with a body sink is in: admit the caller
+ * and open the sink before a byte of the body is read, so a refused caller
+ * (or a body too large for the disk) never gets to send it.
+ */
+static enum MHD_Result stream_begin(struct brk_server *s, struct MHD_Connection *conn,
+                                    struct req_state *st, const struct brk_route *route,
+                                    const char *method, const char *path,
+                                    const int64_t ids[static BRK_MAX_PATH_IDS], size_t n_ids,
+                                    int64_t content_length)
+{
+    struct brk_reply rep = {0};
+    struct brk_request req = {
+        .server = s,
+        .method = method,
+        .path = path,
+        .client_addr = st->client_addr,
+        .query = {query_get, conn},
+        .mhd_conn = conn,
+        .n_ids = n_ids,
+    };
+    memcpy(req.ids, ids, sizeof(req.ids));
+    const char *ua = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    req.user_agent = ua ? ua : "";
+    enum MHD_Result ret = MHD_YES;
+    st->route_index = (size_t)(route - brk_routes);
+
+    int r = brk_dbpool_get(s->pool, BRK_DB_WAIT_MS, &req.conn);
+    if (r < 0) {
+        log_warn("no database connection for request", "path", path, "errno", LOG_INT(-r));
+        brk_reply_error(&rep, 503, "unavailable", "the database cannot be reached");
+        brk_reply_header(&rep, "Retry-After", "5");
+        ret = send_reply(s, conn, st, &rep);
+        goto out;
+    }
+    if (!admit(s, conn, st, &req, route, &ret))
+        goto out;
+    const struct brk_body_sink_ops *ops = brk_route_sink(route);
+    r = ops->open(&req, content_length, &st->sink, &rep);
+    if (r < 0) {
+        log_error("cannot receive a request body", "path", path, "errno", LOG_INT(-r));
+        brk_reply_clear(&rep);
+        brk_reply_error(&rep, 500, "internal", "the broker could not complete the request");
+    }
+    if (rep.status)
+        ret = send_reply(s, conn, st, &rep);
+    else
+        st->sink_ops = ops;
+out:
+    brk_dbpool_put(s->pool, req.conn);
     brk_reply_clear(&rep);
     return ret;
 }
@@ -354,8 +429,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         long long n;
+        bool have_len = cl && atr_parse_ll(cl, 0, INT64_MAX, &n) == 0;
+        int64_t ids[BRK_MAX_PATH_IDS];
+        size_t n_ids = 0;
+        bool known;
+        const struct brk_route *route = brk_route_match(method, url, ids, &n_ids, &known);
+        if (route && brk_route_sink(route))
+            return stream_begin(s, conn, st, route, method, url, ids, n_ids, have_len ? n : -1);
         /* Refuse before reading: the body never reaches memory. */
-        if (cl && atr_parse_ll(cl, 0, INT64_MAX, &n) == 0 && (size_t)n > s->max_body) {
+        if (have_len && (size_t)n > s->max_body) {
             st->too_large = true;
             return send_error(s, conn, st, 413, "body_too_large",
                               "the request body is larger than the broker accepts");
@@ -369,6 +451,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (st->sink_ops) {
+            st->sink_ops->write(st->sink, upload_data, n);
+            return MHD_YES;
+        }
         if (st->too_large || st->len + n > s->max_body) {
             st->too_large = true;
             st->discarded += n;
@@ -409,6 +495,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              ms, "client", st->client_addr, "completed",
              LOG_BOOL(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     brk_metrics_request(st->route_index, st->status, us);
+    if (st->sink_ops)
+        st->sink_ops->free(st->sink);
     free(st->body);
     free(st);
     *con_cls = NULL;

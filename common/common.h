@@ -122,6 +122,7 @@ struct atr_config {
         int max_connections;  /* open client connections at once; more are refused */
         int connection_timeout_s; /* idle client connection is closed after this */
         int max_body_bytes;   /* request bodies above this get 413 */
+        int max_image_mb;     /* largest golden image upload (MiB); larger ones get 413 */
         char *web_root;       /* web console files; empty: the installed ${datadir}/atrium/web */
     } broker;
     struct {

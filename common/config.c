@@ -66,6 +66,8 @@ static const struct key_def key_table[] = {
      NULL, false},
     {"broker", "max_body_bytes", KT_INT, OFF(broker.max_body_bytes), "1048576", 1024, 67108864,
      NULL, false},
+    {"broker", "max_image_mb", KT_INT, OFF(broker.max_image_mb), "65536", 1, 16777216, NULL,
+     false},
     {"broker", "web_root", KT_STR, OFF(broker.web_root), NULL, 0, 0, NULL, false},
     {"display", "listen", KT_STR, OFF(display.listen), "0.0.0.0", 0, 0, NULL, false},
     {"display", "spice_port", KT_INT, OFF(display.spice_port), "3128", 1, 65535, NULL, false},

@@ -229,6 +229,16 @@ int hv_storage_import(const char *qemu_img, const char *src, const char *dst,
                           "%s has a backing file; import the image it is based on", src);
         goto out;
     }
+    /* A qcow2 external data file is a path on this host that convert would
+     * read into the image: an uploaded disk must not name one. */
+    if (json_object_get(json_object_get(json_object_get(si, "format-specific"), "data"),
+                        "data-file")) {
+        r = atr_error_set(err, -EMEDIUMTYPE,
+                          "%s names an external data file; only self-contained images "
+                          "can be imported",
+                          src);
+        goto out;
+    }
     snprintf(info.source_format, sizeof(info.source_format), "%s", fmt);
     r = temp_name(dst, tmp, sizeof(tmp));
     if (r < 0) {
