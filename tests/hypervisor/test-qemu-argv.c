@@ -111,6 +111,37 @@ static void test_command_line_has_no_tcp_listener(void **state)
     hv_argv_free(argv);
 }
 
+/* -incoming is the one TCP listener, and only for a VM that waits for a
+ * migration; a value that could smuggle options, or comes with -loadvm, is refused. */
+static void test_incoming_migration_listens_only_when_asked(void **state)
+{
+    (void)state;
+    struct hv_vm_def def = base_def();
+    char **argv = build(&def);
+    assert_false(has_arg(argv, "-incoming"));
+    hv_argv_free(argv);
+
+    def.incoming = "tcp:10.213.7.12:40001";
+    argv = build(&def);
+    assert_string_equal(value_of(argv, "-incoming"), "tcp:10.213.7.12:40001");
+    hv_argv_free(argv);
+
+    static const char *const bad[] = {"unix:/tmp/x", "tcp:1.2.3.4:5,server=on", "tcp:a b:1",
+                                      "exec:cat"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        def.incoming = bad[i];
+        char **out = NULL;
+        assert_int_equal(hv_qemu_argv_new(&def, &paths, "/usr/bin/qemu-system-x86_64", -1, &out),
+                         -EINVAL);
+        assert_null(out);
+    }
+    def.incoming = "tcp:10.213.7.12:40001";
+    def.loadvm = "snap1";
+    char **out = NULL;
+    assert_int_equal(hv_qemu_argv_new(&def, &paths, "/usr/bin/qemu-system-x86_64", -1, &out),
+                     -EINVAL);
+}
+
 static void test_consoles_and_monitor_live_in_the_vm_runtime_dir(void **state)
 {
     (void)state;
@@ -280,6 +311,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_command_line_has_no_tcp_listener, setup),
+        cmocka_unit_test_setup(test_incoming_migration_listens_only_when_asked, setup),
         cmocka_unit_test_setup(test_consoles_and_monitor_live_in_the_vm_runtime_dir, setup),
         cmocka_unit_test_setup(test_inherited_qmp_socket_is_passed_by_fd, setup),
         cmocka_unit_test_setup(test_machine_devices_and_sandbox, setup),
