@@ -423,8 +423,9 @@ static int connect_desktop(struct person *p, bool expect_reconnect, char *pw, si
                 }
             } else if (again) {
                 /* a session this person did not know about: it can only come
-                 * from a reply lost to a killed broker */
-                if (!o.chaos) {
+                 * from a connect whose reply was lost (timed out, or a
+                 * killed broker) */
+                if (!o.chaos && !p->unsure) {
                     count(&st.reconnect_mismatch);
                     fprintf(stderr, "storm: %s got an unexpected reconnect to session %" PRId64 "\n",
                             p->name, sid);
