@@ -1,4 +1,5 @@
-/* atriumctl host list | info: the hypervisors of the site, from their hostd's registration. */
+/* atriumctl host list | info | maintenance: the hypervisors of the site, from their hostd's
+ * registration. */
 #include "ctl-priv.h"
 
 #include <errno.h>
@@ -14,10 +15,14 @@ static void host_usage(FILE *out)
 {
     fprintf(out, "Usage: atriumctl [--json] host list\n"
                  "       atriumctl [--json] host info HOST\n"
+                 "       atriumctl host maintenance HOST on|off\n"
                  "\n"
                  "  list   every registered host: state, accelerator, capacity, VMs, heartbeat\n"
                  "  info   one host, with why its accelerator was chosen (KVM, or the reason\n"
-                 "         for falling back to TCG)\n");
+                 "         for falling back to TCG)\n"
+                 "  maintenance  on: the host's hostd live-migrates its running VMs to other\n"
+                 "         online hosts, one at a time, and no new VM is placed on it;\n"
+                 "         off: the host takes VMs again\n");
 }
 
 static const char *liveness(const struct db_host *h)
@@ -112,6 +117,30 @@ static int cmd_info(struct ctl *ctl, struct db *db, const char *name)
     return CTL_EXIT_OK;
 }
 
+static int cmd_maintenance(struct db *db, const char *name, const char *onoff)
+{
+    bool on = strcmp(onoff, "on") == 0;
+    if (!on && strcmp(onoff, "off") != 0) {
+        fprintf(stderr, "atriumctl: maintenance takes on or off, not '%s'\n", onoff);
+        return CTL_EXIT_USAGE;
+    }
+    struct db_host h;
+    int r = db_host_get_by_name(db, name, &h);
+    if (r < 0) {
+        fprintf(stderr, "atriumctl: %s\n", r == -ENOENT ? "no such host" : "cannot read the host");
+        return CTL_EXIT_FAILED;
+    }
+    if ((r = db_host_set_state(db, h.id, on ? "maintenance" : "online")) < 0) {
+        fprintf(stderr, "atriumctl: cannot change host %s: %s\n", h.name, strerror(-r));
+        return CTL_EXIT_FAILED;
+    }
+    if (on)
+        printf("host %s: maintenance; its %d running VMs migrate away\n", h.name, h.vms_running);
+    else
+        printf("host %s: online\n", h.name);
+    return CTL_EXIT_OK;
+}
+
 int ctl_cmd_host(struct ctl *ctl, int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
@@ -131,12 +160,13 @@ int ctl_cmd_host(struct ctl *ctl, int argc, char **argv)
     const char *sub = argv[optind];
     int nargs = argc - optind - 1;
     bool list = strcmp(sub, "list") == 0, info = strcmp(sub, "info") == 0;
-    if (!list && !info) {
+    bool maint = strcmp(sub, "maintenance") == 0;
+    if (!list && !info && !maint) {
         fprintf(stderr, "atriumctl: unknown host command '%s' (see 'atriumctl host --help')\n",
                 sub);
         return CTL_EXIT_USAGE;
     }
-    if ((list && nargs != 0) || (info && nargs != 1)) {
+    if ((list && nargs != 0) || (info && nargs != 1) || (maint && nargs != 2)) {
         host_usage(stderr);
         return CTL_EXIT_USAGE;
     }
@@ -144,7 +174,9 @@ int ctl_cmd_host(struct ctl *ctl, int argc, char **argv)
     int rc = ctl_open_db(ctl, &db);
     if (rc != CTL_EXIT_OK)
         return rc;
-    rc = list ? cmd_list(ctl, db) : cmd_info(ctl, db, argv[optind + 1]);
+    rc = list    ? cmd_list(ctl, db)
+         : maint ? cmd_maintenance(db, argv[optind + 1], argv[optind + 2])
+                 : cmd_info(ctl, db, argv[optind + 1]);
     db_close(db);
     return rc;
 }

@@ -43,3 +43,13 @@ int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t
 /* Cancel VM @vm_id's queued or running migration (its `vm.migrate` task):
  * the source hostd then cancels QEMU's migration.  -ENOENT when none. */
 int db_migration_cancel(struct db *db, int64_t vm_id, int64_t *ret_task);
+
+/*
+ * Maintenance: when host @host_id is in state maintenance, queue the
+ * migration of its next running VM (one at a time per host) to the online,
+ * heart-beating host with the most memory left, skipping VMs whose
+ * migration failed in the last minute (no retry storm).  Returns 1 and *ret_task when one
+ * was queued, 0 when there is nothing to do (not in maintenance, a
+ * migration already under way, no VM left, or no host to take it).
+ */
+int db_migration_drain(struct db *db, int64_t host_id, int64_t *ret_task);

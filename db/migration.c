@@ -100,3 +100,42 @@ int db_migration_cancel(struct db *db, int64_t vm_id, int64_t *ret_task)
     PQclear(res);
     return r;
 }
+
+int db_migration_drain(struct db *db, int64_t host_id, int64_t *ret_task)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, host_id)};
+    PGresult *res;
+    /* One statement, so two hostd turns cannot queue two migrations. */
+    int r = db_exec(
+        db,
+        "WITH me AS (SELECT id FROM hosts WHERE id = $1 AND state = 'maintenance'"
+        "   AND NOT EXISTS (SELECT 1 FROM tasks WHERE host_id = $1 AND kind = 'vm.migrate'"
+        "     AND state IN ('queued', 'running'))),"
+        " vm AS (SELECT v.id FROM vms v, me WHERE v.host_id = me.id"
+        "   AND v.actual_power IN ('running', 'paused')"
+        "   AND v.desired_power IN ('running', 'paused')"
+        "   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.vm_id = v.id"
+        "     AND t.kind IN ('vm.migrate', 'vm.migrate_in')"
+        "     AND (t.state IN ('queued', 'running') OR (t.state = 'failed'"
+        "       AND t.finished_at > now() - interval '60 seconds')))"
+        "   ORDER BY v.id LIMIT 1),"
+        " tgt AS (SELECT h.id FROM hosts h WHERE h.state = 'online' AND h.id <> $1"
+        "   AND h.heartbeat_at > now() - interval '10 seconds'"
+        "   ORDER BY (CASE WHEN h.memory_capacity_mb > 0 THEN h.memory_capacity_mb"
+        "     ELSE h.memory_mb END)"
+        "     - coalesce((SELECT sum(memory_mb) FROM vms WHERE host_id = h.id), 0) DESC, h.id"
+        "   LIMIT 1)"
+        " INSERT INTO tasks (kind, host_id, vm_id, params)"
+        "   SELECT 'vm.migrate', $1, vm.id,"
+        "     jsonb_build_object('to_host', tgt.id, 'reason', 'maintenance')"
+        "   FROM vm, tgt RETURNING id",
+        1, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = PQntuples(res) > 0 ? 1 : 0;
+    if (r && ret_task)
+        *ret_task = db_get_i64(res, 0, 0);
+    PQclear(res);
+    return r;
+}

@@ -1327,6 +1327,8 @@ static int run(struct hostd *h)
                     h->db_retry_ms = atr_now_mono_ms();
                 else if (r < 0)
                     log_error("heartbeat failed", "errno", LOG_INT(-r));
+                if (!h->db_retry_ms)
+                    mig_drain(h); /* maintenance mode */
                 h->next_heartbeat_ms = atr_now_mono_ms() + h->cfg->hostd.heartbeat_s * 1000;
             }
             if (atr_now_mono_ms() >= h->next_metrics_ms) {

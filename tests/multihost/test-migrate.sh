@@ -8,8 +8,9 @@
 # destination: if both copies of the guest had run at once, the numbers
 # would overlap.  Also: the downtime QEMU measured is printed, no QEMU is
 # left on the host the VM left, the QEMUs run in their host's namespace,
-# a cancelled migration leaves the VM running on its source, and the
-# command's errors are one clear line with a non-zero exit.
+# a cancelled migration leaves the VM running on its source, maintenance
+# mode moves the VM off its host, and the commands' errors are one clear
+# line with a non-zero exit.
 set -euo pipefail
 hostd=${1:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
 ctl=${2:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
@@ -163,6 +164,37 @@ c0=$(last_count "$(serial 1)")
 wait_count "$(serial 1)" $((c0 + 10)) 60 && ok "guest keeps counting on mh1 after the cancel" ||
     bad "guest stopped on mh1 after the cancel"
 [[ -n $(mh_qemu_pids 1) ]] && ok "QEMU on mh1 alive" || bad "QEMU on mh1 gone"
+
+# ---- maintenance: mh1's running VMs leave it (nothing new is placed on a
+# host that is not online: the pool library's placement takes online hosts only)
+check "maintenance without on/off" 2 a host maintenance mh1
+check "maintenance of an unknown host" 1 a host maintenance nosuchhost on
+one_line "unknown host"
+check "maintenance on" 0 a host maintenance mh1 on
+expect "maintenance announced" '^host mh1: maintenance; its 1 running VMs migrate away$'
+c0=$(last_count "$(serial 1)")
+until_sql 180 "SELECT host_id = (SELECT id FROM hosts WHERE name = 'mh2') FROM vms WHERE id = $vm" &&
+    ok "maintenance moved the VM to mh2" || bad "the VM did not leave mh1"
+truth "the drain's migration says why" "SELECT count(*) = 1 FROM tasks WHERE vm_id = $vm
+    AND kind = 'vm.migrate' AND state = 'succeeded' AND params->>'reason' = 'maintenance'"
+n=0
+while [[ -n $(mh_qemu_pids 1) ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
+if [[ -z $(mh_qemu_pids 1) ]]; then ok "no QEMU left on mh1 in maintenance"; else
+    bad "QEMU still on mh1 in maintenance"; fi
+cp "$(serial 1)" "$tmp/a2.log"
+a2_last=$(last_count "$tmp/a2.log")
+wait_count "$(serial 2)" $((a2_last + 10)) 60 && ok "counter goes on on mh2 after the drain" ||
+    bad "counter does not go on on mh2 after the drain"
+b2_first=$(counts "$(serial 2)" | head -n 1)
+if ((a2_last >= c0 && b2_first > a2_last)); then
+    ok "counter never went back (mh1 $a2_last < mh2 $b2_first)"
+else
+    bad "counter went back or overlapped: mh1 $a2_last, mh2 $b2_first"
+fi
+check "host list" 0 a host list
+expect "mh1 listed in maintenance" '^mh1 +maintenance '
+check "maintenance off" 0 a host maintenance mh1 off
+truth "mh1 online again" "SELECT state = 'online' FROM hosts WHERE name = 'mh1'"
 
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
