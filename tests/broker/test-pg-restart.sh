@@ -1,6 +1,6 @@
 #!/bin/bash
 # The broker outlives a PostgreSQL restart: requests in flight when the server
-# goes away get a clean 503, every pooled connection reconnects on its next
+# goes away get a clean 503 with Retry-After, every pooled connection reconnects on its next
 # use (and re-prepares its statements), and sessions stored before the
 # restart still work.  Uses a PostgreSQL of its own (tests/harness/pg.sh) so
 # restarting it disturbs no other test.
@@ -31,16 +31,17 @@ expect "the session works before the restart" 200
 
 "$pgsh" restart "$pgstate" >/dev/null
 
-n503=0 other=0
+n503=0 other=0 noretry=0
 for i in $(seq 1 10); do
     req GET /api/v1/me "${C[@]}"
     case $status in
     200) ;;
-    503) n503=$((n503 + 1)) ;;
+    503) n503=$((n503 + 1)); grep -qi '^Retry-After: *[0-9]' "$tmp/hdr" || noretry=$((noretry + 1)) ;;
     *) other=$((other + 1)); cp "$tmp/body" "$tmp/odd" ;;
     esac
 done
 [[ $other == 0 ]] && ok "during the restart every answer is 200 or a clean 503" || fail "$other unexpected answers" "$tmp/odd"
+[[ $noretry == 0 ]] && ok "every 503 says Retry-After ($n503 x 503)" || fail "$noretry of $n503 503s without Retry-After"
 [[ $n503 -le 2 ]] && ok "at most one failed request per pooled connection ($n503, 2 connections)" || fail "$n503 failed requests after the restart"
 req GET /api/v1/me "${C[@]}"
 expect "the session stored before the restart works after it" 200

@@ -16,7 +16,7 @@
  *     the connect reply to the first log-off request, which lies inside the
  *     broker's own assignment, so an overlap here is a real double assignment
  *   - a person with a live session always got the same VM and session back
- *   - every 503 had Retry-After
+ *   - every 503 had Retry-After (also while PostgreSQL restarts)
  * The sessions seen are written to --sessions FILE ("session user vm") for the
  * caller's checks against PostgreSQL.  Bounded: --users threads, --duration
  * seconds, every request and viewer with a timeout.
@@ -26,8 +26,7 @@
  *              [--sessions FILE] [--ramp S] [--chaos]
  * Transport errors (an overloaded broker drops connections) are retried
  * with backoff and counted, in every mode.  --chaos: daemons are being
- * killed; 5xx answers are retried too, and a 503 "unavailable" without
- * Retry-After is counted apart (a known broker gap).
+ * killed; 5xx answers are retried too.
  * Exit status 0 when every check held.
  */
 #include <curl/curl.h>
@@ -64,7 +63,7 @@ struct hold {
 /* Totals and holds, shared by all threads under one named lock. */
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-    long logins, login_fail, connects, reconnects, n503, n503_no_retry, n503_db_no_retry, other_status, transport,
+    long logins, login_fail, connects, reconnects, n503, n503_no_retry, other_status, transport,
         server_errors, viewer_ok, viewer_fail, logoffs, reconnect_mismatch, sessions_live_end;
     struct hold *holds;
     size_t nholds, capholds;
@@ -385,13 +384,7 @@ static int connect_desktop(struct person *p, bool expect_reconnect, char *pw, si
             fprintf(stderr, "storm: %s has session %" PRId64 " but got a 503\n", p->name,
                     p->session);
         }
-        if (!r.retry_after && o.chaos && why && strcmp(why, "unavailable") == 0) {
-            /* Known broker gap, reported: while PostgreSQL restarts the
-             * broker answers 503 "unavailable" without Retry-After.  Counted
-             * and printed, not failed, so the chaos run stays a guard for
-             * everything else; without --chaos every 503 must have it. */
-            count(&st.n503_db_no_retry);
-        } else if (!r.retry_after) {
+        if (!r.retry_after) {
             count(&st.n503_no_retry);
             fprintf(stderr, "storm: %s got a 503 without Retry-After: %s\n", p->name,
                     why ? why : "(no JSON error)");
@@ -679,10 +672,6 @@ int main(int argc, char **argv)
     printf("connects_new=%ld reconnects=%ld per_minute=%.1f\n", desktops, st.reconnects,
            secs > 0 ? (double)(desktops + st.reconnects) * 60.0 / secs : 0.0);
     printf("rejected_503=%ld without_retry_after=%ld\n", st.n503, st.n503_no_retry);
-    if (st.n503_db_no_retry)
-        printf("KNOWN-BUG broker: %ld x 503 \"unavailable\" without Retry-After while "
-               "PostgreSQL restarted (not failed here; reported)\n",
-               st.n503_db_no_retry);
     printf("viewers_ok=%ld viewers_failed=%ld first_frame_avg_ms=%.0f\n", st.viewer_ok,
            st.viewer_fail,
            st.first_frame_n ? (double)st.first_frame_ms_sum / (double)st.first_frame_n : 0.0);
