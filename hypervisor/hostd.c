@@ -1201,9 +1201,14 @@ static int adopt(struct hostd *h)
         struct atr_error err = {0};
         r = hv_vm_attach(row->id, h->cfg->paths.runtime_dir, &vm_ops, h, &vm, &err);
         if (r == 0) {
-            add_local(h, row, vm, false);
+            /* A QEMU started by the previous hostd before its RUNNING event
+             * was seen: the row still says booting, so it becomes ready the
+             * way a fresh one does, once QMP's query-status says running. */
+            bool starting =
+                strcmp(row->state, "booting") == 0 || strcmp(row->state, "provisioning") == 0;
+            add_local(h, row, vm, starting);
             log_info("vm re-attached", "vm", LOG_INT(row->id), "name", row->name, "pid",
-                     LOG_INT(hv_vm_pid(vm)));
+                     LOG_INT(hv_vm_pid(vm)), "state", row->state);
             struct db_vm_report rep = {.qemu_pid = hv_vm_pid(vm)};
             report(h, row->id, &rep);
             adopted++;
