@@ -317,7 +317,9 @@ int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep)
 
     struct hv_image_info info;
     struct atr_error err = {0};
+    int64_t import_start = atr_now_mono_ms();
     r = hv_storage_import(NULL, src, tmp, &info, &err);
+    int64_t import_ms = atr_now_mono_ms() - import_start;
     unlink(src);
     src_made = false;
     if (r < 0) {
@@ -363,7 +365,8 @@ int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep)
                         "source_format", info.source_format, "upload_bytes",
                         (json_int_t)u->received, "upload_sha256", hex, "sha256", info.sha256));
     log_info("image uploaded", "image", u->in.name, "version", LOG_INT(version), "id", LOG_INT(id),
-             "bytes", LOG_INT(u->received), "format", info.source_format);
+             "bytes", LOG_INT(u->received), "format", info.source_format, "import_ms",
+             LOG_INT(import_ms));
     brk_reply_json(rep, 201, version_json(&iv, u->in.name, version, &info, u->received, hex));
     r = 0;
 out:

@@ -10,7 +10,10 @@
  * (connection limit), time (idle timeout), headers (per-connection memory
  * limit) and body (max_body_bytes).  A route with a body sink (image
  * uploads) is admitted when the head is in and its body goes, piece by
- * piece, to the sink instead of memory; the sink bounds it.
+ * piece, to the sink instead of memory; the sink bounds it.  Its handler
+ * (an import that takes seconds to minutes) runs in a thread of its own
+ * while the connection is suspended, so the polling thread it came from
+ * keeps serving its other connections.
  */
 #include "broker-priv.h"
 
@@ -38,6 +41,9 @@ struct brk_server {
     struct MHD_Daemon *mhd;
     char *tls_cert, *tls_key; /* PEM, kept for the daemon's lifetime */
     size_t max_body;
+    pthread_mutex_t lock; /* guards n_workers */
+    pthread_cond_t workers_done;
+    int n_workers; /* streamed-body handlers running in their own threads */
 };
 
 /* Per-request state, from the URI callback to the completion callback. */
@@ -55,6 +61,10 @@ struct req_state {
     char path[201];
     const struct brk_body_sink_ops *sink_ops; /* set once the route's body sink is open */
     void *sink;
+    struct brk_server *server;
+    struct MHD_Connection *conn;
+    bool worker_started, worker_done; /* the sink route's handler thread */
+    struct brk_reply pending;         /* its reply, sent once the connection is resumed */
 };
 
 const struct atr_config *brk_server_config(const struct brk_server *s)
@@ -391,6 +401,93 @@ out:
     return ret;
 }
 
+/*
+ * The handler of a streamed body, in its own thread while the connection is
+ * suspended (libmicrohttpd leaves a suspended connection's data alone, so
+ * its headers and query can be read here).  The caller was admitted when
+ * the head came in; the session is looked up again for the audit row and
+ * in case it ended during the upload.
+ */
+static void *stream_worker(void *arg)
+{
+    struct req_state *st = arg;
+    struct brk_server *s = st->server;
+    struct brk_reply *rep = &st->pending;
+    const struct brk_route *route = &brk_routes[st->route_index];
+    struct brk_request req = {
+        .server = s,
+        .method = st->method,
+        .path = st->path,
+        .client_addr = st->client_addr,
+        .query = {query_get, st->conn},
+        .mhd_conn = st->conn,
+        .sink = st->sink,
+    };
+    const char *ua = MHD_lookup_connection_value(st->conn, MHD_HEADER_KIND, "User-Agent");
+    req.user_agent = ua ? ua : "";
+    int r = brk_dbpool_get(s->pool, BRK_DB_WAIT_MS, &req.conn);
+    if (r == 0)
+        r = brk_session_authenticate(&req);
+    if (r < 0) {
+        log_warn("no database for a streamed request", "path", st->path, "errno", LOG_INT(-r));
+        brk_reply_error(rep, 503, "unavailable", "the database cannot be reached");
+    } else if (!req.caller.authenticated) {
+        brk_reply_error(rep, 401, "unauthenticated", "the session ended during the upload");
+    } else {
+        r = route->handler(&req, rep);
+        if (r < 0) {
+            log_error("request handler failed", "path", st->path, "errno", LOG_INT(-r));
+            brk_reply_clear(rep);
+            brk_reply_error(rep, r == -ENOTCONN ? 503 : 500,
+                            r == -ENOTCONN ? "unavailable" : "internal",
+                            r == -ENOTCONN ? "the database cannot be reached"
+                                           : "the broker could not complete the request");
+        }
+    }
+    brk_dbpool_put(s->pool, req.conn);
+    st->worker_done = true;
+    MHD_resume_connection(st->conn);
+    pthread_mutex_lock(&s->lock);
+    if (--s->n_workers == 0)
+        pthread_cond_broadcast(&s->workers_done);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* The whole streamed body is in: run its handler off the polling thread. */
+static enum MHD_Result stream_finish(struct brk_server *s, struct MHD_Connection *conn,
+                                     struct req_state *st)
+{
+    if (st->worker_done) {
+        enum MHD_Result r = send_reply(s, conn, st, &st->pending);
+        brk_reply_clear(&st->pending);
+        return r;
+    }
+    if (st->worker_started)
+        return MHD_YES;
+    st->server = s;
+    st->conn = conn;
+    st->worker_started = true;
+    pthread_attr_t attr;
+    pthread_t t;
+    pthread_mutex_lock(&s->lock);
+    s->n_workers++;
+    pthread_mutex_unlock(&s->lock);
+    MHD_suspend_connection(conn);
+    int r = pthread_attr_init(&attr);
+    if (r == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&t, &attr, stream_worker, st);
+        pthread_attr_destroy(&attr);
+    }
+    if (r != 0) {
+        /* no thread: do the work here, which still answers correctly */
+        log_warn("cannot start a request thread; handling it inline", "errno", LOG_INT(r));
+        stream_worker(st);
+    }
+    return MHD_YES;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
@@ -476,6 +573,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->len += n;
         return MHD_YES;
     }
+    if (st->sink_ops)
+        return stream_finish(s, conn, st);
     return dispatch(s, conn, st, method, url);
 }
 
@@ -497,6 +596,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     brk_metrics_request(st->route_index, st->status, us);
     if (st->sink_ops)
         st->sink_ops->free(st->sink);
+    brk_reply_clear(&st->pending);
     free(st->body);
     free(st);
     *con_cls = NULL;
@@ -569,8 +669,17 @@ struct brk_server *brk_server_stop(struct brk_server *s)
 {
     if (!s)
         return NULL;
+    /* A running import owns its suspended connection: let it finish. */
+    pthread_mutex_lock(&s->lock);
+    if (s->n_workers > 0)
+        log_info("waiting for image imports to finish", "count", LOG_INT(s->n_workers));
+    while (s->n_workers > 0)
+        pthread_cond_wait(&s->workers_done, &s->lock);
+    pthread_mutex_unlock(&s->lock);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    pthread_cond_destroy(&s->workers_done);
+    pthread_mutex_destroy(&s->lock);
     free(s->tls_cert);
     free(s->tls_key);
     free(s);
@@ -588,6 +697,8 @@ int brk_server_start(const struct brk_server_options *opt, struct brk_dbpool *po
     s->cfg = cfg;
     s->pool = pool;
     s->max_body = (size_t)cfg->broker.max_body_bytes;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->workers_done, NULL);
 
     int port = opt->port_override >= 0 ? opt->port_override : cfg->broker.port;
     struct sockaddr_storage ss;
@@ -597,7 +708,8 @@ int brk_server_start(const struct brk_server_options *opt, struct brk_dbpool *po
                           cfg->broker.listen);
         goto out;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     if (v6)
         flags |= MHD_USE_IPv6;
     if (cfg->broker.tls) {
