@@ -106,6 +106,49 @@ export async function api(method, path, body) {
     return data;
 }
 
+// Upload @file as the raw body of POST /api/v1@path (a golden image).  fetch
+// reports no upload progress, so this is XMLHttpRequest: onProgress(sent,
+// total) follows its upload events.  Returns {done, abort}: done resolves to
+// the parsed JSON answer or rejects with ApiError (code 'aborted' after
+// abort()).
+export function uploadFile(path, file, onProgress) {
+    const xhr = new XMLHttpRequest();
+    const done = new Promise((resolve, reject) => {
+        xhr.open('POST', `/api/v1${path}`);
+        xhr.withCredentials = true;
+        xhr.setRequestHeader('Accept', 'application/json');
+        xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+        if (csrf)
+            xhr.setRequestHeader('X-CSRF-Token', csrf);
+        xhr.upload.addEventListener('progress', (e) => {
+            if (onProgress)
+                onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
+        });
+        xhr.addEventListener('load', () => {
+            let data = null;
+            try {
+                data = JSON.parse(xhr.responseText);
+            } catch (e) {
+                data = null;
+            }
+            if (xhr.status >= 200 && xhr.status < 300) {
+                resolve(data);
+                return;
+            }
+            const err = new ApiError(xhr.status, (data && data.error) || `http_${xhr.status}`,
+                (data && data.detail) || xhr.statusText, xhr.getResponseHeader('Retry-After'));
+            if (xhr.status === 401)
+                onUnauthenticated(err);
+            reject(err);
+        });
+        xhr.addEventListener('error', () => reject(new ApiError(0, 'network',
+            'The upload was cut off: the broker closed the connection or cannot be reached.')));
+        xhr.addEventListener('abort', () => reject(new ApiError(0, 'aborted', 'The upload was cancelled.')));
+        xhr.send(file);
+    });
+    return { done, abort: () => xhr.abort() };
+}
+
 // A query string from an object, leaving out empty values.
 export function qs(params) {
     const u = new URLSearchParams();
