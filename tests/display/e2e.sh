@@ -22,6 +22,10 @@
 #   e2e.sh spice   remote-viewer under Xvfb opens a .vv file through the
 #                  CONNECT proxy, shows the guest, and keys typed with xdotool
 #                  come back on the guest's serial log; a used ticket is refused
+#   e2e.sh rdp-resize  the guest changes its screen size under a connected
+#                  xfreerdp (QEMU starts paused: its first screen, then the
+#                  guest's text mode): displayd sends a Desktop Resize, the
+#                  client follows, and its picture matches QEMU's screendump
 #   e2e.sh spice-vv  the broker's own .vv (POST /api/v1/desktops/{id}/connect,
 #                  protocol spice) with display.spice_tls on: remote-viewer
 #                  (kiosk, as on a thin client) reaches the guest through the
@@ -34,7 +38,7 @@
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|spice|spice-vv|rdp|bench BENCH BENCH_RDP}
+mode=${1:?usage: e2e.sh vnc|spice|spice-vv|rdp|rdp-resize|bench BENCH BENCH_RDP}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -111,6 +115,10 @@ run=$tmp/run
 vmdir=$run/vms/$vm
 mkdir -p "$vmdir"
 extra_vnc=()
+paused=()
+# rdp-resize: the guest starts paused, so a viewer sees QEMU's first screen
+# and then the guest's own mode (a size change mid-session)
+[[ $mode == rdp-resize ]] && paused=(-S)
 if [[ $mode == bench ]]; then
     # QEMU's own VNC on TCP, for comparison only: loopback, bench only
     direct_display=$(( $("$helper" freeport) % 1000 + 100 ))
@@ -126,10 +134,12 @@ qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
     -spice "unix=on,addr=$vmdir/spice.sock" \
     -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
     -qmp "unix:$vmdir/qmp-display.sock,server=on,wait=off" \
-    -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
+    -serial "file:$tmp/serial.log" "${paused[@]}" >"$tmp/qemu.log" 2>&1 &
 pids+=($!)
-wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
-ok "guest booted"
+if [[ $mode != rdp-resize ]]; then
+    wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
+    ok "guest booted"
+fi
 
 # ------------------------------------------------------------------ displayd
 vnc_port=$("$helper" freeport)
@@ -409,6 +419,32 @@ if [[ $mode == rdp ]]; then
     ok "a second connection took the session over; the first was told why and closed"
 fi
 
+# ------------------------------------------------------------------ RDP, the guest resizes
+if [[ $mode == rdp-resize ]]; then
+    start_xvfb
+    "$helper" screendump "$vmdir/qmp.sock" "$tmp/before.ppm"
+    before=$(identify -format '%wx%h' "$tmp/before.ppm")
+    t=$("$tool" issue "$conninfo" "$vm" "$session" rdp 30)
+    xfreerdp /v:127.0.0.1:"$rdp_port" /cert:ignore /sec:tls /u:atrium /p: /bpp:32 -wallpaper \
+        /t:atrium-grow "/load-balance-info:Cookie: msts=$t" >"$tmp/grow.log" 2>&1 &
+    pids+=($!)
+    win=$(timeout 60 xdotool search --sync --name atrium-grow | head -n1) || fail "no xfreerdp window"
+    wait_line "$tmp/displayd.log" 'msg="rdp viewer joined"' 30 || fail "RDP viewer never joined"
+    geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
+    [[ $geom == "$before" ]] || fail "xfreerdp's window is $geom, QEMU's first screen $before"
+    ok "xfreerdp shows the paused guest's first screen ($before)"
+    "$helper" qmp "$vmdir/qmp.sock" cont
+    wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
+    ok "guest booted under the viewer"
+    wait_line "$tmp/displayd.log" 'msg="rdp desktop resized".*width=720 height=400 client_can=true' 60 ||
+        fail "no Desktop Resize to the guest's 720x400"
+    ok "displayd told the client the guest's new size (Desktop Resize to 720x400)"
+    word=grow$$
+    type_until_echoed "$win" "$word" || fail "keys typed after the resize never reached the guest"
+    xwd -id "$win" -silent | convert xwd:- "$tmp/grow.png"
+    check_screen "$tmp/grow.png" "RDP after the guest changed its size"
+fi
+
 # ------------------------------------------------------------------ bench
 if [[ $mode == bench ]]; then
     bench=${2:?bench binary}
@@ -651,9 +687,10 @@ if [[ $mode == spice-vv ]]; then
 
     # the guest's 720x400 picture somewhere in the viewer's screen: found by
     # ImageMagick's sub-image search against QEMU's screendump, then compared
-    # pixel by pixel; the viewer draws asynchronously, so a few tries
+    # pixel by pixel; the viewer draws asynchronously, so tries for up to 90 s
     shot_ok=
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
+    shot_end=$((SECONDS + 90))
+    while ((SECONDS < shot_end)); do
         xwd -root -silent | convert xwd:- "$tmp/root.png"
         "$helper" screendump "$vmdir/qmp.sock" "$tmp/qemu.ppm"
         at=$(compare -metric AE -fuzz 20% -subimage-search "$tmp/root.png" "$tmp/qemu.ppm" null: 2>&1 |

@@ -3,6 +3,7 @@
 
   helper.py freeport                         print a free TCP port on 127.0.0.1
   helper.py screendump QMP_SOCKET OUT.ppm    QEMU's own picture of the screen
+  helper.py qmp QMP_SOCKET COMMAND           run a QMP command without arguments (cont)
   helper.py typer QMP_SOCKET RATE SECONDS   type on the guest's keyboard at RATE keys/s
                                              (a steady screen change for benches)
   helper.py ws HOST PORT PATH                WebSocket upgrade like noVNC; exit 0 and
@@ -133,6 +134,10 @@ if __name__ == "__main__":
         freeport()
     elif cmd == "screendump" and len(sys.argv) == 4:
         screendump(sys.argv[2], sys.argv[3])
+    elif cmd == "qmp" and len(sys.argv) == 4:
+        r = qmp(sys.argv[2], [{"execute": sys.argv[3]}])
+        if "error" in r[0]:
+            sys.exit("%s failed: %s" % (sys.argv[3], r[0]))
     elif cmd == "typer" and len(sys.argv) == 5:
         typer(*sys.argv[2:5])
     elif cmd == "ws" and len(sys.argv) == 5:
