@@ -359,3 +359,17 @@ void hv_cgroup_sweep(const struct hv_cgroups *cg)
             closedir(d);
     }
 }
+
+int hv_cgroup_slice_share(const struct hv_cgroups *cg, int nvms)
+{
+    if (cg->mode == HV_CGROUP_NONE || nvms <= 0)
+        return 0;
+    char v[32];
+    const char *dir = cg->mode == HV_CGROUP_V2 ? cg->v2 : cg->v1_cpu;
+    if (cg->mode == HV_CGROUP_V2)
+        snprintf(v, sizeof(v), "%d", nvms * 100 > 10000 ? 10000 : nvms * 100);
+    else
+        snprintf(v, sizeof(v), "%d", nvms * 1024 > 262144 ? 262144 : nvms * 1024);
+    int r = write_file(dir, cg->mode == HV_CGROUP_V2 ? "cpu.weight" : "cpu.shares", v);
+    return r == -ENOENT ? 0 : r; /* no slice: no VM either */
+}

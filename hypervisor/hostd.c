@@ -244,6 +244,7 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
 
 static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata);
 static void snap_abandon(struct hostd *h, struct local_vm *l);
+static void slice_share(struct hostd *h);
 static void finish_revert(struct hostd *h, struct local_vm *l);
 
 static const struct hv_vm_ops vm_ops = {.changed = vm_changed, .event = vm_event};
@@ -351,12 +352,24 @@ static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, con
         (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
         log_warn("cannot move QEMU into its cgroup; no CPU or memory limits for it", "vm",
                  LOG_INT(row->id), "errno", LOG_INT(-r));
+    slice_share(h);
     struct db_vm_report rep = {.state = "booting",
                                .actual_power = "starting",
                                .qemu_pid = hv_vm_pid(vm),
                                .last_error = ""};
     report(h, row->id, &rep);
     return find_vm(h, row->id);
+}
+
+/* The slice weighs as much as the VMs in it would as separate processes. */
+static void slice_share(struct hostd *h)
+{
+    int n = 0;
+    for (struct local_vm *l = h->vms; l; l = l->next)
+        n += !l->reap;
+    int r = hv_cgroup_slice_share(&h->cg, n);
+    if (r < 0)
+        log_debug("cannot weigh the VM slice", "errno", LOG_INT(-r));
 }
 
 static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadvm)
@@ -609,6 +622,7 @@ static void reap(struct hostd *h)
         snap_abandon(h, l);
         hv_cgroup_vm_remove(&h->cg, l->id); /* a new QEMU gets a fresh one */
         hv_cgroup_fini(&h->cg);             /* the slice lives while it holds VMs */
+        slice_share(h);
         if (l->deleting)
             finish_delete(h, l->id, l->name, l->disk_path);
         else if (l->refresh_task)
@@ -1537,6 +1551,7 @@ int main(int argc, char **argv)
         goto out;
     }
     int adopted = adopt(&h);
+    slice_share(&h);
     h.dirty = h.tasks_dirty = true;
     reconcile(&h);
     h.next_heartbeat_ms = atr_now_mono_ms() + h.cfg->hostd.heartbeat_s * 1000;

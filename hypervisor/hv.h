@@ -531,6 +531,13 @@ int hv_cgroup_vm_apply(const struct hv_cgroups *cg, int64_t id, const struct hv_
 /* Remove VM @id's cgroup (its processes must be gone).  0 also when it was not there. */
 int hv_cgroup_vm_remove(const struct hv_cgroups *cg, int64_t id);
 
+/*
+ * Weigh the slice like @nvms ordinary processes (cpu.weight 100 or v1
+ * cpu.shares 1024 each): as one cgroup the VMs would otherwise share the
+ * CPU of a single process against everything else on the host.
+ */
+int hv_cgroup_slice_share(const struct hv_cgroups *cg, int nvms);
+
 /* Remove the slice if no VM cgroup is left in it (VMs outlive hostd: then it stays). */
 void hv_cgroup_fini(const struct hv_cgroups *cg);
 
