@@ -38,7 +38,8 @@ int db_desktop_list(struct db *db, int64_t user_id, const int64_t *pool_ids, siz
         " SELECT p.id, p.name, p.description, p.protocols, p.assignment, p.enabled,"
         "  (SELECT json_build_object('id', s.id, 'state', s.state, 'protocol', s.protocol,"
         "     'vm_id', s.vm_id, 'vm_name', v.name, 'started_at', s.started_at,"
-        "     'connected_at', s.connected_at)"
+        "     'connected_at', s.connected_at,"
+        "     'disconnect_requested_at', s.disconnect_requested_at)"
         "   FROM desktop_sessions s LEFT JOIN vms v ON v.id = s.vm_id"
         "   WHERE s.user_id = $1 AND s.pool_id = p.id AND s.state <> 'ended') AS session"
         " FROM pools p WHERE p.id = ANY($2::bigint[])) t",

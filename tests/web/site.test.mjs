@@ -136,7 +136,8 @@ try {
     ok('what uma types reaches her VM');
 
     // From a second device uma disconnects the viewer she left open: her
-    // console drops, and (as after any drop) comes back with a new ticket.
+    // console drops, says why, and stays down (reconnecting by itself would
+    // undo the disconnect) until she asks for it again.
     const phone = await newPage();
     await login(phone, 'uma', 'user pw');
     const ucard = phone.locator('article.desktop', { hasText: 'office' });
@@ -145,8 +146,15 @@ try {
     await phone.locator('.toast-ok', { hasText: 'Disconnected from office' }).waitFor({ timeout: 10000 });
     await user.waitForFunction(() => document.querySelector('.console-status')?.textContent !== 'Connected', null, { timeout: 15000 });
     ok(`uma disconnects her open console from the portal of another device ("${await user.locator('.console-status').textContent()}")`);
+    await user.locator('.console-status', { hasText: 'disconnected from another device' }).waitFor({ timeout: 15000 });
+    await user.waitForTimeout(5000);
+    const after = await user.locator('.console-status').textContent();
+    if (after === 'Connected' || after.startsWith('Reconnecting'))
+        throw new Error(`the console reconnected by itself after a requested disconnect ("${after}")`);
+    ok('the console stays disconnected 5 s later and says why');
+    await user.getByRole('button', { name: 'Reconnect' }).click();
     await user.waitForFunction(() => document.querySelector('.console-status')?.textContent === 'Connected', null, { timeout: 60000 });
-    ok('the dropped console connects again by itself');
+    ok('Reconnect brings the desktop back');
     await phone.context().close();
 
     // Push image version 2: spares move to it.

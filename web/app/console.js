@@ -2,7 +2,8 @@
 // WebSocket URL that POST /desktops/{id}/connect returns.  The ticket in
 // that URL works once and for seconds, so every (re)connection asks the
 // broker for a new one.  A dropped connection is retried with back-off; a
-// disconnect the person asked for is not.
+// disconnect the person asked for (here, from another device, or an admin's)
+// is not.
 
 import RFB from '../vendor/novnc/core/rfb.js';
 import { api, errorText } from './api.js';
@@ -19,6 +20,7 @@ export function renderConsole(main, poolId) {
     let wanted = true; // false once the person disconnects or leaves the page
     let attempt = 0;
     let retryTimer = null;
+    let seenRequest = null; // the session's disconnect_requested_at when we last connected
 
     const fullBtn = h('button', { type: 'button', class: 'btn btn-quiet', onclick: fullscreen }, 'Full screen');
     const cadBtn = h('button', { type: 'button', class: 'btn btn-quiet', disabled: true,
@@ -71,11 +73,16 @@ export function renderConsole(main, poolId) {
         rfb.resizeSession = false;
         rfb.focusOnClick = true;
         rfb.background = '#111';
-        rfb.addEventListener('connect', () => {
+        rfb.addEventListener('connect', async () => {
             attempt = 0;
             cadBtn.disabled = false;
             setStatus('Connected', 'good');
             rfb.focus();
+            // A later disconnect request (the person from another device, or
+            // an admin) shows as a new disconnect_requested_at.
+            const s = await mySession();
+            if (s !== undefined)
+                seenRequest = s ? s.disconnect_requested_at : null;
         });
         rfb.addEventListener('disconnect', async (e) => {
             cadBtn.disabled = true;
@@ -84,9 +91,18 @@ export function renderConsole(main, poolId) {
                 return;
             // Logged off (by an admin, or from another device): connecting
             // again would start a new session, so only on request.
-            if (await sessionEnded()) {
+            const s = await mySession();
+            if (s === null || (s && s.state === 'logging_off')) {
                 setStatus('Your session was logged off.', 'warn');
                 retryBtn.textContent = 'Start a new session';
+                retryBtn.hidden = false;
+                return;
+            }
+            // Disconnected on request: reconnecting by itself would undo it.
+            if (s && s.disconnect_requested_at && s.disconnect_requested_at !== seenRequest) {
+                seenRequest = s.disconnect_requested_at;
+                setStatus('This desktop was disconnected from another device or by an administrator. It keeps running.', 'warn');
+                retryBtn.textContent = 'Reconnect';
                 retryBtn.hidden = false;
                 return;
             }
@@ -97,12 +113,14 @@ export function renderConsole(main, poolId) {
         });
     }
 
-    async function sessionEnded() {
+    // This pool's live session: the object, null when there is none, or
+    // undefined when the broker cannot tell (unreachable: keep trying).
+    async function mySession() {
         try {
             const d = ((await api('GET', '/desktops')).items || []).find((x) => String(x.id) === String(poolId));
-            return !d || !d.session || d.session.state === 'logging_off';
+            return d && d.session ? d.session : null;
         } catch (e) {
-            return false; // cannot tell (broker unreachable): keep trying
+            return undefined;
         }
     }
 
