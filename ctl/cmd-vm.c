@@ -34,7 +34,7 @@ static void vm_usage(FILE *out)
             "       atriumctl [--json] vm snapshot-delete VM NAME [--no-wait]\n"
             "       atriumctl [--json] vm clone-from-snapshot VM NAME NEW_VM [--no-wait]\n"
             "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
-            "       atriumctl [--json] vm migrate VM --to HOST [--no-wait]\n"
+            "       atriumctl [--json] vm migrate VM --to HOST [--copy-storage] [--no-wait]\n"
             "       atriumctl vm migrate-cancel VM\n"
             "\n"
             "VM is a name or a numeric id.\n"
@@ -64,8 +64,11 @@ static void vm_usage(FILE *out)
             "                              showing its progress\n"
             "  console-path                the VM's unix socket or log on its host (all four\n"
             "                              without a kind); run it on that host\n"
-            "  migrate                     live-migrate the running VM to HOST (shared disk);\n"
-            "                              prints the downtime QEMU measured\n"
+            "  migrate                     live-migrate the running VM to HOST and print the\n"
+            "                              downtime QEMU measured; the disk stays where it is\n"
+            "                              (shared storage) unless --copy-storage, which\n"
+            "                              mirrors it to HOST's data dir first (linked clones:\n"
+            "                              the golden image must be on HOST too)\n"
             "  migrate-cancel              cancel it: the VM keeps running where it was\n");
 }
 
@@ -451,7 +454,8 @@ static int wait_task(struct ctl *ctl, struct db *db, int64_t id, int timeout_s)
 static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *what, int64_t task,
                   bool wait);
 
-static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const char *to, bool wait)
+static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const char *to,
+                       bool copy_storage, bool wait)
 {
     struct db_vm v;
     struct db_host h;
@@ -463,7 +467,7 @@ static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const ch
         fprintf(stderr, "atriumctl: %s\n", r == -ENOENT ? "no such host" : "cannot read the host");
         return CTL_EXIT_FAILED;
     }
-    r = db_migration_request(db, v.id, h.id, 0, &task);
+    r = db_migration_request(db, v.id, h.id, copy_storage, 0, &task);
     if (r < 0) {
         fprintf(stderr, "atriumctl: cannot migrate vm %s: %s\n", v.name,
                 r == -EBUSY   ? "a migration of it is already under way"
@@ -734,7 +738,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         O_RAM,
         O_DISK_ONLY,
         O_NO_WAIT,
-        O_TO
+        O_TO,
+        O_COPY_STORAGE
     };
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"host", required_argument, NULL, 'H'},
@@ -751,11 +756,12 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
                                          {"disk-only", no_argument, NULL, O_DISK_ONLY},
                                          {"no-wait", no_argument, NULL, O_NO_WAIT},
                                          {"to", required_argument, NULL, O_TO},
+                                         {"copy-storage", no_argument, NULL, O_COPY_STORAGE},
                                          {0}};
     const char *host = NULL, *to = NULL;
     struct res_opts res_o = {0};
     int ram = 0, c;
-    bool wait = true, bad = false;
+    bool wait = true, bad = false, copy_storage = false;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
@@ -801,6 +807,9 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         case O_TO:
             to = optarg;
             break;
+        case O_COPY_STORAGE:
+            copy_storage = true;
+            break;
         default:
             vm_usage(stderr);
             return CTL_EXIT_USAGE;
@@ -843,7 +852,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     bool snap = strcmp(sub, "snapshot") == 0;
     if (nargs < subs[which].min || nargs > subs[which].max || (res_opts_any(&res_o) && !res) ||
         (host && strcmp(sub, "list") != 0) || (ram && !snap) || (!wait && !subs[which].waits) ||
-        (!to != (strcmp(sub, "migrate") != 0))) {
+        (!to != (strcmp(sub, "migrate") != 0)) || (copy_storage && !to)) {
         vm_usage(stderr);
         return CTL_EXIT_USAGE;
     }
@@ -872,7 +881,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     else if (strcmp(sub, "clone-from-snapshot") == 0)
         rc = cmd_snapshot_task(ctl, db, args[0], args[1], "vm.snapshot.clone", args[2], wait);
     else if (strcmp(sub, "migrate") == 0)
-        rc = cmd_migrate(ctl, db, args[0], to, wait);
+        rc = cmd_migrate(ctl, db, args[0], to, copy_storage, wait);
     else if (strcmp(sub, "migrate-cancel") == 0)
         rc = cmd_migrate_cancel(db, args[0]);
     else

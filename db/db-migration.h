@@ -11,34 +11,39 @@
  */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct db;
 
 /*
  * Queue the migration of VM @vm_id to host @to_host_id (a `vm.migrate` task
- * on its current host, params {"to_host": id}).  Sets *ret_task.  -ENOENT no
+ * on its current host, params {"to_host": id, "copy_storage": bool}); with
+ * @copy_storage the disk is copied to the destination's own storage too.  Sets *ret_task.  -ENOENT no
  * such VM or host; -ENXIO the VM is on no host or already on @to_host_id;
  * -EBUSY a migration of this VM is already queued or running.
  */
-int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, int64_t created_by,
-                         int64_t *ret_task);
+int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, bool copy_storage,
+                         int64_t created_by, int64_t *ret_task);
 
 /*
- * The destination listens at @uri for source task @src_task: recorded in
- * the task's result ("uri") with progress 10, which wakes the source host.
- * -ENOENT when the task no longer runs (cancelled).
+ * The destination listens at @uri for source task @src_task (and, when the
+ * storage is copied, exports its new disk @disk over NBD at @nbd,
+ * "host:port"; else both NULL): recorded in the task's result ("uri",
+ * "nbd", "disk") with progress 10, which wakes the source host.  -ENOENT
+ * when the task no longer runs.
  */
-int db_migration_listening(struct db *db, int64_t src_task, const char *uri);
+int db_migration_listening(struct db *db, int64_t src_task, const char *uri, const char *nbd,
+                           const char *disk);
 
 /*
  * QEMU completed the migration: in one statement the VM's row moves from
  * @from_host to @to_host (qemu_pid cleared until the destination reports
- * its own) and @src_task succeeds with @result.  -ENOENT when the VM is no
- * longer on @from_host.
+ * its own; disk_path becomes @new_disk_path unless NULL) and @src_task
+ * succeeds with @result.  -ENOENT when the VM is no longer on @from_host.
  */
 int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t to_host,
-                        int64_t src_task, const json_t *result);
+                        int64_t src_task, const char *new_disk_path, const json_t *result);
 
 /* Cancel VM @vm_id's queued or running migration (its `vm.migrate` task):
  * the source hostd then cancels QEMU's migration.  -ENOENT when none. */

@@ -5,30 +5,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, int64_t created_by,
-                         int64_t *ret_task)
+int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, bool copy_storage,
+                         int64_t created_by, int64_t *ret_task)
 {
     char b1[24], b2[24], b3[24];
     const char *p[] = {db_param_i64(b1, vm_id), db_param_i64(b2, to_host_id),
-                       db_param_id(b3, created_by)};
+                       db_param_id(b3, created_by), copy_storage ? "true" : "false"};
     PGresult *res;
     /* One statement: two admins asking at once get one task, the other
      * -EBUSY (the partial unique index cannot be used here without a
      * migration of the schema, so the row lock on the VM serialises). */
-    int r = db_exec(
-        db,
-        "WITH v AS (SELECT id, host_id FROM vms WHERE id = $1 FOR UPDATE),"
-        " h AS (SELECT id FROM hosts WHERE id = $2),"
-        " busy AS (SELECT 1 FROM tasks WHERE vm_id = $1"
-        "   AND kind IN ('vm.migrate', 'vm.migrate_in')"
-        "   AND state IN ('queued', 'running')),"
-        " t AS (INSERT INTO tasks (kind, host_id, vm_id, params, created_by)"
-        "   SELECT 'vm.migrate', v.host_id, v.id, jsonb_build_object('to_host', $2::bigint),"
-        "     $3 FROM v, h WHERE v.host_id IS NOT NULL AND v.host_id <> $2"
-        "     AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
-        " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM h),"
-        "   (SELECT count(*) FROM busy), (SELECT id FROM t)",
-        3, p, &res, NULL);
+    int r =
+        db_exec(db,
+                "WITH v AS (SELECT id, host_id FROM vms WHERE id = $1 FOR UPDATE),"
+                " h AS (SELECT id FROM hosts WHERE id = $2),"
+                " busy AS (SELECT 1 FROM tasks WHERE vm_id = $1"
+                "   AND kind IN ('vm.migrate', 'vm.migrate_in')"
+                "   AND state IN ('queued', 'running')),"
+                " t AS (INSERT INTO tasks (kind, host_id, vm_id, params, created_by)"
+                "   SELECT 'vm.migrate', v.host_id, v.id, jsonb_build_object('to_host', $2::bigint,"
+                "     'copy_storage', $4::boolean),"
+                "     $3 FROM v, h WHERE v.host_id IS NOT NULL AND v.host_id <> $2"
+                "     AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
+                " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM h),"
+                "   (SELECT count(*) FROM busy), (SELECT id FROM t)",
+                4, p, &res, NULL);
     if (r < 0)
         return r;
     if (db_get_i64(res, 0, 0) == 0 || db_get_i64(res, 0, 1) == 0)
@@ -43,32 +44,39 @@ int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, int64
     return r;
 }
 
-int db_migration_listening(struct db *db, int64_t src_task, const char *uri)
+int db_migration_listening(struct db *db, int64_t src_task, const char *uri, const char *nbd,
+                           const char *disk)
 {
     char b1[24];
-    const char *p[] = {db_param_i64(b1, src_task), uri};
+    const char *p[] = {db_param_i64(b1, src_task), uri, nbd ? nbd : "", disk ? disk : ""};
     return db_exec_changed(
         db,
-        "UPDATE tasks SET result = result || jsonb_build_object('uri', $2::text),"
+        "UPDATE tasks SET result = result || jsonb_build_object('uri', $2::text, 'nbd', $3::text,"
+        " 'disk', $4::text),"
         " progress = GREATEST(progress, 10),"
         " message = 'the destination is listening', heartbeat_at = now()"
         " WHERE id = $1 AND state = 'running'",
-        2, p);
+        4, p);
 }
 
 int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t to_host,
-                        int64_t src_task, const json_t *result)
+                        int64_t src_task, const char *new_disk_path, const json_t *result)
 {
     char *res_json = result ? atr_json_dumps(result) : strdup("{}");
     if (!res_json)
         return -ENOMEM;
     char b1[24], b2[24], b3[24], b4[24];
-    const char *p[] = {db_param_i64(b1, vm_id), db_param_i64(b2, from_host),
-                       db_param_i64(b3, to_host), db_param_i64(b4, src_task), res_json};
+    const char *p[] = {db_param_i64(b1, vm_id),
+                       db_param_i64(b2, from_host),
+                       db_param_i64(b3, to_host),
+                       db_param_i64(b4, src_task),
+                       res_json,
+                       new_disk_path && new_disk_path[0] ? new_disk_path : NULL};
     /* The task is finished even if an admin cancelled it a moment ago:
      * the guest already runs on the destination, which is what happened. */
     int r = db_exec_changed(db,
-                            "WITH v AS (UPDATE vms SET host_id = $3, qemu_pid = NULL"
+                            "WITH v AS (UPDATE vms SET host_id = $3, qemu_pid = NULL,"
+                            "   disk_path = coalesce($6, disk_path)"
                             "   WHERE id = $1 AND host_id = $2 RETURNING id),"
                             " t AS (UPDATE tasks SET state = 'succeeded', progress = 100,"
                             "   error = '', message = 'migrated',"
@@ -76,7 +84,7 @@ int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t
                             "   heartbeat_at = now() WHERE id = $4 AND EXISTS (SELECT 1 FROM v)"
                             "   RETURNING id)"
                             " SELECT id FROM v",
-                            5, p);
+                            6, p);
     free(res_json);
     return r;
 }

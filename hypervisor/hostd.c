@@ -97,6 +97,7 @@ struct mig_op {
     struct hv_mig_job *job; /* NULL until the destination listens */
     bool cancelling;
     json_t *commit;         /* completed, the row not moved yet: retried */
+    struct mig_mirror *mirror; /* without shared storage: the disk copy */
 };
 
 /* An incoming one (vm.migrate_in task). */
@@ -104,6 +105,8 @@ struct mig_in {
     int64_t task, src_task;
     char uri[96];
     bool announced; /* the source task has our URI */
+    char nbd[96];   /* without shared storage: host:port of our disk's NBD export */
+    bool exporting; /* NBD export asked for, answers pending */
 };
 
 struct hostd {
@@ -184,6 +187,7 @@ static void finish_delete(struct hostd *h, int64_t id, const char *name, const c
 static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
 static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
 static void mig_deadlines(struct hostd *h, int64_t now);
+static void mig_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
 
 /* hv_vm callback: the VM's process or guest changed state. */
 static void vm_changed(struct hv_vm *vm, void *userdata)
@@ -827,8 +831,8 @@ static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void 
     struct local_vm *l = find_vm(h, hv_vm_id(vm));
     if (l && l->snap && ev == HV_QMP_EVENT_JOB_STATUS_CHANGE)
         hv_snapshot_job_event(l->snap->job, data);
-    if (l && l->mig && l->mig->job)
-        hv_migrate_event(l->mig->job, ev, data);
+    if (l && l->mig)
+        mig_event(h, l, ev, data);
 }
 
 /* QEMU died during a snapshot job: the task fails, the job object goes. */
