@@ -272,7 +272,7 @@ static json_t *version_json(const struct db_image_version *iv, const char *image
 int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep)
 {
     struct upload *u = req->sink;
-    char src[PATH_MAX], tmp[PATH_MAX], proc[64], why[400], hex[65];
+    char src[PATH_MAX], tmp[PATH_MAX], proc[64], why[600], hex[65];
     bool src_made = false, tmp_made = false;
     int r = 0;
 

@@ -6,8 +6,9 @@
 # broker's "image uploaded" log line, how much of it was the import (qemu-img
 # convert + SHA-256 of the result), so the upload's own rate is
 # size / (total - import).  Peer, same run: the same bytes through `tee` to
-# a file in the same directory and `sha256sum` (what the broker does with
-# each piece, without HTTP), so the ratio says what HTTP and the broker add.
+# a file in the same directory and `openssl dgst -sha256` (what the broker
+# does with each piece, without HTTP), so the ratio says what HTTP and the
+# broker add.
 # usage: bench-upload.sh ATRIUM-BROKER BRK-SEED [MiB]
 broker=${1:?usage: bench-upload.sh ATRIUM-BROKER BRK-SEED [MiB]}
 seed=${2:?}
@@ -55,9 +56,9 @@ done
 
 for run in 1 2 3; do
     s0=$(date +%s%N)
-    tee "$data/peer.raw" <"$tmp/disk.raw" | sha256sum >/dev/null
+    tee "$data/peer.raw" <"$tmp/disk.raw" | openssl dgst -sha256 >/dev/null
     s1=$(date +%s%N)
     rm -f "$data/peer.raw"
-    python3 -c "import sys; b=int(sys.argv[1]); ns=int(sys.argv[2]); print(f'peer  run {sys.argv[3]}: tee + sha256sum of {b / 2**20:.1f} MiB: {ns / 1e9:5.2f} s = {b / 1e6 / (ns / 1e9):6.1f} MB/s')" \
+    python3 -c "import sys; b=int(sys.argv[1]); ns=int(sys.argv[2]); print(f'peer  run {sys.argv[3]}: tee + openssl sha256 of {b / 2**20:.1f} MiB: {ns / 1e9:5.2f} s = {b / 1e6 / (ns / 1e9):6.1f} MB/s')" \
         "$(stat -c %s "$tmp/disk.raw")" $((s1 - s0)) "$run"
 done
