@@ -157,7 +157,9 @@ int db_exec(struct db *db, const char *sql, int nparams, const char *const *para
             PQclear(res);
         return 0;
     }
-    int r = db_result_errno(res);
+    /* No result at all on a connection that broke is a lost connection,
+     * not a lack of memory: callers retry those after reconnecting. */
+    int r = !res && PQstatus(db->conn) != CONNECTION_OK ? -ENOTCONN : db_result_errno(res);
     if (err) {
         const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         atr_error_set(err, r, "database error: %s", m ? m : PQerrorMessage(db->conn));

@@ -5,7 +5,9 @@
  * that does it (FOR UPDATE SKIP LOCKED), which reports progress 0..100 and
  * finishes it.  Tasks bound to a host (host_id) are claimed only by that
  * host's hostd.  A running task whose claimer stopped heart-beating is put
- * back in the queue by db_task_requeue_stale, so a killed daemon loses none.
+ * back in the queue by db_task_requeue_stale, so a killed daemon loses none;
+ * workers heart-beat their running tasks (db_task_heartbeat) and a task kind
+ * that is not idempotent checks whether its effect is there before redoing it.
  */
 #pragma once
 
@@ -62,11 +64,27 @@ int db_task_cancel(struct db *db, int64_t id);
 
 int db_task_get(struct db *db, int64_t id, struct db_task **ret_task);
 
+/* A task claimed this many times without finishing is failed, not requeued. */
+#define DB_TASK_MAX_ATTEMPTS 5
+
 /*
  * Requeue running tasks whose heartbeat is older than @stale_s seconds
- * (their daemon died).  Returns the number requeued.
+ * (their daemon died); those already claimed DB_TASK_MAX_ATTEMPTS times
+ * fail instead.  Returns the number requeued or failed.
  */
 int db_task_requeue_stale(struct db *db, int stale_s);
+
+/*
+ * The same for running tasks bound to @host_id that @claimer (this host's
+ * new hostd) did not claim: a previous hostd of the host left them.
+ */
+int db_task_requeue_host(struct db *db, int64_t host_id, const char *claimer);
+
+/*
+ * Heartbeat of every running task @claimer holds (its worker is alive even
+ * when a task shows no progress).  Returns how many.
+ */
+int db_task_heartbeat(struct db *db, const char *claimer);
 
 /* Accepts NULL; returns NULL. */
 struct db_task *db_task_free(struct db_task *t);

@@ -133,4 +133,11 @@ int db_vm_boost(struct db *db, int64_t id, bool on);
 /* Remove VM @id's row (hostd, after its process, sockets and disk are gone). */
 int db_vm_delete(struct db *db, int64_t id);
 
+/*
+ * Which host's VM names @disk_path (or a file of the same name in any
+ * directory) as its disk: sets *ret_host_id (0: a VM on no host yet).
+ * -ENOENT when no VM row names it.
+ */
+int db_vm_disk_owner(struct db *db, const char *disk_path, int64_t *ret_host_id);
+
 #include "db-snapshot.h"

@@ -210,16 +210,61 @@ int db_task_get(struct db *db, int64_t id, struct db_task **ret_task)
     return r;
 }
 
+/*
+ * Put the running tasks @where selects back in the queue, or fail them once
+ * they were claimed DB_TASK_MAX_ATTEMPTS times (a task that kills its worker
+ * must not do so forever).  One statement.  Returns how many it touched.
+ */
+static int requeue(struct db *db, const char *where, int nparams, const char *const *params)
+{
+    char sql[1024];
+    /* $1 is always the attempt limit; @where uses $2.. (fixed texts only). */
+    snprintf(sql, sizeof(sql),
+             "UPDATE tasks SET"
+             " state = CASE WHEN attempts < $1::int THEN 'queued' ELSE 'failed' END,"
+             " claimed_by = CASE WHEN attempts < $1::int THEN '' ELSE claimed_by END,"
+             " started_at = CASE WHEN attempts < $1::int THEN NULL ELSE started_at END,"
+             " finished_at = CASE WHEN attempts < $1::int THEN NULL ELSE now() END,"
+             " error = CASE WHEN attempts < $1::int THEN error"
+             "   ELSE 'given up: its worker stopped ' || attempts || ' times while running it' END,"
+             " message = CASE WHEN attempts < $1::int"
+             "   THEN 'requeued: previous worker stopped responding' ELSE message END"
+             " WHERE state = 'running' AND %s",
+             where);
+    char b1[24];
+    const char *p[4] = {db_param_i64(b1, DB_TASK_MAX_ATTEMPTS)};
+    for (int i = 0; i < nparams && i < 3; i++)
+        p[i + 1] = params[i];
+    PGresult *res;
+    int r = db_exec(db, sql, nparams + 1, p, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}
+
 int db_task_requeue_stale(struct db *db, int stale_s)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, stale_s)};
+    return requeue(db, "heartbeat_at < now() - make_interval(secs => $2::int)", 1, p);
+}
+
+int db_task_requeue_host(struct db *db, int64_t host_id, const char *claimer)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, host_id), claimer};
+    return requeue(db, "host_id = $2::bigint AND claimed_by <> $3", 2, p);
+}
+
+int db_task_heartbeat(struct db *db, const char *claimer)
+{
+    const char *p[] = {claimer};
     PGresult *res;
     int r = db_exec(db,
-                    "UPDATE tasks SET state = 'queued', claimed_by = '', started_at = NULL,"
-                    " message = 'requeued: previous worker stopped responding'"
-                    " WHERE state = 'running'"
-                    " AND heartbeat_at < now() - make_interval(secs => $1::int)",
+                    "UPDATE tasks SET heartbeat_at = now()"
+                    " WHERE state = 'running' AND claimed_by = $1",
                     1, p, &res, NULL);
     if (r < 0)
         return r;

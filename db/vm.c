@@ -243,6 +243,29 @@ int db_vm_delete(struct db *db, int64_t id)
     return update_one(db, "DELETE FROM vms WHERE id = $1", 1, p);
 }
 
+int db_vm_disk_owner(struct db *db, const char *disk_path, int64_t *ret_host_id)
+{
+    const char *slash = strrchr(disk_path, '/');
+    const char *p[] = {disk_path, slash ? slash + 1 : disk_path};
+    PGresult *res;
+    /* The same file name under another spelling of the directory (a
+     * symlink, a doubled slash) counts too: overlay names are VM names,
+     * which are never reused, so this only ever errs on keeping a file. */
+    int r = db_exec(db,
+                    "SELECT coalesce(host_id, 0) FROM vms WHERE disk_path = $1"
+                    " OR right(disk_path, length($2) + 1) = '/' || $2"
+                    " ORDER BY disk_path = $1 DESC LIMIT 1",
+                    2, p, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 1)
+        *ret_host_id = db_get_i64(res, 0, 0);
+    else
+        r = -ENOENT;
+    PQclear(res);
+    return r;
+}
+
 /* A limit as a parameter: NULL (unchanged) when < 0, else its text (0 = lift). */
 static const char *limit_param(char buf[static 24], int64_t v)
 {

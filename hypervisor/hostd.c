@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ struct local_vm {
     char disk_path[1024];
     struct hv_vm *vm;
     bool fresh;          /* started by this hostd: first RUNNING makes it ready */
+    bool ready_lost;     /* that 'ready' was not written (database away): on reconnect */
     bool stop_requested; /* we asked for the power-off (or the kill) */
     bool deleting;       /* desired_power = deleted: remove everything once gone */
     bool killed_on_timeout;
@@ -109,6 +111,13 @@ struct mig_in {
     bool exporting; /* NBD export asked for, answers pending */
 };
 
+/* A task's outcome the database could not take yet (kept until written). */
+struct task_outcome {
+    struct task_outcome *next;
+    int64_t task;
+    char *error; /* NULL: succeeded */
+};
+
 struct hostd {
     struct atr_config *cfg;
     struct db *db;
@@ -128,7 +137,8 @@ struct hostd {
     int sigfd;
     bool quit;
     struct hv_cgroups cg;
-    struct bg_op *bg; /* disk copies under way */
+    struct bg_op *bg;               /* disk copies under way */
+    struct task_outcome *unwritten; /* finished tasks whose end is not recorded yet */
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -139,7 +149,57 @@ static struct local_vm *find_vm(struct hostd *h, int64_t id)
     return NULL;
 }
 
-static void report(struct hostd *h, int64_t id, const struct db_vm_report *rep)
+/*
+ * Record the end of @task (@error NULL: succeeded).  When the database
+ * cannot take it now (PostgreSQL restarting), the outcome is kept and
+ * written by flush_outcomes() once the connection is back, so a finished
+ * task is never left 'running' for poold to requeue and run again.
+ */
+static void finish_task(struct hostd *h, int64_t task, const char *error)
+{
+    int r = db_task_finish(h->db, task, error, NULL);
+    if (r == 0 || r == -ENOENT)
+        return;
+    if (r != -ENOTCONN && r != -EAGAIN) {
+        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));
+        return;
+    }
+    struct task_outcome *o = calloc(1, sizeof(*o));
+    if (o && error && !(o->error = strdup(error)))
+        o = atr_free(o);
+    if (!o) {
+        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(ENOMEM));
+        return;
+    }
+    log_warn("cannot finish task yet; kept until the database is back", "task", LOG_INT(task),
+             "errno", LOG_INT(-r));
+    o->task = task;
+    o->next = h->unwritten;
+    h->unwritten = o;
+    if (!h->db_retry_ms)
+        h->db_retry_ms = atr_now_mono_ms();
+}
+
+/* Write the outcomes finish_task() had to keep; stops at the first that still cannot be. */
+static void flush_outcomes(struct hostd *h)
+{
+    while (h->unwritten) {
+        struct task_outcome *o = h->unwritten;
+        int r = db_task_finish(h->db, o->task, o->error, NULL);
+        if (r == -ENOTCONN || r == -EAGAIN)
+            return;
+        if (r < 0 && r != -ENOENT)
+            log_error("cannot finish task", "task", LOG_INT(o->task), "errno", LOG_INT(-r));
+        else
+            log_info("task end recorded after reconnecting", "task", LOG_INT(o->task), "error",
+                     o->error ? o->error : "");
+        h->unwritten = o->next;
+        free(o->error);
+        free(o);
+    }
+}
+
+static int report(struct hostd *h, int64_t id, const struct db_vm_report *rep)
 {
     int r = db_vm_report(h->db, id, rep);
     log_debug("vm report", "vm", LOG_INT(id), "state", rep->state ? rep->state : "-", "power",
@@ -147,6 +207,9 @@ static void report(struct hostd *h, int64_t id, const struct db_vm_report *rep)
               LOG_INT(r));
     if (r < 0 && r != -ENOENT)
         log_error("cannot record VM state", "vm", LOG_INT(id), "errno", LOG_INT(-r));
+    if (r == -ENOTCONN && !h->db_retry_ms)
+        h->db_retry_ms = atr_now_mono_ms();
+    return r;
 }
 
 /* Disk files hostd may delete with their VM: linked clones only, never a
@@ -168,6 +231,63 @@ static void delete_overlay(const char *path, int64_t id)
     int r = hv_storage_delete(path);
     if (r < 0)
         log_error("cannot delete overlay", "vm", LOG_INT(id), "disk", path, "errno", LOG_INT(-r));
+}
+
+/*
+ * At start: overlays of VMs that are gone, left by a hostd killed in the
+ * middle (of a refresh, a delete).  Only what hostd itself makes in
+ * <data_dir>/overlays is touched: "<name>.qcow2" linked clones that no VM
+ * row (of any host: storage may be shared) names, and the temporaries
+ * ".<name>.qcow2.tmp-<pid>" of a hostd that is not running any more whose
+ * overlay belongs to no VM or to one of this host's.  The directory is read
+ * before the rows, and an overlay is only ever made for an existing row,
+ * so a file that no row names cannot be one being made right now.
+ */
+static void sweep_overlays(struct hostd *h)
+{
+    char dir[1024];
+    int n = snprintf(dir, sizeof(dir), "%s/overlays", h->cfg->paths.data_dir);
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        size_t len = strlen(name);
+        char path[1280], target[1280];
+        struct stat st;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
+            lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        int64_t host = 0;
+        const char *tmp = strstr(name, ".qcow2.tmp-");
+        if (name[0] != '.' && len > 6 && strcmp(name + len - 6, ".qcow2") == 0) {
+            if (db_vm_disk_owner(h->db, path, &host) != -ENOENT)
+                continue;
+            log_info("overlay names no VM; removing it", "disk", path);
+            delete_overlay(path, 0);
+            removed++;
+        } else if (name[0] == '.' && tmp && tmp[11]) {
+            char *end = NULL;
+            long pid = strtol(tmp + 11, &end, 10);
+            if (*end || pid <= 1 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                continue;
+            snprintf(target, sizeof(target), "%s/%.*s", dir, (int)(tmp + 6 - name - 1), name + 1);
+            int r = db_vm_disk_owner(h->db, target, &host);
+            if ((r < 0 && r != -ENOENT) || (r == 0 && host != h->host_id))
+                continue;
+            if (unlink(path) == 0) {
+                log_info("temporary overlay of a stopped hostd removed", "disk", path);
+                removed++;
+            }
+        }
+    }
+    closedir(d);
+    if (removed)
+        log_info("overlay sweep", "removed", LOG_INT(removed));
 }
 
 static void finish_delete(struct hostd *h, int64_t id, const char *name, const char *disk)
@@ -243,7 +363,9 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         }
         break;
     }
-    report(h, l->id, &rep);
+    int r = report(h, l->id, &rep);
+    if (rep.state && strcmp(rep.state, "ready") == 0)
+        l->ready_lost = r < 0 && r != -ENOENT;
 }
 
 static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata);
@@ -606,9 +728,7 @@ static void finish_refresh(struct hostd *h, int64_t task, int64_t id, const char
     /* A fresh overlay holds no snapshots: their rows go too. */
     if (r == 0 && db_snapshot_forget_vm(h->db, id) < 0)
         log_warn("cannot forget the snapshots of a refreshed VM", "vm", LOG_INT(id));
-    r = db_task_finish(h->db, task, r < 0 ? err.msg : NULL, NULL);
-    if (r < 0 && r != -ENOENT)
-        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));
+    finish_task(h, task, r < 0 ? err.msg : NULL);
     h->dirty = true;
 }
 
@@ -768,9 +888,7 @@ static void task_done(struct hostd *h, int64_t task, const char *error, const ch
 {
     log_info("task done", "task", LOG_INT(task), "kind", kind, "vm", LOG_INT(vm), "error",
              error ? error : "");
-    int r = db_task_finish(h->db, task, error, NULL);
-    if (r < 0 && r != -ENOENT)
-        log_error("cannot finish task", "task", LOG_INT(task), "errno", LOG_INT(-r));
+    finish_task(h, task, error);
 }
 
 /* Size of the overlay after a snapshot: what the snapshot (and the VM) cost on disk. */
@@ -1167,8 +1285,19 @@ static void run_tasks(struct hostd *h)
         struct local_vm *l = find_vm(h, t->vm_id);
         struct atr_error err = {0};
         if (strcmp(t->kind, "vm.refresh") == 0) {
+            struct db_vm row;
+            bool have_row = db_vm_get(h->db, t->vm_id, &row) == 0;
             if (l && (l->deleting || l->refresh_task)) {
-                db_task_finish(h->db, t->id, l->deleting ? "the VM is being deleted" : NULL, NULL);
+                finish_task(h, t->id, l->deleting ? "the VM is being deleted" : NULL);
+            } else if (t->attempts > 1 && have_row && strcmp(row.state, "refreshing") != 0) {
+                /* Requeued after its hostd died or could not record the
+                 * end: a VM leaves 'refreshing' only after its overlay was
+                 * reset (it is booting, ready, even someone's again), or as
+                 * failed, which is never served again; running it twice
+                 * could throw away a live desktop. */
+                log_info("refresh was done before a restart", "task", LOG_INT(t->id), "vm",
+                         LOG_INT(t->vm_id), "state", row.state);
+                finish_task(h, t->id, NULL);
             } else if (l) {
                 /* The person logged off: nothing in this VM is worth a clean
                  * shutdown.  The task is finished once QEMU is gone (reap). */
@@ -1178,12 +1307,10 @@ static void run_tasks(struct hostd *h)
                     hv_vm_kill(l->vm);
                 db_task_progress(h->db, t->id, 20, "stopping the VM");
                 log_info("vm refreshing", "vm", LOG_INT(t->vm_id), "task", LOG_INT(t->id));
+            } else if (have_row) {
+                finish_refresh(h, t->id, t->vm_id, row.disk_path);
             } else {
-                struct db_vm row;
-                if (db_vm_get(h->db, t->vm_id, &row) == 0)
-                    finish_refresh(h, t->id, t->vm_id, row.disk_path);
-                else
-                    db_task_finish(h->db, t->id, "the VM no longer exists", NULL);
+                finish_task(h, t->id, "the VM no longer exists");
             }
             db_task_free(t);
             continue;
@@ -1195,9 +1322,7 @@ static void run_tasks(struct hostd *h)
             hv_vm_reset(l->vm, RESET_TIMEOUT_MS, &err);
         log_info("task done", "task", LOG_INT(t->id), "kind", t->kind, "vm", LOG_INT(t->vm_id),
                  "error", err.code ? err.msg : "");
-        r = db_task_finish(h->db, t->id, err.code ? err.msg : NULL, NULL);
-        if (r < 0 && r != -ENOENT)
-            log_error("cannot finish task", "task", LOG_INT(t->id), "errno", LOG_INT(-r));
+        finish_task(h, t->id, err.code ? err.msg : NULL);
         db_task_free(t);
     }
 }
@@ -1269,7 +1394,10 @@ static int register_host(struct hostd *h)
     int r = db_host_register(h->db, &reg, &h->host_id);
     if (r < 0)
         return r;
-    snprintf(h->claimer, sizeof(h->claimer), "hostd:%s:%d", h->host_name, (int)getpid());
+    /* Unique per run (a pid can come back after a restart): tasks claimed
+     * under any other name on this host belong to a hostd that is gone. */
+    snprintf(h->claimer, sizeof(h->claimer), "hostd:%s:%d:%lld", h->host_name, (int)getpid(),
+             (long long)(atr_now_real_us() / 1000000));
     log_info("host registered", "host", h->host_name, "id", LOG_INT(h->host_id), "cpus",
              LOG_INT(reg.cpus), "memory_mb", LOG_INT(mem_mb), "accel", reg.accel);
     return 0;
@@ -1310,6 +1438,19 @@ static void db_retry(struct hostd *h)
     }
     log_info("database connection restored");
     h->db_retry_ms = 0;
+    flush_outcomes(h);
+    /* A VM that became ready while PostgreSQL was away says so now, or it
+     * would stay 'booting' until poold retires it. */
+    for (struct local_vm *l = h->vms; l; l = l->next) {
+        if (!l->ready_lost || l->reap || hv_vm_power(l->vm) != HV_VM_RUNNING)
+            continue;
+        struct db_vm_report rep = {
+            .state = "ready", .actual_power = "running", .qemu_pid = hv_vm_pid(l->vm)};
+        int r = report(h, l->id, &rep);
+        l->ready_lost = r < 0 && r != -ENOENT;
+        if (!l->ready_lost)
+            log_info("vm ready recorded after reconnecting", "vm", LOG_INT(l->id));
+    }
     h->dirty = h->tasks_dirty = true; /* notifications may have been missed */
 }
 
@@ -1350,6 +1491,11 @@ static int run(struct hostd *h)
                     h->db_retry_ms = atr_now_mono_ms();
                 else if (r < 0)
                     log_error("heartbeat failed", "errno", LOG_INT(-r));
+                /* Tasks under way are alive with us, progress or not:
+                 * poold requeues only those whose heartbeat goes stale. */
+                if (r == 0 && (r = db_task_heartbeat(h->db, h->claimer)) < 0)
+                    log_warn("task heartbeat failed", "errno", LOG_INT(-r));
+                flush_outcomes(h);
                 if (!h->db_retry_ms)
                     mig_drain(h); /* maintenance mode */
                 h->next_heartbeat_ms = atr_now_mono_ms() + h->cfg->hostd.heartbeat_s * 1000;
@@ -1556,8 +1702,16 @@ int main(int argc, char **argv)
     }
     int adopted = adopt(&h);
     slice_share(&h);
+    /* Tasks the previous hostd of this host claimed and never finished:
+     * queued again now (a kind that is not idempotent checks its effect
+     * before redoing it), failed after DB_TASK_MAX_ATTEMPTS claims. */
+    if ((r = db_task_requeue_host(h.db, h.host_id, h.claimer)) > 0)
+        log_warn("tasks of the previous hostd requeued", "tasks", LOG_INT(r));
+    else if (r < 0)
+        log_error("cannot requeue the previous hostd's tasks", "errno", LOG_INT(-r));
     h.dirty = h.tasks_dirty = true;
     reconcile(&h);
+    sweep_overlays(&h);
     h.next_heartbeat_ms = atr_now_mono_ms() + h.cfg->hostd.heartbeat_s * 1000;
     sd_notify(0, "READY=1\nSTATUS=reconciling");
     log_info("hostd ready", "host", h.host_name, "vms_adopted", LOG_INT(adopted));
@@ -1577,6 +1731,16 @@ out:
         close(h.bg->fd);
         free(h.bg);
         h.bg = next;
+    }
+    if (h.unwritten && h.db)
+        flush_outcomes(&h);
+    while (h.unwritten) {
+        struct task_outcome *next = h.unwritten->next;
+        log_warn("task end not recorded; the next hostd requeues it", "task",
+                 LOG_INT(h.unwritten->task));
+        free(h.unwritten->error);
+        free(h.unwritten);
+        h.unwritten = next;
     }
     hv_cgroup_fini(&h.cg);
     db_close(h.db);

@@ -8,7 +8,8 @@
  *
  * The leader runs a pass when woken by a NOTIFY (a pool changed, a VM
  * changed, a provisioning was nudged by a failed assignment) and at least
- * every few seconds (deadlines and heartbeats age without any event).
+ * every few seconds (deadlines and heartbeats age without any event); each
+ * pass also requeues tasks whose worker stopped heart-beating them.
  */
 #include "pool.h"
 
@@ -26,6 +27,7 @@
 #define PASS_INTERVAL_MS 2000 /* leader: a pass at least this often */
 #define STANDBY_RETRY_MS 1000 /* standby: try for the lease this often */
 #define RECONNECT_MS 1000
+#define TASK_STALE_S 30 /* a running task's worker is gone after this without a heartbeat */
 
 static void usage(FILE *out)
 {
@@ -193,12 +195,19 @@ static int run(struct poold *d)
             if (db_try_lock(d->db, DB_LOCK_POOLD_LEADER, &got) == 0 && got) {
                 d->leader = true;
                 next_pass = 0;
-                int requeued = db_task_requeue_stale(d->db, 30);
+                int requeued = db_task_requeue_stale(d->db, TASK_STALE_S);
                 log_info("acting as pool manager", "requeued_tasks", LOG_INT(requeued));
             }
         }
         if (d->leader && atr_now_mono_ms() >= next_pass) {
             drain(d);
+            /* Tasks whose worker died (hostd killed, or it could not say it
+             * finished) go back to the queue on every pass, not only when a
+             * leader takes over; their workers heart-beat them. */
+            int requeued = db_task_requeue_stale(d->db, TASK_STALE_S);
+            if (requeued > 0)
+                log_warn("stale tasks requeued", "tasks", LOG_INT(requeued), "stale_s",
+                         LOG_INT(TASK_STALE_S));
             struct pool_pass st = {0};
             int r = pool_reconcile(d->db, &d->env, &st);
             if (st.created || st.retired || st.refreshed || st.lost)

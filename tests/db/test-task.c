@@ -206,6 +206,67 @@ static void test_task_of_a_dead_worker_is_requeued(void **state)
     assert_int_equal(db_task_finish(fx->db, id, NULL, NULL), -ENOENT);
 }
 
+static void test_heartbeat_keeps_a_live_workers_task_and_attempts_are_bounded(void **state)
+{
+    struct fx *fx = *state;
+    int64_t id = 0;
+    struct db_task *t = NULL;
+    assert_int_equal(db_task_create(fx->db, &(struct db_task_new){.kind = "image.import"}, &id), 0);
+    for (int i = 1; i <= DB_TASK_MAX_ATTEMPTS; i++) {
+        assert_int_equal(db_task_claim(fx->db, 0, kinds, "worker", &t), 1);
+        assert_int_equal(t->attempts, i);
+        t = db_task_free(t);
+        assert_int_equal(pgt_exec(fx->conninfo,
+                                  "UPDATE tasks SET heartbeat_at = now() - interval '1 minute'"),
+                         0);
+        /* a worker that is alive heart-beats what it holds, progress or not */
+        assert_int_equal(db_task_heartbeat(fx->db, "worker"), 1);
+        assert_int_equal(db_task_heartbeat(fx->db, "someone else"), 0);
+        assert_int_equal(db_task_requeue_stale(fx->db, 30), 0);
+        assert_int_equal(pgt_exec(fx->conninfo,
+                                  "UPDATE tasks SET heartbeat_at = now() - interval '1 minute'"),
+                         0);
+        assert_int_equal(db_task_requeue_stale(fx->db, 30), 1);
+    }
+    /* claimed DB_TASK_MAX_ATTEMPTS times, its worker died each time: failed */
+    assert_int_equal(db_task_claim(fx->db, 0, kinds, "worker", &t), 0);
+    assert_int_equal(db_task_get(fx->db, id, &t), 0);
+    assert_string_equal(t->state, "failed");
+    assert_non_null(strstr(t->error, "stopped 5 times"));
+    db_task_free(t);
+}
+
+static void test_new_hostd_requeues_what_its_hosts_old_hostd_held(void **state)
+{
+    struct fx *fx = *state;
+    static const char *const hk[] = {"vm.refresh", NULL};
+    int64_t mine = 0, other = 0;
+    struct db_task *t = NULL;
+    assert_int_equal(pgt_exec(fx->conninfo, "INSERT INTO hosts (id, name) VALUES (1, 'a'), (2, 'b')"),
+                     0);
+    assert_int_equal(db_task_create(fx->db, &(struct db_task_new){.kind = "vm.refresh", .host_id = 1},
+                                    &mine),
+                     0);
+    assert_int_equal(
+        db_task_create(fx->db, &(struct db_task_new){.kind = "vm.refresh", .host_id = 2}, &other),
+        0);
+    assert_int_equal(db_task_claim(fx->db, 1, hk, "hostd:a:10:1", &t), 1);
+    t = db_task_free(t);
+    assert_int_equal(db_task_claim(fx->db, 2, hk, "hostd:b:11:1", &t), 1);
+    t = db_task_free(t);
+    /* host a's hostd restarted: its old claim goes back, host b's stays */
+    assert_int_equal(db_task_requeue_host(fx->db, 1, "hostd:a:12:2"), 1);
+    assert_int_equal(db_task_requeue_host(fx->db, 1, "hostd:a:12:2"), 0);
+    assert_int_equal(db_task_claim(fx->db, 1, hk, "hostd:a:12:2", &t), 1);
+    assert_int_equal(t->id, mine);
+    assert_int_equal(t->attempts, 2);
+    t = db_task_free(t);
+    assert_int_equal(db_task_requeue_host(fx->db, 1, "hostd:a:12:2"), 0); /* its own: kept */
+    assert_int_equal(db_task_get(fx->db, other, &t), 0);
+    assert_string_equal(t->state, "running");
+    db_task_free(t);
+}
+
 static void test_bad_task_kind_is_rejected_by_the_schema(void **state)
 {
     struct fx *fx = *state;
@@ -304,6 +365,8 @@ int main(void)
         T(test_host_bound_task_is_claimed_only_by_that_host),
         T(test_two_claimers_never_get_the_same_task),
         T(test_task_of_a_dead_worker_is_requeued),
+        T(test_heartbeat_keeps_a_live_workers_task_and_attempts_are_bounded),
+        T(test_new_hostd_requeues_what_its_hosts_old_hostd_held),
         T(test_bad_task_kind_is_rejected_by_the_schema),
         T(test_queued_task_wakes_a_listener),
         T(test_audit_entry_is_stored_with_its_detail),

@@ -1,6 +1,7 @@
 #!/bin/bash
 # atrium-poold as processes: exactly one of two acts; kill -9 of the acting
-# one hands over within 5 s; nothing is created twice; SIGTERM stops cleanly;
+# one hands over within 5 s; nothing is created twice; stale tasks are
+# requeued (bounded) while it acts; SIGTERM stops cleanly;
 # bad config and a newer schema are refused with one clear line.
 set -euo pipefail
 poold=${1:?usage: test-poold.sh ATRIUM_POOLD ATRIUMCTL}
@@ -47,6 +48,19 @@ wait_for "$tmp/b.log" 'vm=office-3' 10 && ok "new leader provisions" || bad "new
 [[ $(q "SELECT count(*) || ' ' || string_agg(name, ',' ORDER BY id) FROM vms") == "3 office-1,office-2,office-3" ]] &&
     ok "nothing created twice" || bad "nothing created twice: $(q "SELECT string_agg(name, ',') FROM vms")"
 [[ $(q "SELECT status FROM pools") == provisioning ]] && ok "pool status provisioning" || bad "pool status"
+
+# A task whose worker died (a hostd killed, say) is requeued by the acting
+# poold while it acts, not only when a leader takes over.
+q "INSERT INTO tasks (kind, host_id, state, claimed_by, attempts, started_at, heartbeat_at)
+   SELECT 'vm.reset', id, 'running', 'hostd:h1:1:1', 1, now(), now() - interval '1 minute'
+   FROM hosts" >/dev/null
+until_sql 10 "SELECT state = 'queued' AND claimed_by = '' FROM tasks WHERE kind = 'vm.reset'" &&
+    ok "the acting poold requeued a task whose worker stopped heart-beating" || bad "stale task requeued"
+q "UPDATE tasks SET state = 'running', attempts = 5, heartbeat_at = now() - interval '1 minute'
+   WHERE kind = 'vm.reset'" >/dev/null
+until_sql 10 "SELECT state = 'failed' FROM tasks WHERE kind = 'vm.reset'" &&
+    ok "after 5 attempts it fails instead ($(q "SELECT error FROM tasks WHERE kind = 'vm.reset'"))" ||
+    bad "bounded attempts: $(q "SELECT state FROM tasks WHERE kind = 'vm.reset'")"
 
 kill -TERM "$b"
 rc=0
