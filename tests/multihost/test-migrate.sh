@@ -69,14 +69,17 @@ until_sql 60 "SELECT actual_power = 'running' FROM vms WHERE id = $vm" &&
 
 # Sample both hosts' QEMUs while the migrations run: pid and namespace.
 sampler() {
-    local i pid
+    local i pid have
     while :; do
         for i in 1 2; do
             for pid in $(mh_qemu_pids "$i"); do
                 if mh_in_ns "$i" "$pid"; then
                     echo "$SECONDS h$i $pid ns-ok"
-                elif kill -0 "$pid" 2>/dev/null; then # not merely gone meanwhile
-                    echo "$SECONDS h$i $pid ns-WRONG $(readlink "/proc/$pid/ns/net")"
+                else
+                    # A process that is gone (or a zombie) has no namespace
+                    # left to read: only a readable, different one is wrong.
+                    have=$(readlink "/proc/$pid/ns/net" 2>/dev/null || true)
+                    [[ -n $have ]] && echo "$SECONDS h$i $pid ns-WRONG $have"
                 fi
             done
         done
