@@ -31,7 +31,10 @@
 #                  (kiosk, as on a thin client) reaches the guest through the
 #                  TLS proxy, trusting the gateway's certificate as an
 #                  installed CA; its picture matches QEMU's screendump; a
-#                  plain-HTTP CONNECT to the TLS port is refused
+#                  plain-HTTP CONNECT to the TLS port is refused.  Not
+#                  registered in ctest: it passed 4 times on a quiet machine
+#                  and failed 3 times under load (remote-viewer opened no
+#                  channel after main; see display/spice.c)
 #
 # Needs: ATRIUM_BINARY_DIR, ATRIUM_SOURCE_DIR, ATRIUM_GUEST_DIR,
 # ATRIUM_TEST_PG_FILE (ctest sets them).  Every process it starts lives in
