@@ -4,7 +4,10 @@
 # yet seen), start it again, and expect it to re-attach to that QEMU (same
 # pid, no second QEMU) and the VM to become ready (the re-attached VM's row
 # still says booting, so QMP's query-status answering "running" makes it
-# ready, as the RUNNING event does for a VM hostd started itself).
+# ready, as the RUNNING event does for a VM hostd started itself).  While
+# hostd is down a task it held, an orphan linked clone and a dead hostd's
+# temporary overlay are staged: the new hostd requeues and runs the task and
+# sweeps both files, and keeps a file that is not a linked clone.
 #
 # usage: hostd-midstart.sh BIN_DIR GUEST_DIR
 set -euo pipefail
@@ -57,9 +60,31 @@ done
 [[ $caught == 1 ]] || { ok "the race was not hit in 3 attempts (nothing to check)"; atr_summary; exit; }
 
 kill -0 "$pid" 2>/dev/null && ok "QEMU $pid outlived hostd" || bad "QEMU $pid died with hostd"
+# What a killed hostd leaves behind, staged while it is down: a task it had
+# claimed (the next hostd requeues and runs it), a linked clone no VM names
+# and a refresh's temporary of a dead hostd (swept at start); a file that is
+# not a linked clone stays.
+ovl=$tmp/data/overlays
+golden=$(q "SELECT path FROM image_versions LIMIT 1")
+qemu-img create -q -f qcow2 -b "$golden" -F qcow2 "$ovl/gone-1.qcow2"
+qemu-img create -q -f qcow2 -b "$golden" -F qcow2 "$ovl/.one-1.qcow2.tmp-999999"
+qemu-img create -q -f qcow2 "$ovl/not-a-clone.qcow2" 1M
+task=$(q "INSERT INTO tasks (kind, host_id, vm_id, state, claimed_by, attempts, started_at, heartbeat_at)
+          SELECT 'vm.reset', host_id, id, 'running', 'hostd:' || (SELECT name FROM hosts) || ':1:1', 1, now(), now()
+          FROM vms WHERE id = $vm RETURNING id")
 start=$(app_now_ms)
 app_start hostd
 app_wait_healthy hostd "$start" 60 && ok "hostd back ($(($(app_now_ms) - start)) ms)" || bad "hostd back"
+until_sql 60 "SELECT state IN ('succeeded', 'failed') AND attempts = 2 AND claimed_by <> 'hostd:' || (SELECT name FROM hosts) || ':1:1'
+               FROM tasks WHERE id = $task" &&
+    ok "the task the killed hostd held was requeued at start and run again ($(q "SELECT state || ' by ' || claimed_by FROM tasks WHERE id = $task"))" ||
+    bad "task $task: $(q "SELECT state || ' attempts ' || attempts || ' ' || error FROM tasks WHERE id = $task")"
+[[ ! -e $ovl/gone-1.qcow2 && ! -e $ovl/.one-1.qcow2.tmp-999999 ]] &&
+    ok "overlay sweep: a clone no VM names and a dead hostd's temporary are gone" ||
+    bad "overlay sweep left: $(ls -A "$ovl")"
+[[ -e $ovl/not-a-clone.qcow2 ]] && ok "overlay sweep kept a file that is not a linked clone" ||
+    bad "overlay sweep removed a file that is not a linked clone"
+rm -f "$ovl/not-a-clone.qcow2"
 wait_for "$tmp/hostd.log" "msg=\"vm re-attached\" vm=$vm name=[^ ]* pid=$pid" 30 &&
     ok "hostd re-attached to QEMU $pid of VM $vm" || bad "re-attach of VM $vm"
 mapfile -t qp < <(app_qemu_pids)
