@@ -133,6 +133,15 @@ int disp_net_accept(int listen_fd, int *ret_fd, char ret_addr[static 64]);
 int disp_net_connect_unix(const char *path, int *ret_fd);
 
 /* ------------------------------------------------------------------------ */
+/* Upstream: libvncclient on a VM's VNC socket (rfb-up.c)                   */
+/* ------------------------------------------------------------------------ */
+
+struct _rfbClient; /* libvncclient's rfbClient */
+/* Replace libvncclient's encoding list with the ones QEMU's mode changes
+ * survive (see rfb-up.c); false when the connection is gone. */
+bool disp_rfb_set_encodings(struct _rfbClient *up);
+
+/* ------------------------------------------------------------------------ */
 /* Bytes before a library takes over (fuzzed)                               */
 /* ------------------------------------------------------------------------ */
 

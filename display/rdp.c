@@ -209,29 +209,6 @@ static void up_update(rfbClient *up, int x, int y, int w, int h)
     damage(rfbClientGetClientData(up, &up_tag), x, y, w, h);
 }
 
-/*
- * The encodings QEMU may use towards us, replacing libvncclient's list.
- * libvncclient 0.9.14 also asks for ExtendedDesktopSize, which QEMU then
- * prefers for a mode change, but takes QEMU's screen id 0 for invalid,
- * keeps the old size and drops the connection on the next update ("Rect too
- * large").  Without it QEMU announces a mode change as DesktopSize, which
- * libvncclient follows.  QEMU's extended key events stay (keys are sent as
- * scancodes); SetDesktopSize still reaches QEMU, which answers it in
- * ExtendedDesktopSize form regardless.
- */
-static bool up_set_encodings(rfbClient *up)
-{
-    static const uint32_t encs[] = {rfbEncodingCopyRect, rfbEncodingRaw, rfbEncodingNewFBSize,
-                                    rfbEncodingQemuExtendedKeyEvent, rfbEncodingLastRect};
-    unsigned char msg[sz_rfbSetEncodingsMsg + sizeof(encs)] = {rfbSetEncodings, 0, 0,
-                                                               sizeof(encs) / sizeof(encs[0])};
-    for (size_t i = 0; i < sizeof(encs) / sizeof(encs[0]); i++) {
-        uint32_t be = htonl(encs[i]);
-        memcpy(msg + sz_rfbSetEncodingsMsg + 4 * i, &be, 4);
-    }
-    return WriteToRFBServer(up, (const char *)msg, sizeof(msg)) ? true : false;
-}
-
 static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
 {
     rfbClient *up = rfbGetClient(8, 3, 4);
@@ -257,7 +234,7 @@ static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
     /* rfbInitClient frees the client when it fails */
     if (!rfbInitClient(up, NULL, NULL))
         return NULL;
-    if (!up_set_encodings(up)) {
+    if (!disp_rfb_set_encodings(up)) {
         rfbClientCleanup(up);
         return NULL;
     }

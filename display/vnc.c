@@ -378,6 +378,12 @@ static int vm_get(struct disp_vnc *vnc, int64_t vm_id, struct vnc_vm **ret_vm)
         vm_free(vm);
         return -ECONNREFUSED;
     }
+    if (!disp_rfb_set_encodings(up)) {
+        log_warn("vnc console closed at once", "vm", LOG_INT(vm_id), "socket", paths.vnc);
+        vm->up = up; /* vm_free cleans it up */
+        vm_free(vm);
+        return -ECONNREFUSED;
+    }
     vm->up = up;
     vm->next = vnc->vms;
     vnc->vms = vm;

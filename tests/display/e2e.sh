@@ -26,6 +26,10 @@
 #                  xfreerdp (QEMU starts paused: its first screen, then the
 #                  guest's text mode): displayd sends a Desktop Resize, the
 #                  client follows, and its picture matches QEMU's screendump
+#   e2e.sh vnc-resize  the guest changes its screen size under a connected
+#                  VNC viewer (QEMU starts paused): displayd's console
+#                  follows QEMU's DesktopSize, the viewer stays connected and
+#                  a second one gets the guest's new mode
 #   e2e.sh spice-vv  the broker's own .vv (POST /api/v1/desktops/{id}/connect,
 #                  protocol spice) with display.spice_tls on: remote-viewer
 #                  (kiosk, as on a thin client) reaches the guest through the
@@ -41,7 +45,7 @@
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|spice|spice-vv|rdp|rdp-resize|bench BENCH BENCH_RDP}
+mode=${1:?usage: e2e.sh vnc|vnc-resize|spice|spice-vv|rdp|rdp-resize|bench BENCH BENCH_RDP}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -121,7 +125,7 @@ extra_vnc=()
 paused=()
 # rdp-resize: the guest starts paused, so a viewer sees QEMU's first screen
 # and then the guest's own mode (a size change mid-session)
-[[ $mode == rdp-resize ]] && paused=(-S)
+[[ $mode == *-resize ]] && paused=(-S)
 if [[ $mode == bench ]]; then
     # QEMU's own VNC on TCP, for comparison only: loopback, bench only
     direct_display=$(( $("$helper" freeport) % 1000 + 100 ))
@@ -139,7 +143,7 @@ qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
     -qmp "unix:$vmdir/qmp-display.sock,server=on,wait=off" \
     -serial "file:$tmp/serial.log" "${paused[@]}" >"$tmp/qemu.log" 2>&1 &
 pids+=($!)
-if [[ $mode != rdp-resize ]]; then
+if [[ $mode != *-resize ]]; then
     wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
     ok "guest booted"
 fi
@@ -446,6 +450,35 @@ if [[ $mode == rdp-resize ]]; then
     type_until_echoed "$win" "$word" || fail "keys typed after the resize never reached the guest"
     xwd -id "$win" -silent | convert xwd:- "$tmp/grow.png"
     check_screen "$tmp/grow.png" "RDP after the guest changed its size"
+fi
+
+# ------------------------------------------------------------------ VNC, the guest resizes
+if [[ $mode == vnc-resize ]]; then
+    # a libvncclient viewer that stays connected while the guest boots and
+    # leaves QEMU's first screen for its own text mode
+    pw=$("$tool" issue-vnc "$conninfo" "$vm" "$session" 10)
+    "$bin/tests/display/vnc-hold" 127.0.0.1 "$vnc_port" "$pw" >"$tmp/hold.out" 2>&1 &
+    hold=$!
+    pids+=($hold)
+    wait_line "$tmp/hold.out" '^ready' 60 || fail "the viewer never saw QEMU's first screen: $(cat "$tmp/hold.out")"
+    first=$(sed -n 's/^ready .*size=\([0-9x]*\).*/\1/p' "$tmp/hold.out")
+    ok "a VNC viewer shows the paused guest's first screen ($first)"
+    "$helper" qmp "$vmdir/qmp.sock" cont
+    wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
+    ok "guest booted under the viewer"
+    wait_line "$tmp/displayd.log" 'msg="vnc console size".*width=720 height=400' 60 ||
+        fail "displayd's console never took the guest's 720x400"
+    sleep 2 # updates in the new mode flow to the viewer
+    kill -0 "$hold" 2>/dev/null && ! grep -q '^closed' "$tmp/hold.out" ||
+        fail "the viewer was dropped when the guest changed its mode: $(cat "$tmp/hold.out")"
+    grep -q 'msg="vnc console unreachable"\|msg="vnc console closed"' "$tmp/displayd.log" &&
+        fail "displayd lost the VM's console at the mode change"
+    ok "the first viewer is still connected after the mode change ($first -> 720x400)"
+    pw=$("$tool" issue-vnc "$conninfo" "$vm" "$session" 10)
+    "$tool" vncpasswd "$pw" "$tmp/passwd"
+    timeout 60 vncsnapshot -quiet -passwd "$tmp/passwd" -quality 100 \
+        "127.0.0.1::$vnc_port" "$tmp/vnc.jpg" || fail "vncsnapshot after the mode change"
+    check_screen "$tmp/vnc.jpg" "VNC after the guest changed its size"
 fi
 
 # ------------------------------------------------------------------ bench
