@@ -437,7 +437,13 @@ if [[ $mode == rdp-resize ]]; then
     pids+=($!)
     win=$(timeout 60 xdotool search --sync --name atrium-grow | head -n1) || fail "no xfreerdp window"
     wait_line "$tmp/displayd.log" 'msg="rdp viewer joined"' 30 || fail "RDP viewer never joined"
-    geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
+    # the window opens at xfreerdp's default size and takes the server's
+    # desktop size once the connection is up: look a bounded number of times
+    for _ in $(seq 40); do
+        geom=$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')
+        [[ $geom == "$before" ]] && break
+        sleep 0.25
+    done
     [[ $geom == "$before" ]] || fail "xfreerdp's window is $geom, QEMU's first screen $before"
     ok "xfreerdp shows the paused guest's first screen ($before)"
     "$helper" qmp "$vmdir/qmp.sock" cont
