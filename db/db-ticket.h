@@ -121,6 +121,13 @@ int db_ticket_fail(struct db *db, unsigned protocol, const char *client_addr,
 int db_ticket_throttled(struct db *db, const char *client_addr);
 
 /*
+ * Wipe the clear text of used and expired VNC passwords; returns how many,
+ * or -errno.  displayd does it before each native VNC log-in and the pool
+ * manager on every pass, so none outlives its ticket by more than a pass.
+ */
+int db_ticket_wipe_spent(struct db *db);
+
+/*
  * The live VNC passwords (unused, unexpired), for checking a DES answer
  * against each; at most @max.  Wipes the clear text of used and expired ones
  * first.  Sets *ret_passwords to a malloc'd array of NUL-terminated

@@ -291,6 +291,20 @@ int db_ticket_redeem(struct db *db, const char *ticket, unsigned protocol, const
     return r;
 }
 
+int db_ticket_wipe_spent(struct db *db)
+{
+    PGresult *res;
+    int r = db_exec(db,
+                    "UPDATE console_tickets SET vnc_password = NULL WHERE vnc_password IS NOT NULL"
+                    " AND (used_at IS NOT NULL OR expires_at <= now())",
+                    0, NULL, &res, NULL);
+    if (r < 0)
+        return r;
+    r = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return r;
+}
+
 int db_ticket_vnc_live(struct db *db, size_t max, char (**ret_passwords)[DB_TICKET_VNC_LEN + 1],
                        size_t *ret_n)
 {
@@ -302,10 +316,7 @@ int db_ticket_vnc_live(struct db *db, size_t max, char (**ret_passwords)[DB_TICK
     if (max == 0 || max > 100000)
         return -EINVAL;
     /* clear text must not outlive its use: wipe used and expired ones first */
-    r = db_exec(db,
-                "UPDATE console_tickets SET vnc_password = NULL WHERE vnc_password IS NOT NULL"
-                " AND (used_at IS NOT NULL OR expires_at <= now())",
-                0, NULL, NULL, NULL);
+    r = db_ticket_wipe_spent(db);
     if (r < 0)
         goto out;
     const char *p[] = {db_param_i64(b1, (int64_t)max)};

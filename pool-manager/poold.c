@@ -208,6 +208,11 @@ static int run(struct poold *d)
             if (requeued > 0)
                 log_warn("stale tasks requeued", "tasks", LOG_INT(requeued), "stale_s",
                          LOG_INT(TASK_STALE_S));
+            /* a VNC password whose ticket expired unused (displayd down, or
+             * no native viewer since) must not stay in clear text */
+            int wiped = db_ticket_wipe_spent(d->db);
+            if (wiped > 0)
+                log_info("spent vnc passwords wiped", "tickets", LOG_INT(wiped));
             struct pool_pass st = {0};
             int r = pool_reconcile(d->db, &d->env, &st);
             if (st.created || st.retired || st.refreshed || st.lost)

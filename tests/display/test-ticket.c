@@ -256,6 +256,26 @@ static void test_expired_vnc_password_is_wiped(void **state)
                      0);
 }
 
+/* What the pool manager runs on every pass: an expired, never used password
+ * goes, a live one stays. */
+static void test_spent_vnc_passwords_are_wiped_without_a_viewer(void **state)
+{
+    struct fx *fx = *state;
+    struct db_ticket_request req = req_for(fx, DB_PROTO_VNC, 10);
+    char pw[DB_TICKET_VNC_LEN + 1];
+    assert_int_equal(db_ticket_issue_vnc(fx->db, &req, pw), 0);
+    assert_int_equal(pgt_exec(fx->conninfo, "UPDATE console_tickets SET"
+                                            " created_at = now() - interval '11 s',"
+                                            " expires_at = now() - interval '1 s'"),
+                     0);
+    assert_int_equal(db_ticket_issue_vnc(fx->db, &req, pw), 0);
+    assert_int_equal(db_ticket_wipe_spent(fx->db), 1);
+    assert_int_equal(db_ticket_wipe_spent(fx->db), 0);
+    assert_int_equal(query_i64(fx, "SELECT count(*) FROM console_tickets"
+                                   " WHERE vnc_password IS NOT NULL AND expires_at > now()"),
+                     1);
+}
+
 static void test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket(void **state)
 {
     struct fx *fx = *state;
@@ -377,6 +397,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vnc_password_is_8_chars_and_expires_within_10_s, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_expired_vnc_password_is_wiped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spent_vnc_passwords_are_wiped_without_a_viewer, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_address_that_keeps_failing_is_throttled_even_with_a_good_ticket, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -152,18 +152,10 @@ fi
 [[ $stuck == 0 ]] && ok "no task left running" || bad "$stuck task(s) left running"
 until_sql 40 "SELECT count(*) = 0 FROM console_tickets WHERE used_at IS NULL AND expires_at > now()" &&
     ok "no live console ticket left" || bad "live tickets left"
-if until_sql 40 "SELECT count(*) = 0 FROM console_tickets WHERE vnc_password IS NOT NULL"; then
-    ok "no VNC password left in clear"
-elif [[ $mode == chaos && $(q "SELECT bool_and(used_at IS NULL AND expires_at < now())
-                              FROM console_tickets WHERE vnc_password IS NOT NULL") == t ]]; then
-    # Known display/db gap, reported: an expired, never used VNC password is
-    # wiped only when the next native VNC viewer arrives (db_ticket_vnc_live),
-    # so one issued while displayd was down stays in clear.  Printed, not failed.
-    echo "KNOWN-BUG displayd: $(q "SELECT count(*) FROM console_tickets WHERE vnc_password IS NOT NULL")" \
-        "expired, never used VNC password(s) still in clear (wiped only when the next VNC viewer arrives)"
-else
+# poold wipes spent VNC passwords on every pass, displayd before each VNC log-in
+until_sql 40 "SELECT count(*) = 0 FROM console_tickets WHERE vnc_password IS NOT NULL" &&
+    ok "no VNC password left in clear" ||
     bad "$(q "SELECT count(*) FROM console_tickets WHERE vnc_password IS NOT NULL") VNC passwords left in clear"
-fi
 
 # ------------------------------------------------------------------ processes
 mapfile -t qp < <(app_qemu_pids | sort -n)
