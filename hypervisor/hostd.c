@@ -1617,6 +1617,8 @@ int main(int argc, char **argv)
     struct hostd h = {.sigfd = -1, .stop_timeout_s = -1}; /* -1: from [hostd] stop_timeout */
     const char *config = NULL;
     int c, rc = 1;
+    if (atr_version_requested(argc, argv, "atrium-hostd"))
+        return 0;
     log_init("hostd", LOG_LEVEL_INFO);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         long long v;

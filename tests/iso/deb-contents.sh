@@ -129,9 +129,9 @@ check "atriumctl parses the packaged atrium.conf (exit $rc, not 3)" test "$rc" -
 for d in "${daemons[@]}"; do
     check "$d --help runs" bash -c "'$root/usr/sbin/$d' --help >/dev/null 2>&1"
 done
-# Every program names the package version (atrium-hostd joins this list once
-# its main calls atr_version_requested).
-for p in usr/sbin/atrium-poold usr/sbin/atrium-broker usr/sbin/atrium-displayd usr/bin/atriumctl; do
+# Every program names the package version.
+for p in usr/sbin/atrium-hostd usr/sbin/atrium-poold usr/sbin/atrium-broker usr/sbin/atrium-displayd \
+    usr/bin/atriumctl; do
     [[ -x $root/$p ]] || continue
     out=$("$root/$p" --version 2>&1)
     check "${p##*/} --version prints '${p##*/} $version'" test "$out" = "${p##*/} $version"
