@@ -30,6 +30,7 @@
 #                  VNC viewer (QEMU starts paused): displayd's console
 #                  follows QEMU's DesktopSize, the viewer stays connected and
 #                  a second one gets the guest's new mode
+#   e2e.sh spice-vv-plain  the same without TLS on the proxy (registered)
 #   e2e.sh spice-vv  the broker's own .vv (POST /api/v1/desktops/{id}/connect,
 #                  protocol spice) with display.spice_tls on: remote-viewer
 #                  (kiosk, as on a thin client) reaches the guest through the
@@ -45,7 +46,7 @@
 # this script's process group and is killed on exit, also on failure.
 set -euo pipefail
 
-mode=${1:?usage: e2e.sh vnc|vnc-resize|spice|spice-vv|rdp|rdp-resize|bench BENCH BENCH_RDP}
+mode=${1:?usage: e2e.sh vnc|vnc-resize|spice|spice-vv|spice-vv-plain|rdp|rdp-resize|bench BENCH BENCH_RDP}
 bin=${ATRIUM_BINARY_DIR:?}
 src=${ATRIUM_SOURCE_DIR:?}
 guest=${ATRIUM_GUEST_DIR:-$bin/guest}
@@ -173,10 +174,14 @@ tls_cert = $tmp/cert.pem
 tls_key = $tmp/key.pem
 rdp_gfx = true
 CONF
-if [[ $mode == spice-vv ]]; then
+if [[ $mode == spice-vv* ]]; then
     broker_port=$("$helper" freeport)
+    vv_scheme=http
+    if [[ $mode == spice-vv ]]; then
+        vv_scheme=https
+        echo "spice_tls = true" >>"$tmp/atrium.conf"
+    fi
     cat >>"$tmp/atrium.conf" <<CONF
-spice_tls = true
 [broker]
 listen = 127.0.0.1
 port = $broker_port
@@ -677,8 +682,8 @@ VV
     ok "used, forged and wrong-protocol SPICE tickets refused and audited"
 fi
 
-# ------------------------------------------------------------------ SPICE, the broker's .vv over TLS
-if [[ $mode == spice-vv ]]; then
+# ------------------------------------------------------------------ SPICE, the broker's .vv (TLS or not)
+if [[ $mode == spice-vv* ]]; then
     : >"$tmp/broker.log"
     "$bin/broker/atrium-broker" --config "$tmp/atrium.conf" 2>"$tmp/broker.log" &
     pids+=($!)
@@ -693,10 +698,11 @@ if [[ $mode == spice-vv ]]; then
         -H 'Accept: application/x-virt-viewer' -o "$tmp/console.vv" -w '%{http_code}' \
         --data-binary '{"protocol":"spice"}' "$base/api/v1/desktops/$pool/connect")
     [[ $st == 200 ]] || fail "connect answered $st: $(cat "$tmp/console.vv")"
-    grep -qx "proxy=https://127.0.0.1:$spice_port" "$tmp/console.vv" ||
-        fail "the .vv does not name the TLS proxy: $(grep proxy "$tmp/console.vv")"
-    ok "the broker's .vv names the TLS proxy (proxy=https://127.0.0.1:$spice_port)"
-
+    grep -qx "proxy=$vv_scheme://127.0.0.1:$spice_port" "$tmp/console.vv" ||
+        fail "the .vv does not name the proxy as $vv_scheme: $(grep proxy "$tmp/console.vv")"
+    ok "the broker's .vv names the proxy (proxy=$vv_scheme://127.0.0.1:$spice_port)"
+fi
+if [[ $mode == spice-vv ]]; then
     # a client speaking plain HTTP to the TLS port gets no CONNECT
     st=$(timeout 10 curl -s -o /dev/null -w '%{http_connect}' -p -x "http://127.0.0.1:$spice_port" \
         "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" || true)
@@ -708,6 +714,8 @@ if [[ $mode == spice-vv ]]; then
         -x "https://127.0.0.1:$spice_port" "http://deadbeefdeadbeefdeadbeefdeadbeef:5900/" 2>"$tmp/curl.log" || true)
     [[ $st == 403 ]] || fail "a forged ticket through the TLS proxy got '$st': $(cat "$tmp/curl.log")"
     ok "a forged ticket through the TLS proxy is refused (403 inside TLS)"
+fi
+if [[ $mode == spice-vv* ]]; then
 
     # The viewer trusts the gateway's certificate as an installed CA: in a
     # private mount namespace the system CA bundle (which spice-gtk's TLS
@@ -725,7 +733,7 @@ if [[ $mode == spice-vv ]]; then
     wait_line "$tmp/displayd.log" 'msg="spice viewer joined"' 60 ||
         fail "viewer never joined: $(tail -5 "$tmp/viewer.log")"
     win=$(timeout 60 xdotool search --sync --onlyvisible --class remote-viewer | head -n1) || fail "no remote-viewer window"
-    ok "remote-viewer connected through the TLS proxy with the broker's .vv"
+    ok "remote-viewer connected through the $vv_scheme proxy with the broker's .vv"
 
     # the guest's 720x400 picture somewhere in the viewer's screen: found by
     # ImageMagick's sub-image search against QEMU's screendump, then compared
@@ -740,7 +748,7 @@ if [[ $mode == spice-vv ]]; then
         if [[ -n $at ]]; then
             convert "$tmp/root.png" -crop "$(identify -format '%wx%h' "$tmp/qemu.ppm")$at" +repage \
                 "$tmp/viewer.png"
-            if (check_screen "$tmp/viewer.png" "remote-viewer (broker's .vv, TLS proxy)"); then
+            if (check_screen "$tmp/viewer.png" "remote-viewer (broker's .vv, $vv_scheme proxy)"); then
                 shot_ok=1
                 break
             fi
