@@ -9,8 +9,6 @@ add_executable(storm ${CMAKE_CURRENT_LIST_DIR}/storm.c)
 target_link_libraries(storm PRIVATE PkgConfig::E2E_CURL atr::jansson atr::vncclient
                       Threads::Threads)
 
-option(ATRIUM_E2E_LONG "register the long (several minutes) storm and chaos runs" OFF)
-
 # e2e_storm(NAME USERS SECONDS VMS LABELS ... TIMEOUT s [CHAOS rounds])
 # CHAOS: tests/chaos/monkey.sh kills daemons during the storm, on the test's
 # own PostgreSQL (it restarts it), so no "pg" fixture.
