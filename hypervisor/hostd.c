@@ -54,10 +54,11 @@ struct local_vm {
     int64_t balloon_mb; /* -1: not known yet */
     struct hv_vm_io io;
     bool have_io;
-    int applying_gen;     /* resources generation sent to QEMU, awaiting its answer */
-    bool resources_due;   /* a new QEMU starts without limits: apply them again */
-    struct snap_op *snap; /* snapshot job under way (one at a time per VM) */
-    int64_t revert_task;  /* disk-only revert: apply the snapshot once QEMU is gone */
+    int applying_gen;       /* resources generation sent to QEMU, awaiting its answer */
+    bool resources_due;     /* a new QEMU starts without limits: apply them again */
+    int64_t net_bps_on_tap; /* cap set on the bridged NIC's tap; -1 unknown (adopted) */
+    struct snap_op *snap;   /* snapshot job under way (one at a time per VM) */
+    int64_t revert_task;    /* disk-only revert: apply the snapshot once QEMU is gone */
     char revert_tag[64];
     struct mig_op *mig;    /* outgoing live migration under way */
     struct mig_in *mig_in; /* incoming: QEMU waits for the stream; the row is not ours yet */
@@ -290,9 +291,22 @@ static void sweep_overlays(struct hostd *h)
         log_info("overlay sweep", "removed", LOG_INT(removed));
 }
 
+/* A bridged VM's tap and ifb go with its QEMU (nothing to do for other NICs). */
+static void net_remove(int64_t id)
+{
+    char tap[HV_IFNAMSIZ], ifb[HV_IFNAMSIZ];
+    if (hv_net_names(id, tap, ifb) < 0)
+        return;
+    int r = hv_net_tap_delete(tap, ifb);
+    if (r < 0)
+        log_error("cannot remove the VM's tap", "vm", LOG_INT(id), "tap", tap, "errno",
+                  LOG_INT(-r));
+}
+
 static void finish_delete(struct hostd *h, int64_t id, const char *name, const char *disk)
 {
     hv_cgroup_vm_remove(&h->cg, id);
+    net_remove(id);
     int r = hv_vm_remove_runtime(id, h->cfg->paths.runtime_dir);
     if (r < 0)
         log_error("cannot remove VM runtime directory", "vm", LOG_INT(id), "errno", LOG_INT(-r));
@@ -391,6 +405,9 @@ static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm
     l->fresh = fresh;
     l->balloon_mb = -1;
     l->resources_due = fresh;
+    /* A fresh QEMU got a fresh tap (no cap); an adopted one kept its tap
+     * and whatever tc has on it. */
+    l->net_bps_on_tap = fresh ? 0 : -1;
     l->next = h->vms;
     h->vms = l;
 }
@@ -454,10 +471,28 @@ static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, con
     };
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
+    char tap[HV_IFNAMSIZ] = "", ifb[HV_IFNAMSIZ] = "";
     int r = incoming ? 0 : ensure_disk(h, row, &err);
+    if (r == 0 && def.nic == HV_NIC_BRIDGE) {
+        /* hostd makes the tap, so that it can put tc on it (the network
+         * cap) and QEMU needs no bridge helper. */
+        if ((r = hv_net_names(row->id, tap, ifb)) < 0)
+            atr_error_set(&err, r, "VM id %lld is too long for a tap name", (long long)row->id);
+        else if (!def.bridge || !def.bridge[0])
+            r = atr_error_set(&err, -EINVAL,
+                              "the VM has a bridged NIC but no bridge is named (vms.bridge or "
+                              "[hostd] bridge)");
+        else if ((r = hv_net_tap_delete(NULL, ifb)) < 0) /* a dead hostd's leftover */
+            atr_error_set(&err, r, "cannot remove the old %s", ifb);
+        else
+            r = hv_net_tap_create(tap, def.bridge, &err);
+        def.tap = tap;
+    }
     if (r == 0)
         r = hv_vm_start(&def, h->cfg->paths.runtime_dir, h->cfg->hostd.qemu, &vm_ops, h, &vm, &err);
     if (r < 0) {
+        if (tap[0])
+            hv_net_tap_delete(tap, NULL);
         log_error("vm start failed", "vm", LOG_INT(row->id), "name", row->name, "error", err.msg);
         if (ret_err)
             *ret_err = err;
@@ -554,6 +589,42 @@ static void on_resource_reply(struct hv_qmp *q, const struct hv_qmp_reply *r, vo
 }
 
 /*
+ * The network cap: tc on a bridged VM's tap (hv_net_cap_apply), changed
+ * only when it differs from what the tap has.  User networking cannot be
+ * capped: slirp in QEMU 7.2 has no rate limiter and the VM's traffic leaves
+ * through QEMU's own host sockets, where no per-VM tc applies.  The cap is
+ * kept in the row (it bites once the VM is bridged) and the VM's
+ * last_error says it is not enforced.
+ */
+static void apply_net_cap(struct local_vm *l, const struct db_vm *row, int64_t bps,
+                          struct res_req *b)
+{
+    if (strcmp(row->nic_mode, "bridge") != 0) {
+        if (bps > 0)
+            res_note(b, "network cap",
+                     strcmp(row->nic_mode, "none") == 0
+                         ? "the VM has no NIC"
+                         : "QEMU's user networking has no rate limiter; only a bridged NIC "
+                           "can be capped");
+        return;
+    }
+    if (bps == l->net_bps_on_tap)
+        return;
+    char tap[HV_IFNAMSIZ], ifb[HV_IFNAMSIZ];
+    struct atr_error err = {0};
+    int r = hv_net_names(row->id, tap, ifb);
+    if (r == 0)
+        r = hv_net_cap_apply(tap, ifb, bps, &err);
+    if (r < 0) {
+        l->net_bps_on_tap = -1; /* unknown: try again with the next change */
+        res_note(b, "network cap", err.msg[0] ? err.msg : strerror(-r));
+        return;
+    }
+    l->net_bps_on_tap = bps;
+    log_info("network cap set", "vm", LOG_INT(row->id), "tap", tap, "bytes_per_s", LOG_INT(bps));
+}
+
+/*
  * Live resources, no restart: CPU weight and cap and the memory cap through
  * the VM's cgroup, the balloon target and disk limits through QMP, the
  * priority boost folded in by hv_resources_effective.  The generation is
@@ -591,9 +662,7 @@ static void apply_resources(struct hostd *h, struct local_vm *l, const struct db
         res_note(b, "CPU/memory limits", "cannot move QEMU into its cgroup");
     else if (h->cg.mode != HV_CGROUP_NONE && hv_cgroup_vm_apply(&h->cg, row->id, &eff, &err) < 0)
         res_note(b, "CPU/memory limits", err.msg);
-    if (eff.net_bps > 0)
-        res_note(b, "network cap",
-                 "QEMU's user networking has no rate limiter; the cap is kept for bridged NICs");
+    apply_net_cap(l, row, eff.net_bps, b);
     int64_t mb = row->balloon_mb > 0 ? row->balloon_mb : row->memory_mb;
     l->applying_gen = row->resources_gen;
     b->pending = 1; /* held until every command is queued */
@@ -745,6 +814,7 @@ static void reap(struct hostd *h)
         *pp = l->next;
         snap_abandon(h, l);
         hv_cgroup_vm_remove(&h->cg, l->id); /* a new QEMU gets a fresh one */
+        net_remove(l->id);                  /* and a fresh tap */
         hv_cgroup_fini(&h->cg);             /* the slice lives while it holds VMs */
         slice_share(h);
         if (l->deleting)

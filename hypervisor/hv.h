@@ -68,6 +68,7 @@ struct hv_vm_def {
     const char *kernel, *initrd, *cmdline; /* HV_BOOT_KERNEL */
     enum hv_nic nic;
     const char *bridge; /* HV_NIC_BRIDGE */
+    const char *tap;    /* HV_NIC_BRIDGE: the tap hostd made on @bridge (hv_net_tap_create) */
     const char *mac;    /* "52:54:00:..", NULL or "" = QEMU picks */
     enum hv_accel accel;
     bool start_paused;  /* -S: CPUs stay stopped until "cont" */
@@ -105,6 +106,38 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
 
 /* Accepts NULL; returns NULL. */
 char **hv_argv_free(char **argv);
+
+/* ------------------------------------------------------------------------ */
+/* Network: a bridged NIC's tap and the bandwidth cap                       */
+/* ------------------------------------------------------------------------ */
+
+#define HV_IFNAMSIZ 16 /* IFNAMSIZ: 15 characters and the NUL */
+
+/*
+ * The names of VM @id's tap ("atr<id>n0") and of the ifb device that shapes
+ * what the guest sends ("atr<id>i0").  -ENAMETOOLONG for ids above 10 digits.
+ */
+int hv_net_names(int64_t id, char ret_tap[static HV_IFNAMSIZ], char ret_ifb[static HV_IFNAMSIZ]);
+
+/*
+ * Create the persistent tap @tap, enslaved to @bridge and up, for a QEMU to
+ * open by name (-netdev tap,ifname=…).  A tap of that name left by an
+ * earlier QEMU of the VM is replaced.  -ENODEV when @bridge does not exist;
+ * @err says what failed.  Runs `ip`; needs CAP_NET_ADMIN.
+ */
+int hv_net_tap_create(const char *tap, const char *bridge, struct atr_error *err);
+
+/* Remove @tap and @ifb (either may be NULL); 0 also when they were not there. */
+int hv_net_tap_delete(const char *tap, const char *ifb);
+
+/*
+ * Cap the VM's traffic at @bps bytes per second each way, live: a tbf root
+ * qdisc on @tap (to the guest) and, for what the guest sends, an ingress
+ * redirect from @tap to @ifb (created here) with its own tbf.  @bps 0 lifts
+ * the cap (qdiscs and @ifb removed).  Re-applying is idempotent.  -ENODEV
+ * when @tap does not exist; -ERANGE for a rate tc cannot express.
+ */
+int hv_net_cap_apply(const char *tap, const char *ifb, int64_t bps, struct atr_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* QMP client                                                               */

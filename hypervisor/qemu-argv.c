@@ -111,7 +111,7 @@ static bool mac_ok(const char *mac)
                                        &v[4], &v[5], &tail) == 6;
 }
 
-static bool bridge_ok(const char *br)
+static bool ifname_ok(const char *br)
 {
     if (!br || !br[0] || strlen(br) > 15)
         return false;
@@ -176,7 +176,7 @@ static int def_check(const struct hv_vm_def *def, const char *qemu)
         return -EINVAL;
     if (def->boot == HV_BOOT_DISK && empty(def->disk_path))
         return -EINVAL;
-    if (def->nic == HV_NIC_BRIDGE && !bridge_ok(def->bridge))
+    if (def->nic == HV_NIC_BRIDGE && (!ifname_ok(def->bridge) || !ifname_ok(def->tap)))
         return -EINVAL;
     if (!empty(def->mac) && !mac_ok(def->mac))
         return -EINVAL;
@@ -255,7 +255,10 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     if (def->nic != HV_NIC_NONE) {
         add(&b, "-netdev");
         if (def->nic == HV_NIC_BRIDGE)
-            addf(&b, "bridge,id=net0,br=%s", def->bridge);
+            /* hostd made the tap and put it on the bridge (hv_net_tap_create):
+             * QEMU only opens it, runs no script and no bridge helper, and
+             * the tap's tc cap is hostd's to change. */
+            addf(&b, "tap,id=net0,ifname=%s,script=no,downscript=no", def->tap);
         else
             /* No hostfwd: user networking then opens no port on the host. */
             add(&b, "user,id=net0");
@@ -315,13 +318,11 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     add2(&b, "-serial", "chardev:serial0");
 
     add2(&b, "-pidfile", paths->pidfile);
-    /* The seccomp filter: no exec of helpers (except the bridge helper,
-     * which QEMU spawns itself), no privilege gain, no scheduler games. */
+    /* The seccomp filter: no exec of helpers (a bridged NIC's tap is made
+     * by hostd, so QEMU needs no bridge helper), no privilege gain, no
+     * scheduler games. */
     add(&b, "-sandbox");
-    if (def->nic == HV_NIC_BRIDGE)
-        add(&b, "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny");
-    else
-        add(&b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+    add(&b, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
     r = b.error;
 
 out:

@@ -25,9 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sched.h>
 #include <sys/inotify.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -255,7 +259,8 @@ static void kill_all_qemu(void)
     closedir(d);
 }
 
-static int64_t create_vm(const char *name, const char *overlay_leaf)
+static int64_t create_vm_nic(const char *name, const char *overlay_leaf, const char *nic,
+                             const char *bridge)
 {
     char gold[PATH_MAX], overlay[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], cmdpath[PATH_MAX];
     snprintf(gold, sizeof(gold), "%s/disk.qcow2", T.guest);
@@ -278,12 +283,18 @@ static int64_t create_vm(const char *name, const char *overlay_leaf)
         .boot_kernel = kernel,
         .boot_initrd = initrd,
         .boot_cmdline = cmdline,
-        .nic_mode = "user",
+        .nic_mode = nic,
+        .bridge = bridge,
     };
     int64_t id;
     assert_int_equal(db_vm_create(T.db, &v, &id), 0);
     free(cmdline);
     return id;
+}
+
+static int64_t create_vm(const char *name, const char *overlay_leaf)
+{
+    return create_vm_nic(name, overlay_leaf, "user", NULL);
 }
 
 static void vm_path(char *buf, int64_t id, const char *leaf)
@@ -1271,6 +1282,228 @@ static void test_live_resources_and_boost_apply_without_restart(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Network cap (hv.netcap): tc on a bridged VM's tap                        */
+/* ------------------------------------------------------------------------ */
+
+#define NETCAP_BRIDGE "atrbr0"
+#define NETCAP_HOST_IP "10.77.0.1"
+#define NETCAP_GUEST_IP "10.77.0.2"
+
+/* Run a command (fixed strings and numbers only) and return its stdout. */
+static char *sh_out(const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "re");
+    if (!p)
+        return NULL;
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    size_t k;
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        n += k;
+    pclose(p);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+/* "Sent N bytes" of the first qdisc of @kind ("tbf"; "" = any) on @dev, -1 if none. */
+static long long qdisc_sent(const char *dev, const char *kind)
+{
+    char *out = sh_out("tc -s qdisc show dev %s", dev);
+    long long sent = -1;
+    char want[32];
+    snprintf(want, sizeof(want), kind[0] ? "qdisc %s " : "qdisc %s", kind);
+    const char *q = out ? strstr(out, want) : NULL;
+    const char *s = q ? strstr(q, "Sent ") : NULL;
+    if (s)
+        sent = strtoll(s + 5, NULL, 10);
+    free(out);
+    return sent;
+}
+
+static bool tc_shows(const char *what, const char *dev, const char *needle)
+{
+    char *out = sh_out("tc %s show dev %s 2>&1", what, dev);
+    bool yes = out && strstr(out, needle);
+    if (!yes)
+        print_message("# tc %s show dev %s:\n%s", what, dev, out ? out : "");
+    free(out);
+    return yes;
+}
+
+/* The test runs in a network namespace of its own (hostd, QEMU, ip and tc
+ * inherit it): the kernel removes it, with the bridge and every tap, when
+ * the last process in it is gone, also when the test is killed. */
+static int netcap_setup(void **state)
+{
+    if (unshare(CLONE_NEWNET) < 0) {
+        fprintf(stderr, "cannot make a network namespace: %s\n", strerror(errno));
+        return -1;
+    }
+    if (system("ip link set lo up && ip link add " NETCAP_BRIDGE " type bridge && "
+               "ip addr add " NETCAP_HOST_IP "/24 dev " NETCAP_BRIDGE " && "
+               "ip link set " NETCAP_BRIDGE " up") != 0) {
+        fprintf(stderr, "cannot set up the test bridge\n");
+        return -1;
+    }
+    return group_setup(state);
+}
+
+static bool applied_with_error(const struct db_vm *v, const void *arg)
+{
+    return applied_all(v, NULL) && strstr(v->last_error, (const char *)arg);
+}
+
+static bool link_gone(const char *dev)
+{
+    return if_nametoindex(dev) == 0;
+}
+
+/* Blast UDP at the guest's address for @ms; returns the bytes the host accepted. */
+static long long blast(int ms)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9)};
+    inet_pton(AF_INET, NETCAP_GUEST_IP, &to.sin_addr);
+    static char payload[1400];
+    long long sent = 0;
+    int64_t end = now_ms() + ms;
+    while (now_ms() < end) {
+        ssize_t n = sendto(fd, payload, sizeof(payload), 0, (struct sockaddr *)&to, sizeof(to));
+        if (n > 0)
+            sent += n;
+        else if (errno == EAGAIN || errno == ENOBUFS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            poll(&p, 1, 1);
+        }
+    }
+    close(fd);
+    return sent;
+}
+
+static void set_net_bps(int64_t id, int64_t bps)
+{
+    struct db_vm_resources r = {.cpu_weight = -1,
+                                .cpu_max_pct = -1,
+                                .memory_max_mb = -1,
+                                .disk_iops = -1,
+                                .disk_bps = -1,
+                                .net_bps = bps};
+    assert_int_equal(db_vm_set_resources(T.db, id, &r), 0);
+}
+
+static void test_bridged_vm_network_cap_is_tc_on_its_tap_and_changes_live(void **state)
+{
+    (void)state;
+    ensure_hostd();
+    int64_t a = create_vm_nic("net-a", "net-a.qcow2", "bridge", NETCAP_BRIDGE);
+    int64_t u = create_vm("net-user", "net-user.qcow2");
+    struct db_vm va, now_;
+    assert_true(wait_vm(a, running_with_pid, NULL, STATE_TIMEOUT_MS, &va));
+    char tap[HV_IFNAMSIZ], ifb[HV_IFNAMSIZ];
+    assert_int_equal(hv_net_names(a, tap, ifb), 0);
+
+    /* hostd made the tap and put it on the bridge; QEMU opened it. */
+    assert_false(link_gone(tap));
+    /* (/sys shows the namespace it was mounted in, not ours: ask ip.) */
+    char *o = sh_out("ip -o link show dev %s", tap);
+    assert_non_null(o);
+    assert_non_null(strstr(o, " master " NETCAP_BRIDGE " "));
+    free(o);
+
+    /* Frames for the guest's address go out of the tap (no ARP needed). */
+    const char *mac = va.mac[0] ? va.mac : "52:54:00:12:34:56";
+    o = sh_out("ip neigh replace " NETCAP_GUEST_IP " lladdr %s dev " NETCAP_BRIDGE
+               " nud permanent 2>&1; echo rc=$?",
+               mac);
+    assert_non_null(strstr(o, "rc=0"));
+    free(o);
+
+    /* Uncapped: what the host pushes through the tap in 2 s. */
+    long long before = qdisc_sent(tap, "");
+    long long offered = blast(2000);
+    long long after = qdisc_sent(tap, "");
+    printf("# measured: uncapped: offered %.0f KB/s, tap qdisc passed %.0f KB/s\n",
+           offered / 2.0 / 1000, (after - before) / 2.0 / 1000);
+
+    /* Cap at 1 Mbit/s. */
+    const int64_t cap = 125000;
+    int64_t t0 = now_ms();
+    set_net_bps(a, cap);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    printf("# measured: net_bps row change -> applied_gen (tc): %lld ms\n",
+           (long long)(now_ms() - t0));
+    assert_string_equal(now_.last_error, "");
+    assert_true(tc_shows("qdisc", tap, "qdisc tbf"));
+    assert_true(tc_shows("qdisc", tap, "rate 1Mbit"));
+    assert_true(tc_shows("qdisc", tap, "qdisc ingress ffff:"));
+    char tap_ingress[64];
+    snprintf(tap_ingress, sizeof(tap_ingress), "%s ingress", tap);
+    assert_true(tc_shows("filter", tap_ingress, "mirred (Egress Redirect to device"));
+    assert_true(tc_shows("qdisc", ifb, "rate 1Mbit"));
+
+    /* The cap bites: 2 s of the same blast pass about 1 Mbit/s (plus the bucket). */
+    before = qdisc_sent(tap, "tbf");
+    offered = blast(2000);
+    after = qdisc_sent(tap, "tbf");
+    double passed = (after - before) / 2.0;
+    printf("# measured: cap %lld B/s: offered %.0f KB/s, tbf passed %.0f KB/s\n", (long long)cap,
+           offered / 2.0 / 1000, passed / 1000);
+    assert_true(offered / 2.0 > 3.0 * cap); /* the sender did push more than the cap */
+    assert_true(passed <= 1.3 * cap);
+    assert_true(passed >= 0.5 * cap);
+
+    /* Live change: same QEMU, new rate. */
+    set_net_bps(a, 1000000);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_string_equal(now_.last_error, "");
+    assert_true(tc_shows("qdisc", tap, "rate 8Mbit"));
+    assert_true(tc_shows("qdisc", ifb, "rate 8Mbit"));
+    assert_int_equal(now_.qemu_pid, va.qemu_pid);
+
+    /* hostd restarted: the re-adopted VM keeps its tap and its cap. */
+    kill_hostd();
+    start_hostd();
+    assert_true(wait_vm(a, running_with_pid, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_int_equal(now_.qemu_pid, va.qemu_pid);
+    assert_true(tc_shows("qdisc", tap, "rate 8Mbit"));
+    assert_true(tc_shows("qdisc", ifb, "rate 8Mbit"));
+
+    /* Lifted: no tbf, no ingress redirect, no ifb. */
+    set_net_bps(a, 0);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_string_equal(now_.last_error, "");
+    assert_false(tc_shows("qdisc", tap, "tbf") || tc_shows("qdisc", tap, "ingress"));
+    assert_true(link_gone(ifb));
+    assert_int_equal(now_.qemu_pid, va.qemu_pid);
+
+    /* User networking cannot be capped: stored, and the VM says why. */
+    set_net_bps(u, cap);
+    assert_true(wait_vm(u, applied_with_error, "user networking has no rate limiter",
+                        STATE_TIMEOUT_MS, &now_));
+    assert_int_equal(now_.net_bps, cap);
+
+    /* The tap and the ifb go with the VM. */
+    set_net_bps(a, cap);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_false(link_gone(ifb));
+    int64_t ids[] = {a, u};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(db_vm_set_desired(T.db, ids[i], "deleted"), 0);
+    for (int i = 0; i < 2; i++)
+        assert_true(wait_vm(ids[i], row_gone, NULL, STATE_TIMEOUT_MS, NULL));
+    assert_true(link_gone(tap));
+    assert_true(link_gone(ifb));
+    assert_false(process_alive(va.qemu_pid));
+}
+
 int main(int argc, char **argv)
 {
     /* "snapshots" / "resources": their own ctests (hv.snapshots, hv.resources). */
@@ -1286,6 +1519,12 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_live_resources_and_boost_apply_without_restart),
         };
         return cmocka_run_group_tests(res, group_setup, group_teardown);
+    }
+    if (argc > 1 && strcmp(argv[1], "netcap") == 0) {
+        const struct CMUnitTest net[] = {
+            cmocka_unit_test(test_bridged_vm_network_cap_is_tc_on_its_tap_and_changes_live),
+        };
+        return cmocka_run_group_tests(net, netcap_setup, group_teardown);
     }
     /* "ten": the ten-VM load test alone (its own ctest, hv.hostd_ten). */
     if (argc > 1 && strcmp(argv[1], "ten") == 0) {

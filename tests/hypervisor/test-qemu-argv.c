@@ -103,6 +103,7 @@ static void test_command_line_has_no_tcp_listener(void **state)
 
     def.nic = HV_NIC_BRIDGE;
     def.bridge = "br0";
+    def.tap = "atr1n0";
     def.boot = HV_BOOT_KERNEL;
     def.kernel = "/k";
     def.accel = HV_ACCEL_KVM;
@@ -234,16 +235,29 @@ static void test_kernel_boot_and_bridge_and_mac(void **state)
     def.cmdline = "console=ttyS0 quiet";
     def.nic = HV_NIC_BRIDGE;
     def.bridge = "vmbr0";
+    def.tap = "atr7n0";
     def.mac = "52:54:00:12:34:56";
     char **argv = build(&def);
     assert_string_equal(value_of(argv, "-kernel"), "/g/vmlinuz");
     assert_string_equal(value_of(argv, "-initrd"), "/g/initrd.img");
     assert_string_equal(value_of(argv, "-append"), "console=ttyS0 quiet");
-    assert_string_equal(value_of(argv, "-netdev"), "bridge,id=net0,br=vmbr0");
+    assert_string_equal(value_of(argv, "-netdev"),
+                        "tap,id=net0,ifname=atr7n0,script=no,downscript=no");
     assert_true(opt_contains(argv, "-device", "mac=52:54:00:12:34:56"));
-    /* QEMU runs qemu-bridge-helper itself: the sandbox must let it. */
-    assert_false(opt_contains(argv, "-sandbox", "spawn=deny"));
+    /* hostd made the tap: QEMU spawns nothing, bridged or not. */
+    assert_true(opt_contains(argv, "-sandbox", "spawn=deny"));
     hv_argv_free(argv);
+
+    /* A bridged NIC needs its tap; a tap name cannot smuggle options. */
+    char **sentinel = (char **)&paths;
+    const char *bad_taps[] = {NULL, "", "atr7n0,script=/bin/sh", "a-name-longer-than-15"};
+    for (size_t i = 0; i < sizeof(bad_taps) / sizeof(bad_taps[0]); i++) {
+        def.nic = HV_NIC_BRIDGE;
+        def.tap = bad_taps[i];
+        argv = sentinel;
+        assert_int_equal(hv_qemu_argv_new(&def, &paths, "qemu", -1, &argv), -EINVAL);
+        assert_ptr_equal(argv, sentinel);
+    }
 
     def.nic = HV_NIC_NONE;
     argv = build(&def);
@@ -277,6 +291,7 @@ static void test_bad_definitions_are_refused_and_output_untouched(void **state)
     bad[5].boot = HV_BOOT_KERNEL; /* without a kernel */
     bad[6].nic = HV_NIC_BRIDGE;
     bad[6].bridge = "br0,helper=/bin/sh";
+    bad[6].tap = "atr1n0";
     bad[7].mac = "52:54:00:12:34";
     bad[8].disk_path = NULL; /* disk boot without a disk */
     for (size_t i = 0; i < 9; i++) {
