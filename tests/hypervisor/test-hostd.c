@@ -1312,8 +1312,8 @@ static char *sh_out(const char *fmt, ...)
     return buf;
 }
 
-/* "Sent N bytes" of the first qdisc of @kind ("tbf"; "" = any) on @dev, -1 if none. */
-static long long qdisc_sent(const char *dev, const char *kind)
+/* "Sent N bytes … (dropped D" of the first qdisc of @kind ("tbf"; "" = any) on @dev, -1 if none. */
+static long long qdisc_stat(const char *dev, const char *kind, long long *ret_dropped)
 {
     char *out = sh_out("tc -s qdisc show dev %s", dev);
     long long sent = -1;
@@ -1323,18 +1323,37 @@ static long long qdisc_sent(const char *dev, const char *kind)
     const char *s = q ? strstr(q, "Sent ") : NULL;
     if (s)
         sent = strtoll(s + 5, NULL, 10);
+    const char *d = s ? strstr(s, "(dropped ") : NULL;
+    if (ret_dropped)
+        *ret_dropped = d ? strtoll(d + 9, NULL, 10) : -1;
     free(out);
     return sent;
 }
 
-static bool tc_shows(const char *what, const char *dev, const char *needle)
+static long long qdisc_sent(const char *dev, const char *kind)
+{
+    return qdisc_stat(dev, kind, NULL);
+}
+
+/* Whether `tc @what show dev @dev` mentions @needle; the output is printed when not @expect. */
+static bool tc_says(const char *what, const char *dev, const char *needle, bool expect)
 {
     char *out = sh_out("tc %s show dev %s 2>&1", what, dev);
     bool yes = out && strstr(out, needle);
-    if (!yes)
+    if (yes != expect)
         print_message("# tc %s show dev %s:\n%s", what, dev, out ? out : "");
     free(out);
     return yes;
+}
+
+static bool tc_shows(const char *what, const char *dev, const char *needle)
+{
+    return tc_says(what, dev, needle, true);
+}
+
+static bool tc_lacks(const char *what, const char *dev, const char *needle)
+{
+    return !tc_says(what, dev, needle, false);
 }
 
 /* The test runs in a network namespace of its own (hostd, QEMU, ip and tc
@@ -1460,6 +1479,34 @@ static void test_bridged_vm_network_cap_is_tc_on_its_tap_and_changes_live(void *
     assert_true(passed <= 1.3 * cap);
     assert_true(passed >= 0.5 * cap);
 
+    /* From the guest: QEMU sends RARP announcements out of the NIC itself
+     * (QMP announce-self; the test guest has no network of its own).  They
+     * enter the host through the tap's ingress and pass the ifb's tbf: at
+     * 1000 B/s, 1000 frames of 60 bytes in about a second mostly drop. */
+    set_net_bps(a, 1000);
+    assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
+    assert_string_equal(now_.last_error, "");
+    long long drop_before = 0, drop_after = 0;
+    before = qdisc_stat(ifb, "tbf", &drop_before);
+    struct hv_qmp *q = qmp_open(a);
+    struct atr_error qerr = {0};
+    int64_t t_ann = now_ms();
+    assert_int_equal(hv_qmp_call(q, "announce-self",
+                                 json_pack("{s:i, s:i, s:i, s:i}", "initial", 1, "max", 1, "rounds",
+                                           1000, "step", 0),
+                                 10000, NULL, &qerr),
+                     0);
+    hv_qmp_free(q);
+    poll(NULL, 0, 2000); /* the measuring window, not a wait for state */
+    after = qdisc_stat(ifb, "tbf", &drop_after);
+    double secs = (now_ms() - t_ann) / 1000.0;
+    printf("# measured: from the guest, cap 1000 B/s: ifb tbf passed %lld bytes in %.1f s "
+           "(bucket 15140), dropped %lld frames\n",
+           after - before, secs, drop_after - drop_before);
+    assert_true(drop_after - drop_before > 100);
+    assert_true(after - before <= 15140 + 1000 * secs + 1500);
+    assert_true(after - before > 0);
+
     /* Live change: same QEMU, new rate. */
     set_net_bps(a, 1000000);
     assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
@@ -1480,7 +1527,8 @@ static void test_bridged_vm_network_cap_is_tc_on_its_tap_and_changes_live(void *
     set_net_bps(a, 0);
     assert_true(wait_vm(a, applied_all, NULL, STATE_TIMEOUT_MS, &now_));
     assert_string_equal(now_.last_error, "");
-    assert_false(tc_shows("qdisc", tap, "tbf") || tc_shows("qdisc", tap, "ingress"));
+    assert_true(tc_lacks("qdisc", tap, "tbf"));
+    assert_true(tc_lacks("qdisc", tap, "ingress"));
     assert_true(link_gone(ifb));
     assert_int_equal(now_.qemu_pid, va.qemu_pid);
 
