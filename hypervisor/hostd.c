@@ -1762,7 +1762,14 @@ int main(int argc, char **argv)
     }
     char slice[96];
     snprintf(slice, sizeof(slice), "atrium-%s.slice", h.host_name);
-    if (hv_cgroup_init("self", slice, &h.cg) < 0)
+    /* Under systemd (INVOCATION_ID set) the VMs' slice is a top-level
+     * cgroup of its own, outside the unit's: cgroup v2 lets a cgroup hand
+     * controllers to children only while it holds no process, and systemd
+     * 252 must be able to put a restarted hostd back into its unit's cgroup
+     * while VMs run.  Elsewhere (tests, nested setups) it is made under the
+     * cgroup hostd runs in. */
+    const char *cg_parent = getenv("INVOCATION_ID") ? "/" : "self";
+    if (hv_cgroup_init(cg_parent, slice, &h.cg) < 0)
         log_warn("VMs run without CPU and memory limits", "reason", h.cg.note);
     else
         log_info("cgroups for VM limits", "where", h.cg.note);

@@ -105,11 +105,15 @@ install)
             grep -q 'PENDING: first admin' /tmp/apt-install.log
     fi
     # KillMode=process: a process in hostd's cgroup (as a QEMU would be)
-    # survives a restart of hostd.
+    # survives a restart of hostd.  Under cgroup v2 hostd hands the cpu and
+    # memory controllers to its VMs' slice, so the unit's own cgroup may hold
+    # no process and hostd lives in its leaf "hostd": use the cgroup hostd's
+    # main process is in.
     sleep 100000 &
     child=$!
-    cg=/sys/fs/cgroup/system.slice/atrium-hostd.service
     old_main=$(systemctl show -p MainPID --value atrium-hostd)
+    cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$old_main/cgroup)
+    echo "hostd's cgroup: $cg"
     check "test process moved into hostd's cgroup" sh -c "echo $child >$cg/cgroup.procs"
     check "systemctl restart atrium-hostd" systemctl restart atrium-hostd
     check "hostd has a new main PID" sh -c "[ \"\$(systemctl show -p MainPID --value atrium-hostd)\" != $old_main ]"
