@@ -70,6 +70,19 @@ static int connect_refused(struct brk_reply *rep, int r)
     }
 }
 
+int brk_ticket_issue(struct brk_request *req, struct db_ticket_request *tr,
+                     char ticket[static DB_TICKET_LEN + 1])
+{
+    /* Native VNC carries at most an 8-character password: displayd checks
+     * those separately and they live shorter (db-ticket.h). */
+    if (tr->protocol == DB_PROTO_VNC) {
+        tr->ttl_s = DB_TICKET_VNC_MAX_TTL_S;
+        return db_ticket_issue_vnc(req->conn->db, tr, ticket);
+    }
+    tr->ttl_s = DB_TICKET_MAX_TTL_S;
+    return db_ticket_issue(req->conn->db, tr, ticket);
+}
+
 int brk_viewer_info(struct brk_request *req, const char *protocol,
                        const struct brk_conn_target *t, const char *ticket, json_t **ret)
 {
@@ -136,16 +149,8 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
         .protocol = proto,
         .client_addr = addr,
     };
-    /* Native VNC carries at most an 8-character password: displayd checks
-     * those separately and they live shorter (db-ticket.h). */
     char ticket[DB_TICKET_LEN + 1];
-    if (proto == DB_PROTO_VNC) {
-        tr.ttl_s = DB_TICKET_VNC_MAX_TTL_S;
-        r = db_ticket_issue_vnc(req->conn->db, &tr, ticket);
-    } else {
-        tr.ttl_s = DB_TICKET_MAX_TTL_S;
-        r = db_ticket_issue(req->conn->db, &tr, ticket);
-    }
+    r = brk_ticket_issue(req, &tr, ticket);
     if (r < 0)
         return r;
 

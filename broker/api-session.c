@@ -65,13 +65,7 @@ int brk_api_session_shadow(struct brk_request *req, struct brk_reply *rep)
         .view_only = true,
     };
     char ticket[DB_TICKET_LEN + 1];
-    if (proto == DB_PROTO_VNC) {
-        tr.ttl_s = DB_TICKET_VNC_MAX_TTL_S;
-        r = db_ticket_issue_vnc(req->conn->db, &tr, ticket);
-    } else {
-        tr.ttl_s = DB_TICKET_MAX_TTL_S;
-        r = db_ticket_issue(req->conn->db, &tr, ticket);
-    }
+    r = brk_ticket_issue(req, &tr, ticket);
     if (r < 0)
         return r;
 

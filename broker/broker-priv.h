@@ -168,6 +168,10 @@ char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket);
 char *brk_connfile_rdp(const struct brk_conn_target *t, const char *ticket);
 
 struct brk_request;
+/* Issue the one-time ticket @tr asks for, with the longest lifetime its
+ * protocol allows (native VNC passwords live shorter); sets tr->ttl_s. */
+int brk_ticket_issue(struct brk_request *req, struct db_ticket_request *tr,
+                     char ticket[static DB_TICKET_LEN + 1]);
 /*
  * The viewer part of a connect (or shadow) reply for @protocol: the .vv or
  * .rdp text, the vnc:// address and password, or the WebSocket URL of the
