@@ -359,7 +359,10 @@ await step('admin', async () => {
     const toPools = await tabTo(() => document.activeElement?.closest('#sidenav') && document.activeElement.textContent === 'Pools');
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { name: 'Pools' }).waitFor();
-    const focusInMain = await page.evaluate(() => !!document.activeElement?.closest('#main'));
+    // The page takes the focus once it has drawn its data, which may come
+    // after its heading shows.
+    const focusInMain = await page.waitForFunction(() => !!document.activeElement?.closest('#main'),
+        null, { timeout: 5000 }).then(() => true, () => false);
     const toNew = await tabTo(() => document.activeElement?.textContent === 'New pool');
     await page.keyboard.press('Enter');
     await page.locator('dialog[open]').waitFor({ timeout: 5000 });
