@@ -134,6 +134,8 @@ struct atr_config {
         char *tls_key;
         bool spice_tls; /* TLS on the SPICE CONNECT proxy (.vv says proxy=https://) */
         bool rdp_gfx;   /* RDP Graphics Pipeline for clients that offer it */
+        int relay_port; /* consoles of this host for other hosts' displayd (TLS); 0: off */
+        char *relay_address; /* announced for the relay; empty: hostd.address, then listen */
     } display;
     struct {
         int provision_timeout_s; /* a clone not ready by then is destroyed and retried */

@@ -79,6 +79,8 @@ static const struct key_def key_table[] = {
      false},
     {"display", "spice_tls", KT_BOOL, OFF(display.spice_tls), "false", 0, 0, NULL, false},
     {"display", "rdp_gfx", KT_BOOL, OFF(display.rdp_gfx), "false", 0, 0, NULL, false},
+    {"display", "relay_port", KT_INT, OFF(display.relay_port), "0", 0, 65535, NULL, false},
+    {"display", "relay_address", KT_STR, OFF(display.relay_address), NULL, 0, 0, NULL, false},
     {"poold", "provision_timeout", KT_INT, OFF(poold.provision_timeout_s), "300", 10, 86400, NULL,
      false},
     {"poold", "failure_limit", KT_INT, OFF(poold.failure_limit), "3", 1, 1000, NULL, false},

@@ -63,3 +63,6 @@ int64_t db_get_i64(const PGresult *res, int row, int col); /* 0 when NULL */
 /* Format an int64 as a parameter into @buf, or NULL when @v is 0 (SQL NULL). */
 const char *db_param_id(char buf[static 24], int64_t v);
 const char *db_param_i64(char buf[static 24], int64_t v);
+
+/* "\x" + hex of SHA-256(@ticket): bytea text input for a parameter (ticket.c). */
+int db_ticket_hash_param(const char *ticket, char out[static 2 + 64 + 1]);

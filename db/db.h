@@ -175,3 +175,4 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-desktop.h"
 #include "db-metrics.h"
 #include "db-migration.h"
+#include "db-relay.h"

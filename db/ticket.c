@@ -36,8 +36,7 @@ const char *db_ticket_refusal_name(enum db_ticket_refusal why)
     return refusal_names[why];
 }
 
-/* "\x" + hex of SHA-256(@ticket): bytea text input for a parameter. */
-static int ticket_hash_param(const char *ticket, char out[static 2 + 64 + 1])
+int db_ticket_hash_param(const char *ticket, char out[static 2 + 64 + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
@@ -65,7 +64,7 @@ static int ticket_insert(struct db *db, const struct db_ticket_request *req, con
                          const char *vnc_password)
 {
     char hash[2 + 64 + 1], b1[24], b2[24], b3[24], b4[24];
-    int r = ticket_hash_param(ticket, hash);
+    int r = db_ticket_hash_param(ticket, hash);
     if (r < 0)
         return r;
     const char *p[] = {hash,
@@ -169,7 +168,7 @@ int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, cons
     PGresult *res = NULL;
     if (!proto || !ticket)
         return -EINVAL;
-    int r = ticket_hash_param(ticket, hash);
+    int r = db_ticket_hash_param(ticket, hash);
     if (r < 0)
         return r;
     const char *p[] = {hash, proto, client_addr};

@@ -53,11 +53,16 @@ struct disp_frontend_ops {
     void (*dispatch)(void *state, const struct disp_pollset *ps);
     /* Close everything; accepts NULL. */
     void (*close)(void *state);
+    /* Optional: VM @vm_id's row now names host @host_id (NOTIFY atrium_vm,
+     * heard only while the relay is on); a console upstream on another host
+     * follows it (a live migration). */
+    void (*vm_moved)(void *state, int64_t vm_id, int64_t host_id);
 };
 
 extern const struct disp_frontend_ops disp_vnc_ops;
 extern const struct disp_frontend_ops disp_spice_ops;
 extern const struct disp_frontend_ops disp_rdp_ops;
+extern const struct disp_frontend_ops disp_relay_ops;
 
 /* ------------------------------------------------------------------------ */
 /* Core services for front ends                                             */
@@ -122,6 +127,32 @@ struct disp_viewer *disp_core_shadow_joined(struct disp_core *core, int64_t sess
 void disp_core_viewer_left(struct disp_core *core, struct disp_viewer *v);
 
 /* ------------------------------------------------------------------------ */
+/* Consoles on any host (relay.c)                                           */
+/* ------------------------------------------------------------------------ */
+
+enum disp_console { DISP_CONSOLE_VNC, DISP_CONSOLE_SPICE, DISP_CONSOLE_QMP };
+
+/*
+ * A byte stream to console @kind of VM @vm_id wherever it runs: its unix
+ * socket when the VM is on this host (or the relay is off), else a stream
+ * through the relay of the VM's host (TLS, one-time internal ticket; see
+ * docs/ARCHITECTURE.md "Consoles across hosts").  *ret_fd is blocking and
+ * owned by the caller; *ret_host_id (may be NULL) is the host serving it (0
+ * when the relay is off).  Gateway thread only (it uses the core's database).
+ * -EHOSTUNREACH when the VM's host has no relay, -errno otherwise.
+ */
+int disp_console_open(struct disp_core *core, int64_t vm_id, enum disp_console kind, int *ret_fd,
+                      int64_t *ret_host_id);
+
+/* The host VM @vm_id is on now (0: relay off, or on no host). */
+int disp_console_host(struct disp_core *core, int64_t vm_id, int64_t *ret_host_id);
+
+/* The relay front end registers itself with the core (NULL when it closes). */
+struct disp_relay;
+void disp_core_set_relay(struct disp_core *core, struct disp_relay *relay);
+struct disp_relay *disp_core_relay(struct disp_core *core);
+
+/* ------------------------------------------------------------------------ */
 /* Sockets                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -177,4 +208,13 @@ int disp_http_ws_ticket(const char *head, size_t len, char *ret_ticket, size_t s
  * with a password), -EBADMSG for anything else (not a Connection Request, a
  * malformed ticket), -ENAMETOOLONG when it does not fit @size.
  */
+#define DISP_RELAY_TICKET_LEN 32
+/*
+ * The relay request line "ATRIUM-RELAY 1 <32 lower-case hex>\n" in @buf
+ * (@len bytes): returns its length and the ticket (NUL-terminated) in
+ * @ret_ticket, 0 while @buf is a prefix of such a line, -EBADMSG for
+ * anything else, -ENAMETOOLONG when @size is too small.
+ */
+int disp_relay_request_ticket(const char *buf, size_t len, char *ret_ticket, size_t size);
+
 int disp_x224_ticket(const unsigned char *buf, size_t len, char *ret_ticket, size_t size);

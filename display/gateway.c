@@ -28,6 +28,7 @@ static const struct disp_frontend_ops *const frontends[] = {
     &disp_vnc_ops,
     &disp_spice_ops,
     &disp_rdp_ops,
+    &disp_relay_ops,
 };
 #define N_FRONTENDS (sizeof(frontends) / sizeof(frontends[0]))
 
@@ -54,6 +55,7 @@ struct disp_core {
     int db_idx;          /* the database socket in this iteration's poll set */
     bool db_lost;        /* waiting to reconnect */
     int64_t db_retry_ms; /* next reconnect attempt */
+    struct disp_relay *relay; /* NULL: relay off, consoles of this host only */
 };
 
 struct disp_gateway {
@@ -95,6 +97,16 @@ struct db *disp_core_db(struct disp_core *core)
 const struct db_backoff *disp_core_backoff(struct disp_core *core)
 {
     return &core->backoff;
+}
+
+void disp_core_set_relay(struct disp_core *core, struct disp_relay *relay)
+{
+    core->relay = relay;
+}
+
+struct disp_relay *disp_core_relay(struct disp_core *core)
+{
+    return core->relay;
 }
 
 int disp_core_vm_paths(struct disp_core *core, int64_t vm_id, struct hv_vm_paths *ret_paths)
@@ -338,14 +350,22 @@ static void db_lost(struct disp_core *core)
 }
 
 /* Read pending notifications; a lost connection is noted for reconnecting. */
-static void db_notes(struct disp_core *core)
+static void db_notes(struct disp_gateway *gw)
 {
+    struct disp_core *core = &gw->core;
     char *channel, *payload;
     int r;
     while ((r = db_notify_next(core->db, &channel, &payload)) > 0) {
         char *end;
         long long id = strtoll(payload, &end, 10);
         bool ours = false;
+        /* atrium_vm '<vm>:<host>': a front end may follow a VM that moved */
+        if (strcmp(channel, DB_CHANNEL_VM) == 0 && *end == ':' && id > 0) {
+            long long host = strtoll(end + 1, &end, 10);
+            for (size_t i = 0; *end == '\0' && host > 0 && i < N_FRONTENDS; i++)
+                if (frontends[i]->vm_moved && gw->state[i])
+                    frontends[i]->vm_moved(gw->state[i], id, host);
+        }
         if (strcmp(channel, DB_CHANNEL_SESSION) == 0 && *end == '\0' && id > 0)
             for (struct disp_viewer *v = core->viewers; v && !ours; v = v->next)
                 ours = v->session_id == id;
@@ -448,7 +468,7 @@ int disp_gateway_run(struct disp_gateway *gw, int stop_fd)
         /* every turn, not only when the socket was readable: queries the
          * front ends ran may have buffered notifications inside libpq */
         if (!core->db_lost)
-            db_notes(core);
+            db_notes(gw);
         db_tend(core);
     }
 }

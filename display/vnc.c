@@ -68,6 +68,9 @@ struct vnc_vm {
     int n_updates;           /* complete updates received */
     int64_t first_update_ms; /* when the first one completed */
     int n_viewers;
+    int64_t up_host;  /* host whose QEMU `up` talks to (0: relay off) */
+    int64_t lost_ms;  /* upstream lost, viewers kept while we look for the VM */
+    int64_t retry_ms; /* next attempt to find it */
     struct vnc_vm *next;
 };
 
@@ -246,6 +249,13 @@ static rfbBool up_malloc_fb(rfbClient *up)
     size_t w = (size_t)up->width, h = (size_t)up->height;
     if (w == 0 || h == 0 || w > 16384 || h > 16384)
         return FALSE;
+    if (vm->screen && vm->fb && (int)w == vm->screen->width && (int)h == vm->screen->height) {
+        /* a new upstream of the same size (the VM moved): viewers keep the
+         * picture they have until the new one is current */
+        screen_set_format(vm->screen, up);
+        up->frameBuffer = (uint8_t *)vm->fb;
+        return TRUE;
+    }
     char *fb = calloc(w * h, 4);
     if (!fb)
         return FALSE;
@@ -307,6 +317,8 @@ static void vm_release(struct vnc_vm *vm)
  * when the screen really is black.
  */
 #define SETTLE_MS 1000
+#define FOLLOW_MS 10000      /* a lost upstream is looked for this long (relay on) */
+#define FOLLOW_RETRY_MS 250
 static void up_finished(rfbClient *up)
 {
     struct vnc_vm *vm = rfbClientGetClientData(up, &up_tag);
@@ -331,30 +343,23 @@ static void vm_free(struct vnc_vm *vm)
     free(vm);
 }
 
-/* The VM's console, opened on first use.  Blocks for QEMU's handshake, which
- * is a local unix socket answered at once. */
-static int vm_get(struct disp_vnc *vnc, int64_t vm_id, struct vnc_vm **ret_vm)
+/*
+ * A libvncclient connection to @vm's QEMU wherever it runs (its socket here,
+ * or through the relay of its host).  Blocks for QEMU's handshake: a local
+ * socket answers at once, the relay within its setup deadline.
+ */
+static int up_open(struct vnc_vm *vm, rfbClient **ret_up, int64_t *ret_host)
 {
-    struct hv_vm_paths paths;
-    struct vnc_vm *vm;
-    int r;
-
-    for (vm = vnc->vms; vm; vm = vm->next)
-        if (vm->vm_id == vm_id && vm->up) {
-            *ret_vm = vm;
-            return 0;
-        }
-    r = disp_core_vm_paths(vnc->core, vm_id, &paths);
-    if (r < 0)
+    int fd = -1, r;
+    int64_t host = 0;
+    r = disp_console_open(vm->vnc->core, vm->vm_id, DISP_CONSOLE_VNC, &fd, &host);
+    if (r < 0) {
+        log_warn("vnc console unreachable", "vm", LOG_INT(vm->vm_id), "errno", LOG_INT(-r));
         return r;
-    if (!(vm = calloc(1, sizeof(*vm))))
-        return -ENOMEM;
-    vm->vnc = vnc;
-    vm->vm_id = vm_id;
-    vm->up_idx = -1;
+    }
     rfbClient *up = rfbGetClient(8, 3, 4);
     if (!up) {
-        free(vm);
+        close(fd);
         return -ENOMEM;
     }
     rfbClientSetClientData(up, &up_tag, vm);
@@ -362,33 +367,83 @@ static int vm_get(struct disp_vnc *vnc, int64_t vm_id, struct vnc_vm **ret_vm)
     up->GotFrameBufferUpdate = up_update;
     up->FinishedFrameBufferUpdate = up_finished;
     up->canHandleNewFBSize = TRUE;
-    free(up->serverHost);
-    up->serverHost = strdup(paths.vnc); /* a socket path: libvncclient connects to it */
-    up->serverPort = 0;
+    /* already connected: libvncclient skips its own connect when it
+     * "listened", and speaks RFB on the socket it is given */
+    up->listenSpecified = TRUE;
+    up->sock = fd;
     up->connectTimeout = 5;
     /* a local socket: raw costs QEMU (often on TCG) the least CPU */
     up->appData.encodingsString = "copyrect raw";
     up->appData.shareDesktop = TRUE;
-    if (!up->serverHost || !rfbInitClient(up, NULL, NULL)) {
-        /* rfbInitClient frees the client when it fails */
-        if (!up->serverHost)
-            rfbClientCleanup(up);
-        log_warn("vnc console unreachable", "vm", LOG_INT(vm_id), "socket", paths.vnc);
-        vm->up = NULL;
-        vm_free(vm);
+    if (!rfbInitClient(up, NULL, NULL)) {
+        /* rfbInitClient frees the client (and closes the socket) when it fails */
+        log_warn("vnc console handshake failed", "vm", LOG_INT(vm->vm_id));
         return -ECONNREFUSED;
     }
     if (!disp_rfb_set_encodings(up)) {
-        log_warn("vnc console closed at once", "vm", LOG_INT(vm_id), "socket", paths.vnc);
-        vm->up = up; /* vm_free cleans it up */
-        vm_free(vm);
+        log_warn("vnc console closed at once", "vm", LOG_INT(vm->vm_id));
+        rfbClientCleanup(up);
         return -ECONNREFUSED;
     }
-    vm->up = up;
+    *ret_up = up;
+    *ret_host = host;
+    return 0;
+}
+
+/* The VM's console, opened on first use. */
+static int vm_get(struct disp_vnc *vnc, int64_t vm_id, struct vnc_vm **ret_vm)
+{
+    struct vnc_vm *vm;
+    int r;
+
+    for (vm = vnc->vms; vm; vm = vm->next)
+        if (vm->vm_id == vm_id && (vm->up || vm->lost_ms)) {
+            *ret_vm = vm;
+            return 0;
+        }
+    if (!(vm = calloc(1, sizeof(*vm))))
+        return -ENOMEM;
+    vm->vnc = vnc;
+    vm->vm_id = vm_id;
+    vm->up_idx = -1;
+    r = up_open(vm, &vm->up, &vm->up_host);
+    if (r < 0) {
+        vm_free(vm);
+        return r;
+    }
     vm->next = vnc->vms;
     vnc->vms = vm;
-    log_info("vnc console opened", "vm", LOG_INT(vm_id), "socket", paths.vnc);
+    log_info("vnc console opened", "vm", LOG_INT(vm_id), "host_id", LOG_INT(vm->up_host));
     *ret_vm = vm;
+    return 0;
+}
+
+/*
+ * Follow the VM to where it runs now (a live migration moved it): a new
+ * upstream replaces the old one under the same screen, so viewers stay
+ * connected and see at most a pause.  They are held until the new QEMU's
+ * picture is current (as on a first connect), then get the whole screen.
+ */
+static int vm_follow(struct vnc_vm *vm, const char *why)
+{
+    rfbClient *up = NULL;
+    int64_t host = 0, t0 = atr_now_mono_ms();
+    int r = up_open(vm, &up, &host);
+    if (r < 0)
+        return r;
+    if (vm->up)
+        rfbClientCleanup(vm->up); /* the screen's framebuffer is ours, not freed here */
+    vm->up = up;
+    log_info("vnc console followed the vm", "vm", LOG_INT(vm->vm_id), "reason", why, "from_host",
+             LOG_INT(vm->up_host), "to_host", LOG_INT(host), "ms",
+             LOG_INT(atr_now_mono_ms() - t0));
+    vm->up_host = host;
+    vm->lost_ms = 0;
+    vm->ready = false;
+    vm->saw_content = false;
+    vm->n_updates = 0;
+    for (rfbClientPtr cl = vm->screen ? vm->screen->clientHead : NULL; cl; cl = cl->next)
+        cl->onHold = TRUE;
     return 0;
 }
 
@@ -753,6 +808,8 @@ static int vnc_prepare(void *state, struct disp_pollset *ps)
         return -ENOMEM;
     for (struct vnc_vm *vm = vnc->vms; vm; vm = vm->next) {
         vm->up_idx = -1;
+        if (!vm->up && vm->lost_ms)
+            disp_pollset_timeout(ps, vm->retry_ms > now ? (int)(vm->retry_ms - now) : 0);
         if (vm->up) {
             if ((vm->up_idx = disp_pollset_add(ps, vm->up->sock, POLLIN)) < 0)
                 return -ENOMEM;
@@ -797,9 +854,30 @@ static void vnc_dispatch(void *state, const struct disp_pollset *ps)
             log_warn("vnc console lost", "vm", LOG_INT(vm->vm_id));
             rfbClientCleanup(vm->up);
             vm->up = NULL;
-            for (rfbClientPtr cl = vm->screen ? vm->screen->clientHead : NULL; cl; cl = cl->next)
-                rfbCloseClient(cl);
+            /* with the relay on, the VM may have moved (its source QEMU ends
+             * right after the row names the new host): look for it a while */
+            if (vm->up_host && vm->screen) {
+                vm->lost_ms = vm->retry_ms = now;
+            } else if (vm_follow(vm, "console lost") < 0) {
+                for (rfbClientPtr cl = vm->screen ? vm->screen->clientHead : NULL; cl;
+                     cl = cl->next)
+                    rfbCloseClient(cl);
+            }
         }
+    }
+    for (struct vnc_vm *vm = vnc->vms; vm; vm = vm->next) {
+        if (vm->up || !vm->lost_ms || now < vm->retry_ms)
+            continue;
+        if (vm_follow(vm, "console lost") == 0)
+            continue;
+        if (now - vm->lost_ms < FOLLOW_MS) {
+            vm->retry_ms = now + FOLLOW_RETRY_MS;
+            continue;
+        }
+        log_warn("vnc console gone", "vm", LOG_INT(vm->vm_id));
+        vm->lost_ms = 0;
+        for (rfbClientPtr cl = vm->screen ? vm->screen->clientHead : NULL; cl; cl = cl->next)
+            rfbCloseClient(cl);
     }
 
     for (struct vnc_vm *vm = vnc->vms; vm; vm = vm->next)
@@ -820,12 +898,31 @@ static void vnc_dispatch(void *state, const struct disp_pollset *ps)
             struct vnc_viewer *v = cl->clientData;
             moving |= v && v->move_to == vm;
         }
-        if (!moving && (!vm->screen || !vm->screen->clientHead)) {
+        if (!moving && (!vm->screen || !vm->screen->clientHead) && !vm->lost_ms) {
             *pv = vm->next;
             vm_free(vm);
         } else {
             pv = &vm->next;
         }
+    }
+}
+
+/* The row of a VM we show names another host: follow it now, before its
+ * old QEMU (paused by the migration, killed right after) is gone. */
+static void vnc_vm_moved(void *state, int64_t vm_id, int64_t host_id)
+{
+    struct disp_vnc *vnc = state;
+    for (struct vnc_vm *vm = vnc->vms; vm; vm = vm->next) {
+        if (vm->vm_id != vm_id || !vm->up || !vm->up_host || vm->up_host == host_id)
+            continue;
+        /* a move sends two notes, the new host's and the old one's: only
+         * the row says where the VM is now */
+        if (disp_console_host(vnc->core, vm_id, &host_id) < 0 || !host_id ||
+            host_id == vm->up_host)
+            continue;
+        if (vm_follow(vm, "vm moved") < 0) /* the loss of the old one retries */
+            log_warn("vnc console not followed yet", "vm", LOG_INT(vm_id), "host_id",
+                     LOG_INT(host_id));
     }
 }
 
@@ -835,4 +932,5 @@ const struct disp_frontend_ops disp_vnc_ops = {
     .prepare = vnc_prepare,
     .dispatch = vnc_dispatch,
     .close = vnc_close,
+    .vm_moved = vnc_vm_moved,
 };

@@ -17,6 +17,14 @@
 #   mh_qemu_pids I          pids of the QEMUs of host I (by their pid files)
 #   mh_in_ns I PID          true when process PID runs in host I's namespace
 #   mh_stop_hostd I         stop host I's hostd (TERM, bounded wait, then KILL)
+#   mh_start_displayd DISPLAYD
+#                           after mh_init: a displayd in every host's namespace
+#                           on its address (VNC 5900, SPICE 3128, RDP 3389,
+#                           relay 5898 for the other hosts' displayd), each
+#                           with its own throw-away certificate and a
+#                           [display] section added to the host's config
+#   mh_displayd_log I       that displayd's log
+#   mh_stop_displayd I      stop host I's displayd (TERM, bounded wait, then KILL)
 #
 # Everything is undone on exit, also on failure: hostds, every QEMU started
 # under a host's runtime dir, the namespaces (their veths go with them).
@@ -132,5 +140,57 @@ mh_init() {
             sleep 0.2
         done
         wait "$lp" 2>/dev/null || true
+    done
+}
+
+# ---- displayd per host (mh_start_displayd) --------------------------------
+
+declare -a mh_displayd_pid=()
+mh_displayd_log() { echo "$tmp/h$1/displayd.log"; }
+
+mh_stop_displayd() {
+    local i=$1 pid=${mh_displayd_pid[$1]:-} n=0
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && ((n < 100)); do
+        sleep 0.1
+        n=$((n + 1))
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    mh_displayd_pid[$i]=""
+}
+
+mh_displayd_cleanup() {
+    local i
+    for ((i = 1; i <= mh_n; i++)); do mh_stop_displayd "$i"; done
+    return 0
+}
+
+mh_start_displayd() {
+    local displayd=${1:?mh_start_displayd DISPLAYD} i
+    ((mh_n > 0)) || { echo "mh_start_displayd: mh_init first" >&2; return 1; }
+    atr_on_exit mh_displayd_cleanup
+    for ((i = 1; i <= mh_n; i++)); do
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$(mh_addr "$i")" \
+            -keyout "$tmp/h$i/display-key.pem" -out "$tmp/h$i/display-cert.pem" 2>/dev/null
+        printf '[display]\nlisten = %s\nvnc_port = 5900\nspice_port = 3128\nrdp_port = 3389\nrelay_port = 5898\ntls_cert = %s\ntls_key = %s\n' \
+            "$(mh_addr "$i")" "$tmp/h$i/display-cert.pem" "$tmp/h$i/display-key.pem" >>"$(mh_conf "$i")"
+        # lsan.supp: FreeRDP's own TLS leak at RDP accepts (see that file)
+        LSAN_OPTIONS=suppressions=$(dirname "${BASH_SOURCE[0]}")/../display/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
+            ip netns exec "$(mh_ns "$i")" "$displayd" --config "$(mh_conf "$i")" \
+            >"$(mh_displayd_log "$i")" 2>&1 &
+        mh_displayd_pid[$i]=$!
+    done
+    local deadline=$((SECONDS + 60))
+    for ((i = 1; i <= mh_n; i++)); do
+        until grep -q 'msg="relay announced"' "$(mh_displayd_log "$i")" 2>/dev/null; do
+            if ((SECONDS >= deadline)) || ! kill -0 "${mh_displayd_pid[$i]}" 2>/dev/null; then
+                echo "mh_start_displayd: displayd of host $i did not come up" >&2
+                sed "s/^/    h$i: /" "$(mh_displayd_log "$i")" >&2
+                return 1
+            fi
+            sleep 0.2
+        done
     done
 }
