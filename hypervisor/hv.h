@@ -74,6 +74,12 @@ struct hv_vm_def {
     bool start_paused;  /* -S: CPUs stay stopped until "cont" */
     const char *loadvm; /* RAM snapshot of disk_path to resume from (-loadvm); NULL = boot */
     const char *incoming; /* "tcp:ADDR:PORT": wait for a live migration there (-incoming) */
+    /* Instant clones (see "Instant clones" below).  A template and its
+     * clones must agree on everything but these four and the disk. */
+    const char *ram_path; /* guest RAM in this file (memory-backend-file); NULL = anonymous */
+    bool ram_shared;      /* share=on (template: RAM written to the file); off = private COW map */
+    bool incoming_defer;  /* -incoming defer: device state loaded later (hv_instant_load) */
+    bool identity_port;   /* virtio-serial port org.atrium.identity on a pipe (paths.identity) */
 };
 
 /* Where one VM's runtime files live: <runtime_dir>/vms/<id>/. */
@@ -88,6 +94,7 @@ struct hv_vm_paths {
     char pidfile[256];
     char serial_log[256]; /* guest's ttyS0 */
     char qemu_log[256];   /* QEMU's own stdout and stderr */
+    char identity[240];   /* base of the identity port's FIFOs: <identity>.in, <identity>.out */
 };
 
 /* Fill @ret for VM @id under @runtime_dir.  -ENAMETOOLONG when a socket path would not fit. */
@@ -248,6 +255,14 @@ int hv_qmp_feed(struct hv_qmp *q, const void *buf, size_t len);
  */
 int hv_qmp_send(struct hv_qmp *q, const char *command, json_t *args, int timeout_ms,
                 hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id);
+
+/*
+ * Like hv_qmp_send, with descriptor @fd (borrowed: a duplicate travels)
+ * attached to the command's bytes as SCM_RIGHTS, for "getfd".  The
+ * connection must be a socket (-EINVAL when detached).
+ */
+int hv_qmp_send_fd(struct hv_qmp *q, const char *command, json_t *args, int fd, int timeout_ms,
+                   hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id);
 
 /*
  * Run one command synchronously: drive the connection (events are still
@@ -622,3 +637,62 @@ void hv_migrate_event(struct hv_mig_job *j, enum hv_qmp_event ev, const json_t *
 int hv_migrate_cancel(struct hv_mig_job *j);
 /* Let go of the job (no more callbacks).  Accepts NULL; returns NULL. */
 struct hv_mig_job *hv_migrate_job_free(struct hv_mig_job *j);
+
+/* ------------------------------------------------------------------------ */
+/* Instant clones (instant.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A template is the golden image booted once with def.ram_path set and
+ * def.ram_shared true, def.identity_port true; once settled its device
+ * state is saved (hv_instant_save_start) and its QEMU ends.  A clone is the
+ * same definition with def.ram_shared false and def.incoming_defer true, a
+ * disk overlay backed by the template's frozen disk, loaded with
+ * hv_instant_load, then given its identity (hv_instant_identity_send).
+ */
+
+/* The files of one template in its directory. */
+struct hv_instant_files {
+    char ram[512];   /* guest RAM (memory-backend-file) */
+    char disk[512];  /* the template's qcow2 overlay: frozen once saved */
+    char state[512]; /* saved device state (migration stream) */
+    char meta[512];  /* "ready": written last, says the other three are complete */
+};
+
+/* Fill @ret for template directory @dir.  -ENAMETOOLONG. */
+int hv_instant_files_init(const char *dir, struct hv_instant_files *ret);
+
+/* Make (afresh) the FIFOs paths->identity ".in"/".out" of the identity port's pipe chardev. */
+int hv_instant_identity_fifos(const struct hv_vm_paths *p);
+
+/*
+ * Start saving the template behind @q into @state_fd (borrowed; a duplicate
+ * goes to QEMU): getfd, x-ignore-shared, then a migration job to "fd:".
+ * Feed the VM's QMP events to hv_migrate_event; ops->done says how it
+ * ended, after which the template QEMU is paused for good.  Sets *ret_job.
+ */
+int hv_instant_save_start(struct hv_qmp *q, int state_fd, const struct hv_mig_job_ops *ops,
+                          void *userdata, struct hv_mig_job **ret_job);
+
+/* -EPROTO when a completed save @s of a @memory_mb guest carried the RAM (no x-ignore-shared). */
+int hv_instant_save_check(const struct hv_mig_stats *s, int64_t memory_mb);
+
+/* Called once: 0, or -errno with QEMU's words in @msg. */
+typedef void (*hv_instant_load_fn)(int error, const char *msg, void *userdata);
+
+/*
+ * Load the template state @state_fd (borrowed) into the clone behind @q (a
+ * QEMU started with def.incoming_defer): getfd, x-ignore-shared,
+ * migrate-incoming.  @done (may be NULL) is called once QEMU accepted or
+ * refused the three; the guest runs when RESUME arrives.
+ */
+int hv_instant_load(struct hv_qmp *q, int state_fd, hv_instant_load_fn done, void *userdata);
+
+/*
+ * Write the clone's identity line "mac=@mac hostname=@hostname seed=<64
+ * hex digits from getrandom>" into its identity port.  -EINVAL for a MAC
+ * that is not aa:bb:cc:dd:ee:ff or a hostname that is not one DNS label;
+ * -ENXIO when no QEMU holds the port.
+ */
+int hv_instant_identity_send(const struct hv_vm_paths *p, const char *mac, const char *hostname,
+                             struct atr_error *err);

@@ -205,7 +205,9 @@ int hv_migrate_start(struct hv_qmp *q, const char *uri, int64_t max_bandwidth_bp
 {
     if (!q)
         return -ENOTCONN;
-    if (!uri || strncmp(uri, "tcp:", 4) != 0 || max_bandwidth_bps <= 0)
+    /* "fd:NAME": a descriptor given with getfd (instant-clone templates save to a file). */
+    if (!uri || (strncmp(uri, "tcp:", 4) != 0 && strncmp(uri, "fd:", 3) != 0) ||
+        max_bandwidth_bps <= 0)
         return -EINVAL;
     struct hv_mig_job *j = calloc(1, sizeof(*j));
     if (!j)

@@ -146,6 +146,7 @@ int hv_vm_paths_init(const char *runtime_dir, int64_t id, struct hv_vm_paths *re
         {p.pidfile, sizeof(p.pidfile), "qemu.pid"},
         {p.serial_log, sizeof(p.serial_log), "serial.log"},
         {p.qemu_log, sizeof(p.qemu_log), "qemu.log"},
+        {p.identity, sizeof(p.identity), "identity"},
     };
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         n = snprintf(files[i].dst, files[i].size, "%s/%s", p.dir, files[i].leaf);
@@ -180,6 +181,10 @@ static int def_check(const struct hv_vm_def *def, const char *qemu)
         return -EINVAL;
     if (!empty(def->mac) && !mac_ok(def->mac))
         return -EINVAL;
+    if (def->incoming_defer && (!empty(def->incoming) || !empty(def->loadvm)))
+        return -EINVAL;
+    if (!empty(def->ram_path) && strchr(def->ram_path, ','))
+        return -EINVAL;
     if (!empty(def->incoming) && (strncmp(def->incoming, "tcp:", 4) != 0 ||
                                   strpbrk(def->incoming, ", \t") || !empty(def->loadvm)))
         return -EINVAL;
@@ -191,13 +196,13 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
 {
     struct argv_builder b = {0};
     char *disk = NULL, *serial = NULL;
-    char *vnc = NULL, *spice = NULL, *qmp = NULL, *qmpdisp = NULL;
+    char *vnc = NULL, *spice = NULL, *qmp = NULL, *qmpdisp = NULL, *ident = NULL;
     int r = def_check(def, qemu);
     if (r < 0)
         goto out;
     if (!(serial = opt_escape(paths->serial_log)) || !(vnc = opt_escape(paths->vnc)) ||
         !(spice = opt_escape(paths->spice)) || !(qmp = opt_escape(paths->qmp)) ||
-        !(qmpdisp = opt_escape(paths->qmp_display))) {
+        !(qmpdisp = opt_escape(paths->qmp_display)) || !(ident = opt_escape(paths->identity))) {
         r = -ENOMEM;
         goto out;
     }
@@ -210,7 +215,19 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
      * what this file says, on every host. */
     add(&b, "-no-user-config");
     add(&b, "-nodefaults");
-    add2(&b, "-machine", "q35");
+    if (!empty(def->ram_path)) {
+        /* Instant clones: the template's RAM is a file it writes through
+         * (share=on); a clone maps the same file privately (share=off), so
+         * pages it never writes stay shared with every other clone in the
+         * page cache.  x-ignore-shared then leaves this block out of the
+         * saved device state. */
+        add2(&b, "-machine", "q35,memory-backend=ram");
+        add(&b, "-object");
+        addf(&b, "memory-backend-file,id=ram,size=%dM,mem-path=%s,share=%s", def->memory_mb,
+             def->ram_path, def->ram_shared ? "on" : "off");
+    } else {
+        add2(&b, "-machine", "q35");
+    }
     if (def->accel == HV_ACCEL_KVM) {
         add2(&b, "-accel", "kvm");
         add2(&b, "-cpu", "host");
@@ -231,6 +248,8 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
      * host's migration address, for the length of one migration. */
     if (!empty(def->incoming))
         add2(&b, "-incoming", def->incoming);
+    if (def->incoming_defer)
+        add2(&b, "-incoming", "defer");
 
     if (!empty(def->disk_path)) {
         if (!(disk = opt_escape(def->disk_path))) {
@@ -284,6 +303,16 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
     add2(&b, "-device", "virtio-serial-pci,id=vser0");
     add2(&b, "-chardev", "spicevmc,id=vdagent,name=vdagent");
     add2(&b, "-device", "virtserialport,bus=vser0.0,chardev=vdagent,name=com.redhat.spice.0");
+    if (def->identity_port) {
+        /* An instant clone's identity (MAC, hostname, entropy) arrives here
+         * after it resumed.  A pipe, not a socket: a pipe chardev is always
+         * "connected", so the guest's read blocks until hostd writes instead
+         * of seeing end-of-file while nobody is attached. */
+        add(&b, "-chardev");
+        addf(&b, "pipe,id=identity,path=%s", ident);
+        add2(&b, "-device", "virtserialport,bus=vser0.0,chardev=identity,id=identity0,"
+                            "name=org.atrium.identity");
+    }
 
     /* USB: an absolute pointer for VNC, two SPICE USB redirection channels. */
     add2(&b, "-device", "qemu-xhci,id=usb");
@@ -332,6 +361,7 @@ out:
     free(spice);
     free(qmp);
     free(qmpdisp);
+    free(ident);
     if (r < 0) {
         hv_argv_free(b.v);
         return r;

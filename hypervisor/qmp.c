@@ -17,6 +17,7 @@
 #include "qmp-priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct qmp_cmd {
     int64_t deadline_ms; /* 0: none */
     hv_qmp_reply_fn fn;
     void *userdata;
+    int pass_fd; /* a descriptor sent with the line (SCM_RIGHTS), owned; -1: none */
     bool sent;
 };
 
@@ -120,6 +122,8 @@ static struct qmp_cmd *cmd_free(struct qmp_cmd *c)
 {
     if (!c)
         return NULL;
+    if (c->pass_fd >= 0)
+        close(c->pass_fd);
     free(c->command);
     free(c->line);
     free(c);
@@ -210,6 +214,42 @@ static const char *loggable(const struct qmp_cmd *c)
     return c->line;
 }
 
+/*
+ * Send @c's line with its descriptor attached to the first byte.  Only
+ * called with the output buffer drained, so the descriptor travels with its
+ * own command (QEMU takes it from the recvmsg that carries "getfd").  What
+ * the socket did not take goes to the buffer like any other line.
+ */
+static int send_with_fd(struct hv_qmp *q, struct qmp_cmd *c)
+{
+    size_t len = strlen(c->line);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct iovec iov = {.iov_base = c->line, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &c->pass_fd, sizeof(int));
+    ssize_t n;
+    do
+        n = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0; /* not sent; tried again when the socket is writable */
+    if (n < 0)
+        return -ECONNRESET;
+    c->sent = true;
+    close(c->pass_fd);
+    c->pass_fd = -1;
+    return (size_t)n < len ? out_append(q, c->line + n, len - (size_t)n) : 0;
+}
+
 /* Put every held command on the wire (once the connection is ready). */
 static int send_held(struct hv_qmp *q)
 {
@@ -217,6 +257,19 @@ static int send_held(struct hv_qmp *q)
         if (c->sent)
             continue;
         log_debug("qmp send", "command", c->command, "json", loggable(c));
+        if (q->fd >= 0 && c->pass_fd >= 0) {
+            int r = out_flush(q);
+            if (r < 0)
+                return r;
+            if (q->out_off < q->out_len)
+                return 0; /* the rest waits for POLLOUT: see hv_qmp_dispatch */
+            r = send_with_fd(q, c);
+            if (r < 0)
+                return r;
+            if (!c->sent)
+                return 0;
+            continue;
+        }
         int r = out_append(q, c->line, strlen(c->line));
         if (r < 0)
             return r;
@@ -225,8 +278,17 @@ static int send_held(struct hv_qmp *q)
     return out_flush(q);
 }
 
+/* Whether a command is still held back (behind a descriptor that waits for the socket). */
+static bool any_held(const struct hv_qmp *q)
+{
+    for (const struct qmp_cmd *c = q->cmds; c; c = c->next)
+        if (!c->sent)
+            return true;
+    return false;
+}
+
 static int queue_cmd(struct hv_qmp *q, const char *command, json_t *args, int timeout_ms,
-                     hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id)
+                     int pass_fd, hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id)
 {
     struct qmp_cmd *c = NULL;
     json_t *msg = NULL;
@@ -236,6 +298,14 @@ static int queue_cmd(struct hv_qmp *q, const char *command, json_t *args, int ti
     c = calloc(1, sizeof(*c));
     if (!c)
         goto out;
+    c->pass_fd = -1;
+    if (pass_fd >= 0) {
+        c->pass_fd = fcntl(pass_fd, F_DUPFD_CLOEXEC, 3);
+        if (c->pass_fd < 0) {
+            r = -errno;
+            goto out;
+        }
+    }
     c->id = ++q->next_id;
     msg = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)c->id);
     if (!msg || (args && json_object_set(msg, "arguments", args) < 0))
@@ -276,7 +346,24 @@ int hv_qmp_send(struct hv_qmp *q, const char *command, json_t *args, int timeout
         json_decref(args);
         return q->dead_error;
     }
-    int r = queue_cmd(q, command, args, timeout_ms, fn, userdata, ret_id);
+    int r = queue_cmd(q, command, args, timeout_ms, -1, fn, userdata, ret_id);
+    if (r < 0)
+        return r;
+    return q->state == QMP_READY ? send_held(q) : 0;
+}
+
+int hv_qmp_send_fd(struct hv_qmp *q, const char *command, json_t *args, int fd, int timeout_ms,
+                   hv_qmp_reply_fn fn, void *userdata, uint64_t *ret_id)
+{
+    if (!command || !command[0] || fd < 0 || q->fd < 0) {
+        json_decref(args);
+        return -EINVAL;
+    }
+    if (q->state == QMP_DEAD) {
+        json_decref(args);
+        return q->dead_error;
+    }
+    int r = queue_cmd(q, command, args, timeout_ms, fd, fn, userdata, ret_id);
     if (r < 0)
         return r;
     return q->state == QMP_READY ? send_held(q) : 0;
@@ -290,6 +377,7 @@ static int handle_greeting(struct hv_qmp *q, json_t *msg)
     struct qmp_cmd *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    c->pass_fd = -1;
     c->id = ++q->next_id;
     c->command = strdup("qmp_capabilities");
     if (asprintf(&c->line, "{\"execute\":\"qmp_capabilities\",\"id\":%llu}\n",
@@ -463,7 +551,7 @@ int hv_qmp_dispatch(struct hv_qmp *q, short revents)
     int r = 0;
     q->in_dispatch = true;
     if (revents & POLLOUT) {
-        r = out_flush(q);
+        r = any_held(q) && q->state == QMP_READY ? send_held(q) : out_flush(q);
         if (r < 0) {
             r = qmp_kill(q, r);
             goto out;
@@ -555,7 +643,8 @@ short hv_qmp_poll_events(const struct hv_qmp *q)
 {
     if (q->state == QMP_DEAD)
         return 0;
-    return POLLIN | (q->out_off < q->out_len ? POLLOUT : 0);
+    bool want_out = q->out_off < q->out_len || (q->state == QMP_READY && any_held(q));
+    return POLLIN | (want_out ? POLLOUT : 0);
 }
 
 int hv_qmp_timeout_ms(const struct hv_qmp *q)

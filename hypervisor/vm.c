@@ -294,6 +294,14 @@ int hv_vm_start(const struct hv_vm_def *def, const char *runtime_dir, const char
     unlink(paths.vnc);
     unlink(paths.spice);
     unlink(paths.pidfile);
+    if (def->identity_port) {
+        r = hv_instant_identity_fifos(&paths);
+        if (r < 0) {
+            atr_error_set(err, r, "cannot make the identity FIFOs %s.in/.out: %s", paths.identity,
+                          strerror(-r));
+            goto out;
+        }
+    }
     /* Fixed descriptor 3 in QEMU: see exec_qemu. */
     r = hv_qemu_argv_new(def, &paths, qemu, 3, &argv);
     if (r < 0) {

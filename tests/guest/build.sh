@@ -38,7 +38,9 @@ cmdline="console=ttyS0 loglevel=1"
 # Modules the guest loads, in addition to their dependencies (read from each
 # module's .modinfo).  ext4 asks the crypto API for "crc32c" by name, which
 # no depends= line records, hence crc32c_generic.
-want_modules="virtio_pci virtio_blk virtio_net virtio_balloon crc32c_generic ext4 button evdev"
+# virtio_console gives the guest the virtio-serial port an instant clone's
+# identity arrives on (org.atrium.identity, see rootfs/init).
+want_modules="virtio_pci virtio_blk virtio_net virtio_balloon virtio_console crc32c_generic ext4 button evdev"
 
 outputs=(vmlinuz initrd.img disk.qcow2 cmdline manifest)
 

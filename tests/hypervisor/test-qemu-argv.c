@@ -143,6 +143,57 @@ static void test_incoming_migration_listens_only_when_asked(void **state)
                      -EINVAL);
 }
 
+/* A template writes its RAM through to a file; a clone maps it privately and
+ * waits for its device state; both carry the identity port on a pipe. */
+static void test_instant_template_and_clone_differ_only_in_ram_sharing_and_incoming(void **state)
+{
+    (void)state;
+    struct hv_vm_def def = base_def();
+    def.ram_path = "/var/lib/atrium/templates/7/ram";
+    def.ram_shared = true;
+    def.identity_port = true;
+    char **tpl = build(&def);
+    assert_string_equal(value_of(tpl, "-machine"), "q35,memory-backend=ram");
+    assert_true(opt_contains(tpl, "-object", "memory-backend-file,id=ram,size="));
+    assert_true(opt_contains(tpl, "-object", "mem-path=/var/lib/atrium/templates/7/ram,share=on"));
+    assert_true(opt_contains(tpl, "-chardev", "pipe,id=identity,path=/run/atrium/vms/42/identity"));
+    assert_true(opt_contains(tpl, "-device", "name=org.atrium.identity"));
+    assert_false(has_arg(tpl, "-incoming"));
+
+    def.ram_shared = false;
+    def.incoming_defer = true;
+    char **clone = build(&def);
+    assert_true(opt_contains(clone, "-object", "share=off"));
+    assert_string_equal(value_of(clone, "-incoming"), "defer");
+    /* Same devices in the same order, or the saved state would not load. */
+    size_t nt = 0, nc = 0;
+    while (tpl[nt])
+        nt++;
+    while (clone[nc])
+        nc++;
+    assert_int_equal(nc, nt + 2);
+    for (size_t i = 0, k = 0; i < nt; i++, k++) {
+        if (strcmp(clone[k], "-incoming") == 0)
+            k += 2;
+        if (strstr(tpl[i], "share=on"))
+            continue;
+        assert_string_equal(tpl[i], clone[k]);
+    }
+    hv_argv_free(tpl);
+    hv_argv_free(clone);
+
+    /* "defer" with another incoming, or a RAM path that would inject options. */
+    char **out = NULL;
+    def.incoming = "tcp:10.0.0.1:4000";
+    assert_int_equal(hv_qemu_argv_new(&def, &paths, "/usr/bin/qemu-system-x86_64", -1, &out),
+                     -EINVAL);
+    def.incoming = NULL;
+    def.ram_path = "/x,share=on";
+    assert_int_equal(hv_qemu_argv_new(&def, &paths, "/usr/bin/qemu-system-x86_64", -1, &out),
+                     -EINVAL);
+    assert_null(out);
+}
+
 static void test_consoles_and_monitor_live_in_the_vm_runtime_dir(void **state)
 {
     (void)state;
@@ -333,6 +384,8 @@ int main(void)
         cmocka_unit_test_setup(test_kvm_uses_host_cpu, setup),
         cmocka_unit_test_setup(test_kernel_boot_and_bridge_and_mac, setup),
         cmocka_unit_test_setup(test_commas_in_paths_cannot_inject_options, setup),
+        cmocka_unit_test_setup(
+            test_instant_template_and_clone_differ_only_in_ram_sharing_and_incoming, setup),
         cmocka_unit_test_setup(test_bad_definitions_are_refused_and_output_untouched, setup),
         cmocka_unit_test(test_runtime_paths_are_bounded_by_sun_path),
     };

@@ -178,6 +178,57 @@ static void test_commands_wait_for_the_handshake_then_go_out_in_order(void **sta
     json_decref(l.ret);
 }
 
+/* getfd: the descriptor travels as SCM_RIGHTS on the bytes of its own
+ * command, after what was queued before it and before what follows. */
+static void test_a_descriptor_travels_with_its_own_command(void **state)
+{
+    struct fixture *f = *state;
+    int pipefd[2];
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    assert_int_equal(hv_qmp_send(f->q, "query-status", NULL, 0, NULL, NULL, NULL), 0);
+    assert_int_equal(hv_qmp_send_fd(f->q, "getfd", json_pack("{s:s}", "fdname", "st"), pipefd[1],
+                                    0, NULL, NULL, NULL),
+                     0);
+    assert_int_equal(hv_qmp_send(f->q, "query-name", NULL, 0, NULL, NULL, NULL), 0);
+    handshake(f);
+    assert_int_equal(pump(f, 100), 0);
+
+    json_t *m = peer_read_msg(f);
+    assert_string_equal(json_string_value(json_object_get(m, "execute")), "query-status");
+    json_decref(m);
+    /* The next bytes carry the descriptor. */
+    char buf[512];
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+                        .msg_controllen = sizeof(u.b)};
+    ssize_t n = recvmsg(f->peer, &mh, MSG_CMSG_CLOEXEC);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    assert_non_null(strstr(buf, "\"getfd\""));
+    assert_null(strstr(buf, "query-name"));
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    assert_non_null(cm);
+    assert_int_equal(cm->cmsg_type, SCM_RIGHTS);
+    int got;
+    memcpy(&got, CMSG_DATA(cm), sizeof(int));
+    /* It is the pipe's write end: what we write arrives at the read end. */
+    assert_int_equal(write(got, "x", 1), 1);
+    char c = 0;
+    assert_int_equal(read(pipefd[0], &c, 1), 1);
+    assert_int_equal(c, 'x');
+    close(got);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    m = peer_read_msg(f);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "execute")), "query-name");
+    json_decref(m);
+}
+
 static void test_debug_log_never_shows_a_console_password(void **state)
 {
     struct fixture *f = *state;
@@ -427,6 +478,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_commands_wait_for_the_handshake_then_go_out_in_order),
+        T(test_a_descriptor_travels_with_its_own_command),
         T(test_debug_log_never_shows_a_console_password),
         T(test_replies_are_matched_by_id_not_by_order),
         T(test_qemu_error_reaches_the_caller_with_class_and_text),
