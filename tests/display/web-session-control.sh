@@ -26,29 +26,7 @@ done
 
 npm_deps
 
-run=$tmp/run
-vnc_port=$(freeport) spice_port=$(freeport) rdp_port=$(freeport)
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-web-sessctl \
-    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
-conf=$tmp/atrium.conf
-cat >"$conf" <<CONF
-[db]
-url = $conninfo
-[paths]
-runtime_dir = $run
-[broker]
-listen = 127.0.0.1
-tls = false
-threads = 4
-web_root = $src/web
-[display]
-listen = 127.0.0.1
-vnc_port = $vnc_port
-spice_port = $spice_port
-rdp_port = $rdp_port
-tls_cert = $tmp/cert.pem
-tls_key = $tmp/key.pem
-CONF
+write_conf --run --display
 create_db "$ctl" "$conf"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 uma=$("$seed" user "$conninfo" uma 'user pw' user)
@@ -61,22 +39,7 @@ admin_post "/pools/$pool/entitlements" "{\"user_id\":$uma}" >/dev/null
 group=$(admin_post /groups '{"name":"staff"}')
 admin_post "/groups/$group/members" "{\"user_id\":$uma}" >/dev/null
 # one VM, ready: this test plays hostd's part and runs its QEMU itself
-vm=$(psql_db "INSERT INTO vms (name, pool_id, state) VALUES ('desk-1', $pool, 'ready') RETURNING id")
-vmdir=$run/vms/$vm
-mkdir -p "$vmdir"
-qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
-: >"$tmp/serial.log"
-qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
-    -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
-    -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
-    -vga qxl -display none -nic none \
-    -vnc "unix:$vmdir/vnc.sock" \
-    -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
-    -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
-pids+=("$!")
-timeout 150 grep -q -m1 ATRIUM-BOOT-OK <(timeout 150 tail -F -n +1 "$tmp/serial.log" 2>/dev/null) ||
-    { echo "FAIL: the test guest did not boot"; cat "$tmp/qemu.log"; exit 1; }
-echo "ok   guest booted (TCG)"
+boot_test_vm "$pool" 150
 start_daemon displayd 'msg="displayd ready"' 30 "$displayd" --config "$conf"
 echo "ok   displayd ready"
 

@@ -7,17 +7,13 @@
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { check, fail, finish, ok, sleep } from '../web/check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
 const base = env.ATRIUM_WEB_BASE;
 const shots = env.ATRIUM_WEB_SHOTS;
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const sql = (q) => execFileSync('psql', ['-X', '-q', '-t', '-A', env.ATRIUM_WEB_CONNINFO, '-c', q]).toString().trim();
 const serial = () => readFileSync(env.ATRIUM_WEB_SERIAL, 'utf8');
 const alive = (pid) => {
@@ -153,5 +149,4 @@ try {
 } finally {
     await browser.close();
 }
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();

@@ -9,6 +9,7 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { check, fail, finish, ok, sleep } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
@@ -16,11 +17,6 @@ const base = env.ATRIUM_WEB_BASE;
 const tmp = env.ATRIUM_WEB_TMP;
 const shots = env.ATRIUM_WEB_SHOTS;
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // QEMU's own picture of the screen, as {w, h, rgb}.
 function screendump() {
@@ -174,5 +170,4 @@ try {
 } finally {
     await browser.close();
 }
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();

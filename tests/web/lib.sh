@@ -89,6 +89,79 @@ start_daemon() {
     [[ -n $found ]] || { echo "FAIL: $name did not become ready"; cat "$tmp/$name.log"; return 1; }
 }
 
+# write_conf [--run] [--data] [--display] [EXTRA]: writes $conf
+# ($tmp/atrium.conf) for this test's daemons: the database and the broker on
+# loopback over plain HTTP serving $src/web; --run adds the runtime dir $run
+# ($tmp/run), --data the data dir $tmp/data (both made here); --display a
+# displayd on free loopback ports ($vnc_port, $spice_port, $rdp_port) with a
+# throw-away self-signed certificate (it always has TLS ready, for RDP).
+# EXTRA is INI text appended as it is (more sections, or more keys in a
+# repeated [broker] section).
+write_conf() {
+    local want_run= want_data= want_display=
+    while [[ ${1:-} == --* ]]; do
+        case $1 in
+        --run) want_run=1 ;;
+        --data) want_data=1 ;;
+        --display) want_display=1 ;;
+        *) echo "write_conf: unknown option $1" >&2; return 2 ;;
+        esac
+        shift
+    done
+    conf=$tmp/atrium.conf
+    run=$tmp/run
+    {
+        printf '[db]\nurl = %s\n' "$conninfo"
+        if [[ -n $want_run$want_data ]]; then
+            echo '[paths]'
+            [[ -z $want_run ]] || { mkdir -p "$run"; echo "runtime_dir = $run"; }
+            [[ -z $want_data ]] || { mkdir -p "$tmp/data"; echo "data_dir = $tmp/data"; }
+        fi
+        printf '[broker]\nlisten = 127.0.0.1\ntls = false\nthreads = 4\nweb_root = %s\n' "$src/web"
+    } >"$conf"
+    if [[ -n $want_display ]]; then
+        vnc_port=$(freeport) spice_port=$(freeport) rdp_port=$(freeport)
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-web-test \
+            -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+        cat >>"$conf" <<CONF
+[display]
+listen = 127.0.0.1
+vnc_port = $vnc_port
+spice_port = $spice_port
+rdp_port = $rdp_port
+tls_cert = $tmp/cert.pem
+tls_key = $tmp/key.pem
+CONF
+    fi
+    [[ -z ${1:-} ]] || printf '%s\n' "$1" >>"$conf"
+}
+
+# boot_test_vm POOL SECONDS: one VM row of POOL in state ready whose QEMU
+# this test runs itself in hostd's place (the test guest under TCG, its VNC
+# console and QMP on unix sockets in the VM's runtime dir, serial into
+# $tmp/serial.log); waits (bounded) for the guest's boot mark.  Sets $vm and
+# $vmdir.
+boot_test_vm() {
+    local pool=$1 secs=$2
+    vm=$(psql_db "INSERT INTO vms (name, pool_id, state) VALUES ('desk-1', $pool, 'ready') RETURNING id")
+    vmdir=$run/vms/$vm
+    mkdir -p "$vmdir"
+    qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
+    : >"$tmp/serial.log"
+    qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
+        -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
+        -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
+        -vga qxl -display none -nic none \
+        -vnc "unix:$vmdir/vnc.sock" \
+        -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
+        -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
+    pids+=("$!")
+    # tail -F wakes on the serial log's writes
+    timeout "$secs" grep -q -m1 ATRIUM-BOOT-OK <(timeout "$secs" tail -F -n +1 "$tmp/serial.log" 2>/dev/null) ||
+        { echo "FAIL: the test guest did not boot"; cat "$tmp/qemu.log"; exit 1; }
+    echo "ok   guest booted (TCG)"
+}
+
 # start_broker BROKER CONF: sets $port and $base
 start_broker() {
     port=

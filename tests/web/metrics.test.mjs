@@ -11,6 +11,7 @@
 // usage: node metrics.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-metrics.sh)
 
 import { execFileSync } from 'node:child_process';
+import { check, fail, finish, ok, sleep } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
@@ -19,11 +20,6 @@ const shots = env.ATRIUM_WEB_SHOTS;
 const hostId = Number(env.ATRIUM_WEB_HOST);
 const vmId = Number(env.ATRIUM_WEB_VM);
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function sql(q) {
     return execFileSync('psql', ['-X', '-q', '-t', '-A', '-F', '|', '-v', 'ON_ERROR_STOP=1',
@@ -259,5 +255,4 @@ try {
 } finally {
     await browser.close();
 }
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();

@@ -7,17 +7,13 @@
 // usage: node site.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-site.sh)
 
 import { readFileSync } from 'node:fs';
+import { check, fail, finish, ok, sleep } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
 const base = env.ATRIUM_WEB_BASE;
 const shots = env.ATRIUM_WEB_SHOTS;
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const secs = () => Math.round((Date.now() - t0) / 1000);
 
@@ -209,5 +205,4 @@ try {
 } finally {
     await browser.close();
 }
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();

@@ -20,25 +20,10 @@ done
 
 npm_deps
 
-run=$tmp/run
-mkdir -p "$run" "$tmp/data"
-conf=$tmp/atrium.conf
-cat >"$conf" <<CONF
-[db]
-url = $conninfo
-[paths]
-runtime_dir = $run
-data_dir = $tmp/data
-[hostd]
+write_conf --run --data '[hostd]
 name = web-metrics
 accel = tcg
-metrics_interval = 2
-[broker]
-listen = 127.0.0.1
-tls = false
-threads = 4
-web_root = $src/web
-CONF
+metrics_interval = 2'
 create_db "$ctl" "$conf"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 "$seed" user "$conninfo" otto 'otto pw' operator >/dev/null

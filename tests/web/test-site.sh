@@ -17,36 +17,11 @@ done
 
 npm_deps
 
-run=$tmp/run
-mkdir -p "$run" "$tmp/data"
-vnc_port=$(freeport) spice_port=$(freeport) rdp_port=$(freeport)
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-web-site \
-    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
-conf=$tmp/atrium.conf
-cat >"$conf" <<CONF
-[db]
-url = $conninfo
-[paths]
-runtime_dir = $run
-data_dir = $tmp/data
-[hostd]
+write_conf --run --data --display '[hostd]
 name = web-e2e
 accel = tcg
 [poold]
-provision_timeout = 240
-[broker]
-listen = 127.0.0.1
-tls = false
-threads = 4
-web_root = $src/web
-[display]
-listen = 127.0.0.1
-vnc_port = $vnc_port
-spice_port = $spice_port
-rdp_port = $rdp_port
-tls_cert = $tmp/cert.pem
-tls_key = $tmp/key.pem
-CONF
+provision_timeout = 240'
 create_db "$ctl" "$conf"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 "$seed" user "$conninfo" uma 'user pw' user >/dev/null

@@ -9,23 +9,13 @@
 // usage: node upload.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-upload.sh)
 
 import { readdirSync } from 'node:fs';
+import { check, fail, finish, ok, step } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
 const base = env.ATRIUM_WEB_BASE;
 const shots = env.ATRIUM_WEB_SHOTS;
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-async function step(name, fn) {
-    try {
-        await fn();
-    } catch (e) {
-        fail(name, e && e.message ? e.message.split('\n').filter((l) => l.trim()).slice(0, 4).join(' / ') : String(e));
-    }
-}
 const imageFiles = () => readdirSync(env.ATRIUM_UPLOAD_IMAGES).sort();
 
 const browser = await chromium.launch({
@@ -153,5 +143,4 @@ await step('upload', async () => {
 });
 
 await browser.close();
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();

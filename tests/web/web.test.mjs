@@ -12,6 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
+import { check, fail, finish, ok, step } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const base = process.env.ATRIUM_WEB_BASE;
@@ -19,17 +20,6 @@ const shots = process.env.ATRIUM_WEB_SHOTS;
 const poolId = process.env.ATRIUM_WEB_POOL;
 const vncPort = process.env.ATRIUM_WEB_VNC_PORT;
 
-let passes = 0, fails = 0;
-function ok(name) { passes++; console.log(`ok   ${name}`); }
-function fail(name, why) { fails++; console.log(`FAIL ${name}${why ? `: ${why}` : ''}`); }
-function check(cond, name, why) { cond ? ok(name) : fail(name, why); }
-async function step(name, fn) {
-    try {
-        await fn();
-    } catch (e) {
-        fail(name, e && e.message ? e.message.split('\n').filter((l) => l.trim()).slice(0, 4).join(' / ') : String(e));
-    }
-}
 
 // A raw GET with the path exactly as given (fetch would normalise "..").
 function rawGet(path) {
@@ -569,5 +559,4 @@ await step('admin', async () => {
 });
 
 await browser.close();
-console.log(`${passes} passed, ${fails} failed`);
-process.exit(fails === 0 && passes > 0 ? 0 : 1);
+finish();
