@@ -113,6 +113,21 @@ struct brk_vm_resources_input {
 int brk_vm_resources_input_parse(const json_t *body, int memory_mb,
                                  struct brk_vm_resources_input *ret, char *why, size_t why_len);
 
+/* A POST /vms/{id}/migrate body, checked (api-migrate.c). */
+struct brk_migrate_input {
+    int64_t to_host;
+    bool copy_storage;
+    int max_bandwidth_mbs; /* 0: not given (hostd's default) */
+};
+
+/*
+ * Check a migrate body: to_host (integer >= 1), optional copy_storage
+ * (bool) and max_bandwidth_mbs (1..100000); no other member.  0 or -EINVAL
+ * with @why; *ret is set only on success.
+ */
+int brk_migrate_input_parse(const json_t *body, struct brk_migrate_input *ret, char *why,
+                            size_t why_len);
+
 /* A POST /vms/{id}/snapshots body, checked (api-snapshots.c). */
 struct brk_snapshot_input {
     const char *name;        /* borrowed from the body */
@@ -476,6 +491,8 @@ int brk_api_vm_snapshots(struct brk_request *req, struct brk_reply *rep); /* api
 int brk_api_vm_snapshot_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_snapshot_revert(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_snapshot_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_migrate(struct brk_request *req, struct brk_reply *rep); /* api-migrate.c */
+int brk_api_vm_migrate_cancel(struct brk_request *req, struct brk_reply *rep);
 int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep); /* api-upload.c */
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);

@@ -26,6 +26,15 @@ struct db;
 int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, bool copy_storage,
                          int64_t created_by, int64_t *ret_task);
 
+/* The same with a copy bandwidth cap (task param max_bandwidth_mbs; 0: hostd's default). */
+struct db_migration_req {
+    int64_t vm_id, to_host_id;
+    bool copy_storage;
+    int max_bandwidth_mbs;
+    int64_t created_by; /* 0: none */
+};
+int db_migration_request_opts(struct db *db, const struct db_migration_req *req, int64_t *ret_task);
+
 /*
  * The destination listens at @uri for source task @src_task (and, when the
  * storage is copied, exports its new disk @disk over NBD at @nbd,

@@ -8,9 +8,19 @@
 int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, bool copy_storage,
                          int64_t created_by, int64_t *ret_task)
 {
-    char b1[24], b2[24], b3[24];
-    const char *p[] = {db_param_i64(b1, vm_id), db_param_i64(b2, to_host_id),
-                       db_param_id(b3, created_by), copy_storage ? "true" : "false"};
+    struct db_migration_req req = {.vm_id = vm_id,
+                                   .to_host_id = to_host_id,
+                                   .copy_storage = copy_storage,
+                                   .created_by = created_by};
+    return db_migration_request_opts(db, &req, ret_task);
+}
+
+int db_migration_request_opts(struct db *db, const struct db_migration_req *req, int64_t *ret_task)
+{
+    char b1[24], b2[24], b3[24], b4[24];
+    const char *p[] = {db_param_i64(b1, req->vm_id), db_param_i64(b2, req->to_host_id),
+                       db_param_id(b3, req->created_by), req->copy_storage ? "true" : "false",
+                       db_param_i64(b4, req->max_bandwidth_mbs)};
     PGresult *res;
     /* One statement: two admins asking at once get one task, the other
      * -EBUSY (the partial unique index cannot be used here without a
@@ -24,12 +34,13 @@ int db_migration_request(struct db *db, int64_t vm_id, int64_t to_host_id, bool 
                 "   AND state IN ('queued', 'running')),"
                 " t AS (INSERT INTO tasks (kind, host_id, vm_id, params, created_by)"
                 "   SELECT 'vm.migrate', v.host_id, v.id, jsonb_build_object('to_host', $2::bigint,"
-                "     'copy_storage', $4::boolean),"
+                "     'copy_storage', $4::boolean) || CASE WHEN $5::int > 0"
+                "     THEN jsonb_build_object('max_bandwidth_mbs', $5::int) ELSE '{}' END,"
                 "     $3 FROM v, h WHERE v.host_id IS NOT NULL AND v.host_id <> $2"
                 "     AND NOT EXISTS (SELECT 1 FROM busy) RETURNING id)"
                 " SELECT (SELECT count(*) FROM v), (SELECT count(*) FROM h),"
                 "   (SELECT count(*) FROM busy), (SELECT id FROM t)",
-                4, p, &res, NULL);
+                5, p, &res, NULL);
     if (r < 0)
         return r;
     if (db_get_i64(res, 0, 0) == 0 || db_get_i64(res, 0, 1) == 0)

@@ -5,7 +5,8 @@
 #
 # A real VNC viewer (tests/multihost/vnc-watch, libvncclient) connects to the
 # displayd of mh1 with a one-time VNC password and stays connected while the
-# VM moves mh1 -> mh2 -> mh1.  It must keep receiving framebuffer updates and
+# VM moves mh1 -> mh2 (atriumctl) -> mh1 (the broker's POST
+# /api/v1/vms/{id}/migrate, its task followed through GET /tasks/{id}).  It must keep receiving framebuffer updates and
 # its keys must reach the guest on whichever host it runs (the guest echoes
 # each typed line on its serial port, which each host's QEMU writes to its
 # own log).  The longest gap between two updates around each migration is
@@ -15,11 +16,13 @@
 # the relayed stream.  Also: the relay refuses a forged ticket, a used one,
 # and a request that is not one, and audits the refusals.
 set -euo pipefail
-hostd=${1:?usage: test-console.sh HOSTD DISPLAYD ATRIUMCTL TICKET-TOOL VNC-WATCH}
+hostd=${1:?usage: test-console.sh HOSTD DISPLAYD ATRIUMCTL TICKET-TOOL VNC-WATCH BROKER BRK-SEED}
 displayd=${2:?}
 ctl=${3:?}
 ticket_tool=${4:?}
 watch=${5:?}
+broker=${6:?}
+seed=${7:?}
 guest=${ATRIUM_GUEST_DIR:?the test guest (fixture guest)}
 here=$(dirname "$0")
 . "$here/../harness/lib.sh"
@@ -97,14 +100,69 @@ usual_gap() {
         tail -n 20 | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'
 }
 
-migrate() { # FROM TO
-    local from=$1 to=$2 t0 t1 rc=0 n0 pause
+# The broker, in the machine's own namespace, on the same database.
+printf '[db]\nurl = %s\n[broker]\nlisten = 127.0.0.1\ntls = false\nthreads = 2\n' "$dbci" >"$tmp/broker.conf"
+"$seed" user "$dbci" root 'root pw' admin >/dev/null
+mkfifo "$tmp/broker.fifo"
+"$broker" --config "$tmp/broker.conf" --port 0 2>"$tmp/broker.fifo" &
+broker_pid=$!
+atr_on_exit "kill $broker_pid 2>/dev/null || true; wait $broker_pid 2>/dev/null || true"
+exec {bfd}<"$tmp/broker.fifo"
+port=
+while IFS= read -r -t 60 line <&"$bfd"; do
+    printf '%s\n' "$line" >>"$tmp/broker.log"
+    [[ $line == *'msg="broker listening"'* && $line =~ port=([0-9]+) ]] && port=${BASH_REMATCH[1]}
+    [[ $line == *'msg="broker ready"'* ]] && break
+done
+cat <&"$bfd" >>"$tmp/broker.log" &
+atr_on_exit "kill $! 2>/dev/null || true"
+exec {bfd}<&-
+[[ -n $port ]] || { bad "broker did not start"; cat "$tmp/broker.log"; exit 1; }
+base=http://127.0.0.1:$port/api/v1
+curl -sS --max-time 20 -c "$tmp/jar" -o "$tmp/login.json" -H 'Content-Type: application/json' \
+    --data-binary '{"username":"root","password":"root pw"}' "$base/login"
+csrf=$(python3 -c "import json; print(json.load(open('$tmp/login.json'))['csrf_token'])")
+api() { # METHOD PATH [JSON]: body in $tmp/api.json, prints the status
+    curl -sS --max-time 30 -b "$tmp/jar" -H "X-CSRF-Token: $csrf" -H 'Content-Type: application/json' \
+        -X "$1" ${3:+--data-binary "$3"} -o "$tmp/api.json" -w '%{http_code}' "$base$2"
+}
+jq_api() { python3 -c "import json; j=json.load(open('$tmp/api.json')); print($1)"; }
+# migrate through the API: queue, then follow the task until it ends (bounded)
+api_migrate() { # TO
+    local to_id status progress seen="" deadline=$((SECONDS + 400))
+    to_id=$(q "SELECT id FROM hosts WHERE name = 'mh$1'")
+    status=$(api POST "/vms/$vm/migrate" "{\"to_host\": $to_id}")
+    [[ $status == 202 ]] || { cat "$tmp/api.json"; return 1; }
+    local task
+    task=$(jq_api 'j["task_id"]')
+    while ((SECONDS < deadline)); do
+        status=$(api GET "/tasks/$task")
+        [[ $status == 200 ]] || return 1
+        progress=$(jq_api 'j["progress"]')
+        [[ " $seen " == *" $progress "* ]] || seen="$seen $progress"
+        case $(jq_api 'j["state"]') in
+        succeeded)
+            echo "task $task progress seen:$seen; $(jq_api '"downtime %s ms, total %s ms" % (j["result"]["downtime_ms"], j["result"]["total_ms"])')"
+            return 0 ;;
+        failed | cancelled) cat "$tmp/api.json"; return 1 ;;
+        esac
+        sleep 0.2
+    done
+    return 1
+}
+
+migrate() { # FROM TO [api]
+    local from=$1 to=$2 how=${3:-ctl} t0 t1 rc=0 n0 pause
     t0=$(ms)
-    timeout 400 "$ctl" --config "$tmp/ctl.conf" vm migrate con-1 --to "mh$to" >"$tmp/out" 2>&1 || rc=$?
+    if [[ $how == api ]]; then
+        api_migrate "$to" >"$tmp/out" 2>&1 || rc=$?
+    else
+        timeout 400 "$ctl" --config "$tmp/ctl.conf" vm migrate con-1 --to "mh$to" >"$tmp/out" 2>&1 || rc=$?
+    fi
     t1=$(ms)
-    if ((rc == 0)); then ok "migrate mh$from -> mh$to ($(((t1 - t0) / 1000)) s)"; else
+    if ((rc == 0)); then ok "migrate mh$from -> mh$to through $how ($(((t1 - t0) / 1000)) s)"; else
         bad "migrate mh$from -> mh$to: exit $rc"; sed 's/^/    /' "$tmp/out"; return 1; fi
-    grep -Eo 'downtime [0-9]+ ms' "$tmp/out" | sed "s/^/    QEMU /" || true
+    sed 's/^/    /' "$tmp/out"
     # updates keep coming after the move, on the same viewer connection
     local deadline=$((SECONDS + 60))
     while (($(updates_since "$t1") < 5)) && ((SECONDS < deadline)); do sleep 0.2; done
@@ -132,8 +190,10 @@ if ! ip netns exec "$(mh_ns 1)" timeout 5 socat -u OPEN:/dev/null \
 else bad "mh1's runtime dir still has a live console socket of the VM"; fi
 typed_on 2 onmhtwo
 
-migrate 2 1
+migrate 2 1 api
 typed_on 1 backonmhone
+truth "the API's migration is audited" "SELECT count(*) = 1 FROM audit_log WHERE action = 'vm.migrate'
+    AND outcome = 'success' AND target_id = '$vm'"
 served=$(grep -c "msg=\"relay stream served\" vm=$vm kind=vnc" "$(mh_displayd_log 2)" || true)
 ended=$(grep -c "msg=\"relay stream ended\" vm=$vm kind=vnc" "$(mh_displayd_log 2)" || true)
 echo "relayed streams served by mh2: $served, ended: $ended"
