@@ -160,15 +160,8 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
               json_pack("{s:I, s:I, s:s, s:b}", "pool_id", (json_int_t)pool.id, "vm_id",
                         (json_int_t)a.vm_id, "protocol", protocol, "reconnect", a.reconnect));
 
-    struct brk_conn_target t = {
-        .gateway = gateway,
-        .spice_port = cfg->display.spice_port,
-        .spice_tls = cfg->display.spice_tls,
-        .rdp_port = cfg->display.rdp_port,
-        .vnc_port = cfg->display.vnc_port,
-        .title = pool.name,
-        .username = req->caller.username,
-    };
+    struct brk_conn_target t =
+        brk_conn_target_make(cfg, gateway, pool.name, req->caller.username);
     /* A client that asks for the file itself (a plain download link) gets it. */
     const char *accept = brk_request_header(req, "Accept");
     if (accept && (proto == DB_PROTO_SPICE || proto == DB_PROTO_RDP)) {
@@ -198,20 +191,37 @@ int brk_api_desktop_connect(struct brk_request *req, struct brk_reply *rep)
                                     protocol, "ticket_ttl_s", tr.ttl_s, protocol, viewer));
 }
 
-int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
+/* -ENOENT (the session is gone, maybe ended meanwhile) is a 404; others pass on. */
+static int no_session(struct brk_reply *rep, int r)
+{
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "no_session", "you have no session on this desktop");
+    return r;
+}
+
+/*
+ * The caller's live session on the desktop the path names: 1 with *sid set,
+ * or the reply (404 when there is none) / a negative errno.
+ */
+static int my_live_session(struct brk_request *req, struct brk_reply *rep, int64_t *sid)
 {
     struct db_pool pool;
     int r = desktop_visible(req, rep, &pool);
     if (r <= 0)
         return r;
+    r = db_desktop_live_session(req->conn->db, req->caller.user_id, pool.id, sid);
+    return r == 0 ? 1 : no_session(rep, r);
+}
+
+int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
+{
     int64_t sid;
-    r = db_desktop_live_session(req->conn->db, req->caller.user_id, pool.id, &sid);
-    if (r == 0)
-        r = pool_session_logoff(req->conn->db, sid, "logged off by the user");
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "no_session", "you have no session on this desktop");
-    if (r < 0)
+    int r = my_live_session(req, rep, &sid);
+    if (r <= 0)
         return r;
+    r = pool_session_logoff(req->conn->db, sid, "logged off by the user");
+    if (r < 0)
+        return no_session(rep, r);
     char b[24];
     snprintf(b, sizeof(b), "%lld", (long long)sid);
     brk_audit(req, "desktop.logoff", "session", b, NULL);
@@ -226,18 +236,13 @@ int brk_api_desktop_logoff(struct brk_request *req, struct brk_reply *rep)
  */
 int brk_api_desktop_disconnect(struct brk_request *req, struct brk_reply *rep)
 {
-    struct db_pool pool;
-    int r = desktop_visible(req, rep, &pool);
+    int64_t sid;
+    int r = my_live_session(req, rep, &sid);
     if (r <= 0)
         return r;
-    int64_t sid;
-    r = db_desktop_live_session(req->conn->db, req->caller.user_id, pool.id, &sid);
-    if (r == 0)
-        r = db_session_request_disconnect(req->conn->db, sid);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "no_session", "you have no session on this desktop");
+    r = db_session_request_disconnect(req->conn->db, sid);
     if (r < 0)
-        return r;
+        return no_session(rep, r);
     char b[24];
     snprintf(b, sizeof(b), "%lld", (long long)sid);
     brk_audit(req, "desktop.disconnect", "session", b, NULL);

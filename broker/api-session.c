@@ -75,14 +75,7 @@ int brk_api_session_shadow(struct brk_request *req, struct brk_reply *rep)
               json_pack("{s:I, s:I, s:s}", "user_id", (json_int_t)s.user_id, "vm_id",
                         (json_int_t)s.vm_id, "protocol", protocol));
 
-    struct brk_conn_target t = {
-        .gateway = gateway,
-        .spice_port = cfg->display.spice_port,
-        .rdp_port = cfg->display.rdp_port,
-        .vnc_port = cfg->display.vnc_port,
-        .title = "shadow",
-        .username = req->caller.username,
-    };
+    struct brk_conn_target t = brk_conn_target_make(cfg, gateway, "shadow", req->caller.username);
     json_t *viewer = NULL;
     r = brk_viewer_info(req, protocol, &t, ticket, &viewer);
     if (r < 0)

@@ -178,6 +178,10 @@ struct brk_conn_target {
     bool spice_tls;       /* displayd's CONNECT proxy speaks TLS: proxy=https:// */
 };
 
+/* The display gateway's ports and SPICE TLS from @cfg, for a viewer of @title. */
+struct brk_conn_target brk_conn_target_make(const struct atr_config *cfg, const char *gateway,
+                                            const char *title, const char *username);
+
 /* A remote-viewer .vv file / an .rdp file carrying @ticket.  malloc'd; NULL on ENOMEM. */
 char *brk_connfile_vv(const struct brk_conn_target *t, const char *ticket);
 char *brk_connfile_rdp(const struct brk_conn_target *t, const char *ticket);

@@ -18,6 +18,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct brk_conn_target brk_conn_target_make(const struct atr_config *cfg, const char *gateway,
+                                            const char *title, const char *username)
+{
+    return (struct brk_conn_target){
+        .gateway = gateway,
+        .spice_port = cfg->display.spice_port,
+        .spice_tls = cfg->display.spice_tls,
+        .rdp_port = cfg->display.rdp_port,
+        .vnc_port = cfg->display.vnc_port,
+        .title = title,
+        .username = username,
+    };
+}
+
 int brk_gateway_host(const char *public_address, const char *host_header, char *buf, size_t size)
 {
     const char *h = public_address && *public_address ? public_address : host_header;
