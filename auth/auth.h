@@ -226,6 +226,15 @@ int auth_local_password_set(struct auth *a, int64_t user_id, const char *passwor
 int auth_password_hash(const struct auth_argon2_params *params, const char *password,
                        char **ret_encoded);
 
+/*
+ * A PHC string with @params, a random salt and a random digest: the hash of
+ * no password anyone can find (verifying against it costs one argon2id run
+ * with @params, like a real hash, and fails with -EACCES).  Made without
+ * running argon2, so it is free to make; see auth_new() for why that
+ * matters.  Sets *ret_encoded (free()); 0, -ENOMEM or -EIO.
+ */
+int auth_password_decoy(const struct auth_argon2_params *params, char **ret_encoded);
+
 /* 0 when @password matches @encoded, -EACCES when not, -EINVAL when @encoded is malformed. */
 int auth_password_verify(const char *encoded, const char *password);
 

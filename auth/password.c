@@ -43,6 +43,45 @@ int auth_password_hash(const struct auth_argon2_params *params, const char *pass
     return 0;
 }
 
+/* Standard base64 without padding, the encoding of argon2's PHC strings. */
+static void b64_nopad(const unsigned char *in, size_t n, char *out)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < n)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = abc[(v >> 18) & 63];
+        out[o++] = abc[(v >> 12) & 63];
+        if (i + 1 < n)
+            out[o++] = abc[(v >> 6) & 63];
+        if (i + 2 < n)
+            out[o++] = abc[v & 63];
+    }
+    out[o] = '\0';
+}
+
+int auth_password_decoy(const struct auth_argon2_params *params, char **ret_encoded)
+{
+    unsigned char bytes[AUTH_ARGON2_SALT_LEN + AUTH_ARGON2_HASH_LEN];
+    char salt[B64_LEN(AUTH_ARGON2_SALT_LEN) + 1], digest[B64_LEN(AUTH_ARGON2_HASH_LEN) + 1];
+    int r = auth_random(bytes, sizeof(bytes));
+    if (r < 0)
+        return r;
+    b64_nopad(bytes, AUTH_ARGON2_SALT_LEN, salt);
+    b64_nopad(bytes + AUTH_ARGON2_SALT_LEN, AUTH_ARGON2_HASH_LEN, digest);
+    char *enc = NULL;
+    if (asprintf(&enc, "$argon2id$v=%u$m=%u,t=%u,p=%u$%s$%s", (unsigned)ARGON2_VERSION_13,
+                 (unsigned)params->m_cost_kib, (unsigned)params->t_cost,
+                 (unsigned)params->parallelism, salt, digest) < 0)
+        return -ENOMEM;
+    *ret_encoded = enc;
+    return 0;
+}
+
 int auth_password_verify(const char *encoded, const char *password)
 {
     if (!encoded || !password || strncmp(encoded, "$argon2id$", 10) != 0)

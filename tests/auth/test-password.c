@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -107,6 +108,55 @@ static void test_default_config_uses_owasp_argon2id_parameters(void **state)
     assert_int_equal(cfg.account.base_s, 60);
 }
 
+/* The decoy checked for unknown names must cost what a real hash costs:
+ * the same algorithm, parameters and salt and digest lengths, so argon2
+ * runs in full and says "mismatch" (not "malformed", which returns early). */
+static void test_decoy_is_a_well_formed_hash_of_no_password(void **state)
+{
+    (void)state;
+    char *d = NULL, *e = NULL;
+    assert_int_equal(auth_password_decoy(&fast, &d), 0);
+    assert_int_equal(auth_password_decoy(&fast, &e), 0);
+    assert_true(strncmp(d, "$argon2id$v=19$m=64,t=1,p=1$", 28) == 0);
+    assert_false(auth_password_needs_rehash(&fast, d));
+    assert_string_not_equal(d, e);
+    assert_int_equal(auth_password_verify(d, "pw"), -EACCES);
+    assert_int_equal(auth_password_verify(d, ""), -EACCES);
+    free(d);
+    free(e);
+}
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Every broker connection's auth context makes a decoy at start: making one
+ * must not run argon2.  CPU time of this thread, so a loaded machine does
+ * not matter: 100 decoys cost less than one hash with the production cost. */
+static void test_decoy_costs_less_than_one_real_hash(void **state)
+{
+    (void)state;
+    struct auth_config cfg;
+    auth_config_defaults(&cfg);
+    char *h = NULL;
+    double t0 = cpu_s();
+    assert_int_equal(auth_password_hash(&cfg.argon2, "pw", &h), 0);
+    double one_hash = cpu_s() - t0;
+    free(h);
+    t0 = cpu_s();
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(auth_password_decoy(&cfg.argon2, &h), 0);
+        free(h);
+    }
+    double hundred_decoys = cpu_s() - t0;
+    print_message("one argon2id hash %.1f ms CPU, 100 decoys %.3f ms CPU\n", one_hash * 1e3,
+                  hundred_decoys * 1e3);
+    assert_true(hundred_decoys < one_hash);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -117,6 +167,8 @@ int main(void)
         cmocka_unit_test(test_malformed_hash_is_refused_not_accepted),
         cmocka_unit_test(test_empty_and_oversized_passwords_are_not_hashed),
         cmocka_unit_test(test_default_config_uses_owasp_argon2id_parameters),
+        cmocka_unit_test(test_decoy_is_a_well_formed_hash_of_no_password),
+        cmocka_unit_test(test_decoy_costs_less_than_one_real_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
