@@ -31,6 +31,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -41,6 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -490,6 +494,32 @@ static bool logoff(struct person *p)
     return false;
 }
 
+/*
+ * libvncclient waits on its socket with select(), and glibc aborts the whole
+ * process on FD_SET of a descriptor >= FD_SETSIZE (1024).  Every person holds
+ * an HTTPS connection for the whole run, so with a few hundred people the
+ * viewers' sockets, opened last, landed above 1024 and the storm died
+ * ("bit out of range 0 - FD_SETSIZE on fd_set").  The HTTPS sockets are
+ * therefore moved above FD_SETSIZE as curl opens them, which leaves the low
+ * descriptors to the viewers (at most one per person).
+ */
+static curl_socket_t open_high_socket(void *clientp, curlsocktype purpose,
+                                      struct curl_sockaddr *addr)
+{
+    (void)clientp;
+    (void)purpose;
+    int fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, FD_SETSIZE);
+    close(fd);
+    if (high < 0) {
+        fprintf(stderr, "storm: cannot move a socket above %d: %s\n", FD_SETSIZE, strerror(errno));
+        return CURL_SOCKET_BAD;
+    }
+    return high;
+}
+
 static void *person_main(void *arg)
 {
     struct person *p = arg;
@@ -500,6 +530,7 @@ static void *person_main(void *arg)
     curl_easy_setopt(p->c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(p->c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(p->c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(p->c, CURLOPT_OPENSOCKETFUNCTION, open_high_socket);
     sleep_ms(rand_r(&p->rnd) % (o.ramp_s * 1000 + 1));
     /* a late arrival still gets in after the deadline (bounded grace), so
      * an overloaded broker is seen as slow, not as a person locked out */
@@ -621,6 +652,18 @@ int main(int argc, char **argv)
         o.users <= 0 || o.users > 2000 || o.duration_s <= 0 || o.duration_s > 3600 ||
         o.hold_min_ms < 0 || o.hold_max_ms < o.hold_min_ms || o.ramp_s < 0)
         usage();
+    /* Room above FD_SETSIZE for everyone's HTTPS socket (open_high_socket). */
+    struct rlimit rl;
+    rlim_t want = (rlim_t)FD_SETSIZE + 2 * (rlim_t)o.users + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want) {
+        fprintf(stderr, "storm: %d people need %llu open files (RLIMIT_NOFILE is %llu)\n", o.users,
+                (unsigned long long)want, (unsigned long long)rl.rlim_cur);
+        return 2;
+    }
     rfbClientLog = quiet;
     rfbClientErr = quiet;
     curl_global_init(CURL_GLOBAL_DEFAULT);
