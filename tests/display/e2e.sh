@@ -47,81 +47,21 @@
 set -euo pipefail
 
 mode=${1:?usage: e2e.sh vnc|vnc-resize|spice|spice-vv|spice-vv-plain|rdp|rdp-resize|bench BENCH BENCH_RDP}
-bin=${ATRIUM_BINARY_DIR:?}
-src=${ATRIUM_SOURCE_DIR:?}
-guest=${ATRIUM_GUEST_DIR:-$bin/guest}
+. "$(dirname "$0")/lib.sh"
 tool=$bin/tests/display/display-ticket-tool
-helper=$src/tests/display/helper.py
-limit=${ATRIUM_DISPLAY_E2E_TIMEOUT:-240}
-
-tmp=$(mktemp -d /tmp/atrium-display.XXXXXX)
-pids=()
-server=$(cat "${ATRIUM_TEST_PG_FILE:?}")
-dbname=display_e2e_${mode//-/_}_$$
-conninfo="$server dbname=$dbname"
-
-cleanup() {
-    local rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    psql "$server" -qXc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
-    if [[ $rc -ne 0 ]]; then
-        echo "--- displayd log"; tail -n 40 "$tmp/displayd.log" 2>/dev/null || true
-        echo "--- serial log"; tail -n 20 "$tmp/serial.log" 2>/dev/null || true
-    fi
-    if [[ $rc -ne 0 && -n ${ATRIUM_DISPLAY_KEEP:-} ]]; then
-        echo "kept $tmp"
-    else
-        rm -rf "$tmp"
-    fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 124' ALRM TERM INT
-# the whole test is bounded, whatever hangs
-(
-    trap 'kill $s 2>/dev/null; exit 0' TERM
-    sleep "$limit" & s=$!
-    wait $s && kill -ALRM $$
-) >/dev/null 2>&1 &
-pids+=($!)
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
-sql() { psql "$conninfo" -qXAtc "$1"; }
-
-# wait_line FILE PATTERN SECONDS: block until a line matches (inotify via tail -F)
-wait_line() {
-    local fd tp rc=0
-    exec {fd}< <(exec timeout "$3" tail -F -n +1 "$1" 2>/dev/null)
-    tp=$!
-    grep -q -m1 -- "$2" <&"$fd" || rc=1
-    kill "$tp" 2>/dev/null || true
-    exec {fd}<&-
-    return $rc
-}
+dl_init display "display_e2e_${mode//-/_}_$$" "${ATRIUM_DISPLAY_E2E_TIMEOUT:-240}"
 
 # ------------------------------------------------------------------ database
-psql "$server" -qXc "CREATE DATABASE $dbname" >/dev/null
 "$tool" migrate "$conninfo"
 # alice (local user, for RDP password log-ins) is entitled to pool p1 and
 # has a live session on its VM, so every assignment gives her that VM back
 alice_pw=pw-$RANDOM-$$
 user=$("$tool" user-add "$conninfo" alice "$alice_pw")
-sql "INSERT INTO pools (name) VALUES ('p1')"
-pool=$(sql "SELECT id FROM pools")
-sql "INSERT INTO entitlements (pool_id, user_id) VALUES ($pool, $user)"
-sql "INSERT INTO vms (name, pool_id, state, assigned_user_id) VALUES ('vm-1', $pool, 'assigned', $user)"
-vm=$(sql "SELECT id FROM vms")
-sql "INSERT INTO desktop_sessions (user_id, pool_id, vm_id, state) VALUES ($user, $pool, $vm, 'assigned')"
-session=$(sql "SELECT id FROM desktop_sessions")
+dl_desk "$user"
 
 # ------------------------------------------------------------------ the guest
 # SPICE with ticketing on and no password: nobody gets in until displayd sets
 # one through QMP (with disable-ticketing=on QEMU refuses set_password).
-run=$tmp/run
-vmdir=$run/vms/$vm
-mkdir -p "$vmdir"
 extra_vnc=()
 paused=()
 # rdp-resize: the guest starts paused, so a viewer sees QEMU's first screen
@@ -132,72 +72,32 @@ if [[ $mode == bench ]]; then
     direct_display=$(( $("$helper" freeport) % 1000 + 100 ))
     extra_vnc=(-vnc "127.0.0.1:$direct_display,id=direct")
 fi
-qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
-: >"$tmp/serial.log"
-qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
-    -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
-    -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
-    -vga qxl -display none -nic none \
-    -vnc "unix:$vmdir/vnc.sock" "${extra_vnc[@]}" \
-    -spice "unix=on,addr=$vmdir/spice.sock" \
-    -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
-    -qmp "unix:$vmdir/qmp-display.sock,server=on,wait=off" \
-    -serial "file:$tmp/serial.log" "${paused[@]}" >"$tmp/qemu.log" 2>&1 &
-pids+=($!)
+vmdir=$run/vms/$vm
+dl_guest "${extra_vnc[@]}" -spice "unix=on,addr=$vmdir/spice.sock" \
+    -qmp "unix:$vmdir/qmp-display.sock,server=on,wait=off" "${paused[@]}"
 if [[ $mode != *-resize ]]; then
     wait_line "$tmp/serial.log" ATRIUM-BOOT-OK 120 || fail "guest did not boot"
     ok "guest booted"
 fi
 
 # ------------------------------------------------------------------ displayd
-vnc_port=$("$helper" freeport)
-spice_port=$("$helper" freeport)
-rdp_port=$("$helper" freeport)
-# TLS always (RDP): a throw-away self-signed certificate for the address
-# viewers use (spice-gtk checks the name of a TLS proxy)
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
-    -addext "subjectAltName=IP:127.0.0.1" \
-    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
-cat >"$tmp/atrium.conf" <<CONF
-[db]
-url = $conninfo
-[paths]
-runtime_dir = $run
-[log]
-level = debug
-[display]
-listen = 127.0.0.1
-vnc_port = $vnc_port
-spice_port = $spice_port
-rdp_port = $rdp_port
-tls_cert = $tmp/cert.pem
-tls_key = $tmp/key.pem
-rdp_gfx = true
-CONF
+extra='rdp_gfx = true'
 if [[ $mode == spice-vv* ]]; then
     broker_port=$("$helper" freeport)
     vv_scheme=http
     if [[ $mode == spice-vv ]]; then
         vv_scheme=https
-        echo "spice_tls = true" >>"$tmp/atrium.conf"
+        extra+=$'\nspice_tls = true'
     fi
-    cat >>"$tmp/atrium.conf" <<CONF
+    extra+="
 [broker]
 listen = 127.0.0.1
 port = $broker_port
 tls = false
-threads = 2
-CONF
+threads = 2"
 fi
-: >"$tmp/displayd.log"
-# (under ASan: FreeRDP's own per-connection TLS leak is suppressed, see
-# lsan.supp; full unwinding so the stacks through libcrypto reach tls_accept)
-LSAN_OPTIONS=suppressions=$src/tests/display/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
-ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} \
-    "$bin/display/atrium-displayd" --config "$tmp/atrium.conf" 2>"$tmp/displayd.log" &
-displayd=$!
-pids+=($displayd)
-wait_line "$tmp/displayd.log" 'msg="displayd ready"' 20 || fail "displayd did not start"
+dl_conf "$extra"
+dl_displayd 20
 ok "displayd ready"
 
 audit() { sql "SELECT count(*) FROM audit_log WHERE action = 'console.ticket' AND outcome = '$1' AND detail->>'reason' = '$2'"; }

@@ -24,57 +24,12 @@
 set -euo pipefail
 
 mode=${1:-vnc}
-bin=${ATRIUM_BINARY_DIR:?}
-src=${ATRIUM_SOURCE_DIR:?}
-guest=${ATRIUM_GUEST_DIR:-$bin/guest}
+. "$(dirname "$0")/lib.sh"
 seed=$bin/tests/broker/brk-seed
 hold=$bin/tests/display/vnc-hold
-helper=$src/tests/display/helper.py
-limit=${ATRIUM_DISPLAY_E2E_TIMEOUT:-280}
-
-tmp=$(mktemp -d /tmp/atrium-sessctl.XXXXXX)
-pids=()
-server=$(cat "${ATRIUM_TEST_PG_FILE:?}")
-dbname=display_sessctl_${mode}_$$
-conninfo="$server dbname=$dbname"
-
-cleanup() {
-    local rc=$?
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    psql "$server" -qXc "ALTER DATABASE $dbname ALLOW_CONNECTIONS true" >/dev/null 2>&1 || true
-    psql "$server" -qXc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null 2>&1 || true
-    if [[ $rc -ne 0 ]]; then
-        echo "--- displayd log"; grep -v 'level=debug' "$tmp/displayd.log" 2>/dev/null | tail -n 40 || true
-        echo "--- broker log"; tail -n 15 "$tmp/broker.log" 2>/dev/null || true
-        echo "--- serial log"; tail -n 10 "$tmp/serial.log" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 124' ALRM TERM INT
-(
-    trap 'kill $s 2>/dev/null; exit 0' TERM
-    sleep "$limit" & s=$!
-    wait $s && kill -ALRM $$
-) >/dev/null 2>&1 &
-pids+=($!)
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
-sql() { psql "$conninfo" -qXAtc "$1"; }
+dl_logs=(displayd.log broker.log serial.log)
+dl_init sessctl "display_sessctl_${mode}_$$" "${ATRIUM_DISPLAY_E2E_TIMEOUT:-280}"
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-wait_line() { # FILE PATTERN SECONDS
-    local fd tp rc=0
-    exec {fd}< <(exec timeout "$3" tail -F -n +1 "$1" 2>/dev/null)
-    tp=$!
-    grep -q -m1 -- "$2" <&"$fd" || rc=1
-    kill "$tp" 2>/dev/null || true
-    exec {fd}<&-
-    return $rc
-}
 
 # wait_count FILE PATTERN N SECONDS: until N lines match (bounded)
 wait_count() {
@@ -89,70 +44,25 @@ wait_count() {
 wait_gone() { timeout "$2" tail -s 0.05 --pid="$1" -f /dev/null; }
 
 # ------------------------------------------------------------------ database
-psql "$server" -qXc "CREATE DATABASE $dbname" >/dev/null
 "$seed" migrate "$conninfo"
 alice=$("$seed" user "$conninfo" alice 'alice pw' user)
 "$seed" user "$conninfo" root 'root pw' admin >/dev/null
 "$seed" user "$conninfo" oscar 'oscar pw' operator >/dev/null
-sql "INSERT INTO pools (name) VALUES ('p1')"
-pool=$(sql "SELECT id FROM pools")
-sql "INSERT INTO entitlements (pool_id, user_id) VALUES ($pool, $alice)"
-sql "INSERT INTO vms (name, pool_id, state, assigned_user_id) VALUES ('vm-1', $pool, 'assigned', $alice)"
-vm=$(sql "SELECT id FROM vms")
-sql "INSERT INTO desktop_sessions (user_id, pool_id, vm_id, state) VALUES ($alice, $pool, $vm, 'assigned')"
-session=$(sql "SELECT id FROM desktop_sessions")
+dl_desk "$alice"
 
 # ------------------------------------------------------------------ the guest
-run=$tmp/run
-vmdir=$run/vms/$vm
-mkdir -p "$vmdir"
-qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/overlay.qcow2"
-: >"$tmp/serial.log"
-qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nodefaults -no-reboot \
-    -kernel "$guest/vmlinuz" -initrd "$guest/initrd.img" -append "$(cat "$guest/cmdline")" \
-    -drive "file=$tmp/overlay.qcow2,if=virtio,format=qcow2" \
-    -vga qxl -display none -nic none \
-    -vnc "unix:$vmdir/vnc.sock" \
-    -qmp "unix:$vmdir/qmp.sock,server=on,wait=off" \
-    -serial "file:$tmp/serial.log" >"$tmp/qemu.log" 2>&1 &
-pids+=($!)
+dl_guest
 
 # ------------------------------------------------------------------ daemons
-vnc_port=$("$helper" freeport)
-spice_port=$("$helper" freeport)
-rdp_port=$("$helper" freeport)
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=atrium-sessctl \
-    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
-cat >"$tmp/atrium.conf" <<CONF
-[db]
-url = $conninfo
-[paths]
-runtime_dir = $run
-[log]
-level = debug
-[broker]
+dl_conf '[broker]
 listen = 127.0.0.1
 tls = false
-threads = 2
-[display]
-listen = 127.0.0.1
-vnc_port = $vnc_port
-spice_port = $spice_port
-rdp_port = $rdp_port
-tls_cert = $tmp/cert.pem
-tls_key = $tmp/key.pem
-CONF
-: >"$tmp/displayd.log"
-LSAN_OPTIONS=suppressions=$src/tests/display/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
-ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} \
-    "$bin/display/atrium-displayd" --config "$tmp/atrium.conf" 2>"$tmp/displayd.log" &
-displayd=$!
-pids+=($displayd)
+threads = 2'
+dl_displayd
 : >"$tmp/broker.log"
 "$bin/broker/atrium-broker" --config "$tmp/atrium.conf" --port 0 2>"$tmp/broker.log" &
 broker=$!
 pids+=($broker)
-wait_line "$tmp/displayd.log" 'msg="displayd ready"' 30 || fail "displayd did not start"
 wait_line "$tmp/broker.log" 'msg="broker ready"' 30 || fail "broker did not start"
 port=$(sed -n 's/.*msg="broker listening".* port=\([0-9]*\).*/\1/p' "$tmp/broker.log" | head -n1)
 [[ -n $port ]] || fail "broker port not logged"
