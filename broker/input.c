@@ -285,6 +285,7 @@ int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_
                                         "disconnect_timeout_s",
                                         "power_policy",
                                         "enabled",
+                                        "clone",
                                         NULL};
     struct db_pool n = *p;
     const char *key;
@@ -310,6 +311,7 @@ int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_
         opt_str(body, "assignment", n.assignment, sizeof(n.assignment), why, why_len) < 0 ||
         opt_str(body, "name_pattern", n.name_pattern, sizeof(n.name_pattern), why, why_len) < 0 ||
         opt_str(body, "power_policy", n.power_policy, sizeof(n.power_policy), why, why_len) < 0 ||
+        opt_str(body, "clone", n.clone_mode, sizeof(n.clone_mode), why, why_len) < 0 ||
         opt_int(body, "vcpus", 1, 256, &n.vcpus, why, why_len) < 0 ||
         opt_int(body, "memory_mb", 64, 4194304, &n.memory_mb, why, why_len) < 0 ||
         opt_int(body, "disk_gb", 1, 65536, &n.disk_gb, why, why_len) < 0 ||

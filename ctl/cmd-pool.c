@@ -27,6 +27,7 @@ static void pool_usage(FILE *out)
             "  --pattern PATTERN [{pool}-{n}]   VM names; {n} is a number never reused\n"
             "  --idle-timeout S [0 = never]  --disconnect-timeout S [3600]\n"
             "  --power-policy on|paused|off [on]\n"
+            "  --clone linked|instant [linked]   instant: desktops resume from a template\n"
             "  --disabled\n"
             "\n"
             "The pool manager (atrium-poold) provisions and refreshes the VMs; set-image\n"
@@ -36,7 +37,7 @@ static void pool_usage(FILE *out)
 struct pool_opts {
     const char *image;
     long long vcpus, memory, disk, min, max, spare, idle, disconnect;
-    const char *protocols, *assignment, *pattern, *power;
+    const char *protocols, *assignment, *pattern, *power, *clone;
     bool disabled;
 };
 
@@ -91,14 +92,15 @@ static json_t *pool_json(const struct db_pool *p, const struct db_pool_counts *c
         if (p->protocols & b)
             json_array_append_new(protos, json_string(db_protocol_name(b)));
     return json_pack("{s:I, s:s, s:I, s:i, s:i, s:i, s:o, s:s, s:i, s:i, s:i, s:s, s:i, s:i, "
-                     "s:s, s:b, s:{s:i, s:i, s:i, s:i, s:i}}",
+                     "s:s, s:b, s:s, s:{s:i, s:i, s:i, s:i, s:i}}",
                      "id", (json_int_t)p->id, "name", p->name, "image_version_id",
                      (json_int_t)p->image_version_id, "vcpus", p->vcpus, "memory_mb", p->memory_mb,
                      "disk_gb", p->disk_gb, "protocols", protos, "assignment", p->assignment, "min",
                      p->min_size, "max", p->max_size, "spare", p->spare, "name_pattern",
                      p->name_pattern, "idle_timeout_s", p->idle_timeout_s, "disconnect_timeout_s",
                      p->disconnect_timeout_s, "power_policy", p->power_policy, "enabled",
-                     p->enabled, "vms", "ready", c->ready, "starting", c->inflight, "in_use",
+                     p->enabled, "clone", p->clone_mode[0] ? p->clone_mode : "linked", "vms",
+                     "ready", c->ready, "starting", c->inflight, "in_use",
                      c->in_use, "other", c->other, "total", c->total);
 }
 
@@ -148,6 +150,9 @@ static int apply_opts(struct db *db, const struct pool_opts *o, struct db_pool *
         snprintf(p->name_pattern, sizeof(p->name_pattern), "%s", o->pattern);
     if (o->power)
         snprintf(p->power_policy, sizeof(p->power_policy), "%s", o->power);
+    if (o->clone)
+        snprintf(p->clone_mode, sizeof(p->clone_mode), "%s",
+                 strlen(o->clone) < sizeof(p->clone_mode) ? o->clone : "invalid");
     if (o->disabled)
         p->enabled = false;
     return 0;
@@ -299,6 +304,7 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
         O_IDLE,
         O_DISC,
         O_POWER,
+        O_CLONE,
         O_DISABLED,
         O_IMAGE,
         O_JSON
@@ -316,6 +322,7 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
         {"idle-timeout", required_argument, NULL, O_IDLE},
         {"disconnect-timeout", required_argument, NULL, O_DISC},
         {"power-policy", required_argument, NULL, O_POWER},
+        {"clone", required_argument, NULL, O_CLONE},
         {"disabled", no_argument, NULL, O_DISABLED},
         {"image", required_argument, NULL, O_IMAGE},
         {"json", no_argument, NULL, O_JSON},
@@ -353,6 +360,9 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv)
             break;
         case O_POWER:
             o.power = optarg;
+            break;
+        case O_CLONE:
+            o.clone = optarg;
             break;
         case O_DISABLED:
             o.disabled = true;

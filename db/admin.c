@@ -163,6 +163,7 @@ int db_admin_pools(struct db *db, const struct db_page *page, json_t **ret_items
         " SELECT p.id, p.name, p.description, p.image_version_id, p.vcpus, p.memory_mb,"
         "  p.disk_gb, p.protocols, p.assignment, p.min_size, p.max_size, p.spare,"
         "  p.idle_timeout_s, p.disconnect_timeout_s, p.power_policy, p.enabled,"
+        "  p.clone_mode AS clone,"
         "  p.created_at, p.updated_at,"
         "  (SELECT coalesce(json_object_agg(s.state, s.n), '{}') FROM"
         "    (SELECT state, count(*) AS n FROM vms WHERE pool_id = p.id GROUP BY state) s)"

@@ -40,6 +40,7 @@ struct db_pool {
     int disconnect_timeout_s;
     char power_policy[16];    /* on | paused | off */
     bool enabled;
+    char clone_mode[8];       /* linked | instant ("" = linked) */
 };
 
 /* Insert; sets *ret_id.  -EEXIST for a taken name, -EINVAL for a value the schema refuses. */

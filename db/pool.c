@@ -64,7 +64,7 @@ static unsigned protocols_parse(const char *lit)
 #define POOL_COLUMNS                                                                               \
     "id, name, description, image_version_id, vcpus, memory_mb, disk_gb, protocols::text,"         \
     " assignment, min_size, max_size, spare, name_pattern, idle_timeout_s,"                        \
-    " disconnect_timeout_s, power_policy, enabled"
+    " disconnect_timeout_s, power_policy, enabled, clone_mode"
 
 static void pool_from_row(const PGresult *res, int row, void *elem)
 {
@@ -87,19 +87,20 @@ static void pool_from_row(const PGresult *res, int row, void *elem)
     p->disconnect_timeout_s = (int)db_get_i64(res, row, 14);
     snprintf(p->power_policy, sizeof(p->power_policy), "%s", PQgetvalue(res, row, 15));
     p->enabled = strcmp(PQgetvalue(res, row, 16), "t") == 0;
+    snprintf(p->clone_mode, sizeof(p->clone_mode), "%s", PQgetvalue(res, row, 17));
 }
 
-/* Parameters $1..$16 in POOL_COLUMNS order, without id. */
+/* Parameters $1..$17 in POOL_COLUMNS order, without id. */
 struct pool_params {
     char iv[24], vcpus[24], mem[24], disk[24], protos[64], min[24], max[24], spare[24], idle[24],
         disc[24];
-    const char *v[16];
+    const char *v[17];
 };
 
 static void pool_params_fill(struct pool_params *pp, const struct db_pool *p)
 {
     protocols_literal(p->protocols, pp->protos);
-    const char *v[16] = {p->name,
+    const char *v[17] = {p->name,
                          p->description,
                          db_param_id(pp->iv, p->image_version_id),
                          db_param_i64(pp->vcpus, p->vcpus),
@@ -114,7 +115,8 @@ static void pool_params_fill(struct pool_params *pp, const struct db_pool *p)
                          db_param_i64(pp->idle, p->idle_timeout_s),
                          db_param_i64(pp->disc, p->disconnect_timeout_s),
                          p->power_policy,
-                         p->enabled ? "true" : "false"};
+                         p->enabled ? "true" : "false",
+                         p->clone_mode[0] ? p->clone_mode : "linked"};
     memcpy(pp->v, v, sizeof(v));
 }
 
@@ -126,10 +128,10 @@ int db_pool_insert(struct db *db, const struct db_pool *p, int64_t *ret_id)
     int r = db_exec(db,
                     "INSERT INTO pools (name, description, image_version_id, vcpus, memory_mb,"
                     " disk_gb, protocols, assignment, min_size, max_size, spare, name_pattern,"
-                    " idle_timeout_s, disconnect_timeout_s, power_policy, enabled)"
+                    " idle_timeout_s, disconnect_timeout_s, power_policy, enabled, clone_mode)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7::text[], $8, $9, $10, $11, $12, $13,"
-                    " $14, $15, $16) RETURNING id",
-                    16, pp.v, &res, NULL);
+                    " $14, $15, $16, $17) RETURNING id",
+                    17, pp.v, &res, NULL);
     if (r < 0)
         return r;
     *ret_id = db_get_i64(res, 0, 0);
@@ -142,16 +144,16 @@ int db_pool_update(struct db *db, const struct db_pool *p)
     struct pool_params pp;
     pool_params_fill(&pp, p);
     char id[24];
-    const char *v[17];
+    const char *v[18];
     memcpy(v, pp.v, sizeof(pp.v));
-    v[16] = db_param_i64(id, p->id);
+    v[17] = db_param_i64(id, p->id);
     return db_exec_changed(db,
                            "UPDATE pools SET name = $1, description = $2, image_version_id = $3,"
                            " vcpus = $4, memory_mb = $5, disk_gb = $6, protocols = $7::text[],"
                            " assignment = $8, min_size = $9, max_size = $10, spare = $11,"
                            " name_pattern = $12, idle_timeout_s = $13, disconnect_timeout_s = $14,"
-                           " power_policy = $15, enabled = $16 WHERE id = $17",
-                           17, v);
+                           " power_policy = $15, enabled = $16, clone_mode = $17 WHERE id = $18",
+                           18, v);
 }
 
 static int pool_get_where(struct db *db, const char *sql, const char *param, struct db_pool *ret)

@@ -63,6 +63,9 @@ struct local_vm {
     struct mig_op *mig;    /* outgoing live migration under way */
     struct mig_in *mig_in; /* incoming: QEMU waits for the stream; the row is not ours yet */
     bool moved_away;       /* migrated or dropped: QEMU goes quietly, the row is not ours */
+    bool identity_due;     /* instant clone loading: its identity goes in on RUNNING */
+    int64_t instant_t0_ms;
+    char mac[18];
 };
 
 /*
@@ -140,6 +143,7 @@ struct hostd {
     struct hv_cgroups cg;
     struct bg_op *bg;               /* disk copies under way */
     struct task_outcome *unwritten; /* finished tasks whose end is not recorded yet */
+    struct tpl *tpls;               /* instant-clone templates (hostd-instant.inc) */
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -318,6 +322,8 @@ static void finish_delete(struct hostd *h, int64_t id, const char *name, const c
         log_info("vm deleted", "vm", LOG_INT(id), "name", name);
 }
 
+#include "hostd-instant.inc"
+
 static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
 static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
 static void mig_deadlines(struct hostd *h, int64_t now);
@@ -339,6 +345,8 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         return;
     case HV_VM_RUNNING:
         rep.actual_power = "running";
+        if (l->identity_due)
+            instant_identity(h, l, hv_vm_paths(vm));
         if (l->fresh) {
             rep.state = "ready";
             l->fresh = false;
@@ -348,7 +356,9 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         break;
     case HV_VM_PAUSED:
         rep.actual_power = "paused";
-        l->fresh = false;
+        /* An instant clone is paused while it loads its template's state. */
+        if (!l->identity_due)
+            l->fresh = false;
         break;
     case HV_VM_EXITED:
         l->reap = true;
@@ -401,6 +411,7 @@ static void add_local(struct hostd *h, const struct db_vm *row, struct hv_vm *vm
     l->id = row->id;
     snprintf(l->name, sizeof(l->name), "%s", row->name);
     snprintf(l->disk_path, sizeof(l->disk_path), "%s", row->disk_path);
+    snprintf(l->mac, sizeof(l->mac), "%s", row->mac);
     l->vm = vm;
     l->fresh = fresh;
     l->balloon_mb = -1;
@@ -472,7 +483,10 @@ static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, con
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
     char tap[HV_IFNAMSIZ] = "", ifb[HV_IFNAMSIZ] = "";
-    int r = incoming ? 0 : ensure_disk(h, row, &err);
+    bool instant = !incoming && !loadvm && vm_is_instant(h, row);
+    int r = incoming ? 0 : instant ? instant_prepare(h, row, &def, &err) : ensure_disk(h, row, &err);
+    if (r == -EAGAIN)
+        return NULL; /* its template is being built: started once it is ready */
     if (r == 0 && def.nic == HV_NIC_BRIDGE) {
         /* hostd makes the tap, so that it can put tc on it (the network
          * cap) and QEMU needs no bridge helper. */
@@ -509,6 +523,16 @@ static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, con
     add_local(h, row, vm, !incoming);
     if (incoming)
         return find_vm(h, row->id);
+    if (instant) {
+        struct tpl *t = NULL;
+        char key[96];
+        tpl_key(row, key);
+        t = tpl_find(h, key);
+        if (!t || instant_started(h, find_vm(h, row->id), t->f.state, &err) < 0) {
+            log_error("instant clone not loaded", "vm", LOG_INT(row->id), "error", err.msg);
+            hv_vm_kill(vm);
+        }
+    }
     if (h->cg.mode != HV_CGROUP_NONE &&
         (r = hv_cgroup_vm_attach(&h->cg, row->id, hv_vm_pid(vm))) < 0)
         log_warn("cannot move QEMU into its cgroup; no CPU or memory limits for it", "vm",
@@ -776,6 +800,7 @@ static void reconcile(struct hostd *h)
             hv_vm_kill(l->vm);
         }
     }
+    instant_gc(h, rows, n);
     free(rows);
 }
 
@@ -1591,6 +1616,7 @@ static int run(struct hostd *h)
             nvm++;
         for (struct bg_op *op = h->bg; op; op = op->next)
             nvm++; /* one descriptor each; counted with the VMs' two */
+        nvm += (size_t)tpl_count(h);
         if (2 + nvm * 2 > cap) {
             cap = 2 + nvm * 2 + 16;
             free(fds);
@@ -1625,6 +1651,8 @@ static int run(struct hostd *h)
             owner[n] = NULL;
             fds[n++] = (struct pollfd){.fd = op->fd, .events = POLLIN};
         }
+        int first_tpl = n;
+        n += tpl_pollfds(h, &fds[n]);
         if (h->dirty || h->tasks_dirty)
             timeout = 0;
         int got = poll(fds, (nfds_t)n, timeout);
@@ -1638,7 +1666,9 @@ static int run(struct hostd *h)
         if (got > 0 && fds[1].revents && !h->db_retry_ms)
             drain_notifications(h);
         /* Every VM gets its turn, with or without events: QMP deadlines. */
-        for (int i = first_bg; i < n && got > 0; i++) {
+        if (got > 0)
+            tpl_dispatch_all(h, &fds[first_tpl], n - first_tpl);
+        for (int i = first_bg; i < first_tpl && got > 0; i++) {
             if (!fds[i].revents)
                 continue;
             for (struct bg_op *op = h->bg; op; op = op->next) {
@@ -1775,6 +1805,7 @@ int main(int argc, char **argv)
         log_info("cgroups for VM limits", "where", h.cg.note);
     /* Leftovers of hostds killed while their VMs ran, then of those VMs. */
     hv_cgroup_sweep(&h.cg);
+    instant_sweep(&h);
     if ((r = db_listen(h.db, DB_CHANNEL_VM)) < 0 || (r = db_listen(h.db, DB_CHANNEL_TASK)) < 0) {
         log_error("cannot LISTEN", "errno", LOG_INT(-r));
         goto out;

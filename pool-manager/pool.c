@@ -23,6 +23,7 @@ void pool_defaults(struct db_pool *p)
     p->disconnect_timeout_s = 3600;
     snprintf(p->power_policy, sizeof(p->power_policy), "on");
     p->enabled = true;
+    snprintf(p->clone_mode, sizeof(p->clone_mode), "linked");
 }
 
 /* Same rule as the schema's CHECK: [A-Za-z0-9][A-Za-z0-9._-]{0,62} */
@@ -97,6 +98,9 @@ int pool_validate(const struct db_pool *p, struct atr_error *err)
     if (strcmp(p->power_policy, "on") != 0 && strcmp(p->power_policy, "paused") != 0 &&
         strcmp(p->power_policy, "off") != 0)
         return atr_error_set(err, -EINVAL, "power policy must be on, paused or off");
+    if (p->clone_mode[0] && strcmp(p->clone_mode, "linked") != 0 &&
+        strcmp(p->clone_mode, "instant") != 0)
+        return atr_error_set(err, -EINVAL, "clone must be linked or instant");
     if (p->idle_timeout_s < 0 || p->disconnect_timeout_s < 0)
         return atr_error_set(err, -EINVAL, "timeouts must not be negative");
     if (!strstr(p->name_pattern, "{n}"))
