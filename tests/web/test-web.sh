@@ -57,7 +57,7 @@ image=$(psql_db "WITH i AS (INSERT INTO images (name) VALUES ('desktop') RETURNI
 
 mkdir -p "$out/screenshots"
 rc=0
-ATRIUM_WEB_BASE=$base ATRIUM_WEB_SHOTS=$out/screenshots ATRIUM_WEB_POOL=$office ATRIUM_WEB_IMAGE=$image \
+ATRIUM_WEB_DB=$conninfo ATRIUM_WEB_BASE=$base ATRIUM_WEB_SHOTS=$out/screenshots ATRIUM_WEB_POOL=$office ATRIUM_WEB_IMAGE=$image \
     ATRIUM_WEB_VNC_PORT=$vnc_port ATRIUM_CHROMIUM=$chromium \
     timeout 240 node "$here/web.test.mjs" "$out/node/node_modules/playwright-core/index.mjs" || rc=$?
 if [[ $rc -ne 0 ]]; then

@@ -492,6 +492,31 @@ await step('admin', async () => {
     check(vmsNow.find((v) => v.name === vmName)?.desired_power === 'paused', `${vmName} is asked to pause`,
         JSON.stringify(vmsNow.map((v) => [v.name, v.desired_power])));
 
+    // VMs: the Migrate dialog of a running VM (rows only, no hostd here:
+    // the task stays queued, its progress shows, and Cancel ends it).
+    execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', process.env.ATRIUM_WEB_DB, '-c',
+        "INSERT INTO hosts (name, address, state, heartbeat_at) VALUES ('hv2', '10.0.0.2', 'online', now());" +
+        " INSERT INTO vms (name, host_id, state, actual_power, desired_power)" +
+        " SELECT 'mig-vm', id, 'ready', 'running', 'running' FROM hosts WHERE name = 'hv1'"], { stdio: 'ignore' });
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    const migRow = page.locator('table.list tbody tr', { hasText: 'mig-vm' });
+    await migRow.getByRole('button', { name: 'Migrate' }).click();
+    const md = page.locator('dialog', { hasText: 'Migrate mig-vm' });
+    await md.getByLabel('To host').selectOption(await md.locator('option', { hasText: 'hv2' }).getAttribute('value'));
+    const migAsked = page.waitForResponse((r) => r.url().endsWith('/migrate') && r.request().method() === 'POST');
+    await md.getByRole('button', { name: 'Migrate', exact: true }).click();
+    const migReply = await (await migAsked).json();
+    await md.getByText(`Migrating mig-vm to hv2`).waitFor({ timeout: 10000 });
+    await md.locator('progress').waitFor({ timeout: 10000 });
+    check(Number.isInteger(migReply.task_id) && (await md.textContent()).includes('0% queued'),
+        'the Migrate dialog queues the migration and shows its task\'s progress', JSON.stringify(migReply));
+    await md.getByRole('button', { name: 'Cancel migration' }).click();
+    await md.getByText('Migration cancelled: mig-vm keeps running where it was.').waitFor({ timeout: 10000 });
+    const migTask = await page.evaluate(async (id) => (await (await fetch(`/api/v1/tasks/${id}`)).json()), migReply.task_id);
+    check(migTask.state === 'cancelled' && migTask.kind === 'vm.migrate', 'Cancel migration cancels the task',
+        JSON.stringify(migTask));
+    await md.getByText('Close', { exact: true }).click();
+
     // Hosts: maintenance on and off.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Hosts' }).click();
     const hostRow = page.locator('table.list tbody tr', { hasText: 'hv1' });

@@ -2,7 +2,8 @@
 // power (the desired state hostd carries out), live resources (memory
 // target, CPU weight and caps, disk limits, boost: applied by hostd without
 // a restart), snapshots (taken, reverted and deleted by the VM's host in
-// tasks whose progress the dialog shows), delete, and a live CPU/memory
+// tasks whose progress the dialog shows), live migration to another host
+// (admins; the task's progress, then QEMU's downtime), delete, and a live CPU/memory
 // chart per running VM.  An admin console of a VM needs a broker route
 // that does not exist yet.
 
@@ -214,6 +215,87 @@ function snapshotsDialog(v) {
     load();
 }
 
+const MIGRATE_POLL_MS = 500;
+
+// The Migrate dialog of running VM @v (admins): choose an online host, with
+// or without shared storage; the task's progress follows until it ends, with
+// QEMU's downtime and total time at the end; Cancel stops it (the VM keeps
+// running where it was).
+async function migrateDialog(v, button, reload) {
+    const hosts = await busy(button, () => api('GET', `/hosts${qs({ limit: 500 })}`));
+    if (!hosts)
+        return;
+    const targets = hosts.items.filter((x) => x.id !== v.host_id && x.state === 'online');
+    const msg = messageBox();
+    const to = h('select', { name: 'to_host', required: true },
+        targets.map((x) => h('option', { value: String(x.id) }, `${x.name} (#${x.id})`)));
+    const copy = h('input', { type: 'checkbox', name: 'copy_storage' });
+    const go = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Migrate');
+    const stop = h('button', { type: 'button', class: 'btn btn-danger', hidden: true }, 'Cancel migration');
+    const progress = h('div', { class: 'small', hidden: true });
+    const form = h('form', { novalidate: true },
+        h('p', { class: 'muted small' }, `${v.name} keeps running while it moves; consoles follow it.`),
+        h('div', { class: 'grid-form' }, field('To host', to, targets.length ? 'online hosts only' : 'no other host is online')),
+        h('div', { class: 'checks' }, h('label', {}, copy, 'Copy its disk too (the hosts do not share storage)')),
+        progress, msg,
+        h('div', { class: 'actions' }, go, stop,
+            h('button', { type: 'button', class: 'btn', onclick: () => dlg.close() }, 'Close')));
+    const dlg = modal(`Migrate ${v.name}`, form);
+    let timer = null;
+    let open = true;
+    dlg.dialog.addEventListener('close', () => {
+        open = false;
+        clearTimeout(timer);
+        reload();
+    });
+    go.disabled = !targets.length;
+    to.focus();
+
+    async function follow(task, where) {
+        clearTimeout(timer);
+        if (!open)
+            return;
+        try {
+            const t = await api('GET', `/tasks/${task}`);
+            if (t.state === 'queued' || t.state === 'running') {
+                clear(progress);
+                progress.append(h('progress', { max: 100, value: t.progress || 0, 'aria-label': `task ${t.id} progress` }),
+                    ` ${t.progress || 0}% ${t.message || t.state}`);
+                timer = setTimeout(() => follow(task, where), MIGRATE_POLL_MS);
+                return;
+            }
+            progress.hidden = true;
+            stop.hidden = true;
+            if (t.state === 'succeeded') {
+                const r = t.result || {};
+                msg.show(`${v.name} now runs on ${where}: downtime ${r.downtime_ms} ms, total ${r.total_ms} ms.`, 'ok');
+            } else {
+                msg.show(t.state === 'cancelled' ? `Migration cancelled: ${v.name} keeps running where it was.`
+                    : `The migration failed: ${t.error || 'no reason given'}`);
+                go.disabled = false;
+            }
+        } catch (e) {
+            msg.show(errorText(e));
+            timer = setTimeout(() => follow(task, where), 2000);
+        }
+    }
+
+    form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        const where = to.selectedOptions[0] ? to.selectedOptions[0].textContent : '';
+        const r = await busy(go, () => api('POST', `/vms/${v.id}/migrate`,
+            { to_host: Number(to.value), copy_storage: copy.checked }), msg);
+        if (!r)
+            return;
+        msg.show(`Migrating ${v.name} to ${where}: task #${r.task_id}.`, 'info');
+        go.disabled = true; // after busy(), which enables it again
+        stop.hidden = false;
+        progress.hidden = false;
+        follow(r.task_id, where);
+    });
+    stop.addEventListener('click', () => busy(stop, () => api('POST', `/vms/${v.id}/migrate/cancel`), msg));
+}
+
 const POWER = [['running', 'Start'], ['paused', 'Pause'], ['stopped', 'Stop']];
 
 function powerButtons(v, reload) {
@@ -234,6 +316,11 @@ function powerButtons(v, reload) {
     }
     const res = h('button', { type: 'button', class: 'btn', onclick: () => resourcesDialog(v, res) }, 'Resources');
     out.push(res, h('button', { type: 'button', class: 'btn', onclick: () => snapshotsDialog(v) }, 'Snapshots'));
+    if (session.user && session.user.role === 'admin' && v.host_id &&
+        (v.actual_power === 'running' || v.actual_power === 'paused')) {
+        const mig = h('button', { type: 'button', class: 'btn', onclick: () => migrateDialog(v, mig, reload) }, 'Migrate');
+        out.push(mig);
+    }
     if (session.user && session.user.role === 'admin')
         out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
             if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
