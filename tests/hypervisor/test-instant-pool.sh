@@ -145,8 +145,20 @@ until [[ ! -e $v1dir ]] || ((SECONDS > deadline)); do sleep 0.5; done
 "$ctl" --config "$conf" pool resize office --min 0 --spare 0 --max 0 >/dev/null
 q "UPDATE vms SET desired_power = 'deleted', state = 'deleting', assigned_user_id = NULL" >/dev/null
 until_sql 120 "SELECT count(*) = 0 FROM vms" && ok "every VM deleted" || { bad "VMs deleted"; diag; }
+v2dir=$(ls -d "$tmp"/data/templates/p*-v$v2-m256-c1 2>/dev/null | head -1)
+sleep 1
+[[ -n $v2dir && -f $v2dir/ready ]] && ok "the empty pool keeps its current template for its next VM" ||
+    bad "current template kept"
+# The pool goes; the next reconcile pass (here: at hostd's restart) removes its template.
+"$ctl" --config "$conf" pool delete office >/dev/null
+kill -TERM "${pids[0]}"
+wait "${pids[0]}" || true
+"$hostd" --config "$conf" >>"$tmp/hostd.log" 2>&1 &
+pids[0]=$!
 deadline=$((SECONDS + 30))
 until [[ -z $(ls "$tmp/data/templates" 2>/dev/null) ]] || ((SECONDS > deadline)); do sleep 0.5; done
+[[ -z $(ls "$tmp/data/templates" 2>/dev/null) ]] && ok "the deleted pool's template is removed" ||
+    bad "template of a deleted pool left"
 left=$(find "$tmp/run/vms" "$tmp/run/tpl/vms" "$tmp/data/overlays" "$tmp/data/templates" -mindepth 1 2>/dev/null | wc -l)
 [[ $left -eq 0 ]] && ok "no runtime dir, overlay or template left" ||
     { bad "$left files left"; find "$tmp/run/vms" "$tmp/run/tpl/vms" "$tmp/data/overlays" "$tmp/data/templates" -mindepth 1; }
