@@ -19,9 +19,17 @@ static int connect_now(struct db *db, struct atr_error *err)
     char timeout[16];
     snprintf(timeout, sizeof(timeout), "%d", db->timeout_s);
     /* expand_dbname lets @conninfo be a full conninfo or URI; the later
-     * keywords fill only what it does not set. */
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {db->conninfo, timeout, db->app_name, NULL};
+     * keywords fill only what it does not set.  Over TCP, a peer that
+     * vanished (a cut link) fails the connection within the connect
+     * timeout instead of the kernel's ~15 minutes of retransmissions, so
+     * daemons notice they lost the database (hostd's fencing counts on it);
+     * unix sockets ignore these. */
+    char user_timeout[24];
+    snprintf(user_timeout, sizeof(user_timeout), "%d", db->timeout_s * 1000);
+    const char *keys[] = {"dbname",           "connect_timeout",     "application_name",
+                          "tcp_user_timeout", "keepalives_idle",     "keepalives_interval",
+                          "keepalives_count", NULL};
+    const char *vals[] = {db->conninfo, timeout, db->app_name, user_timeout, "5", "2", "3", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c)
         return atr_error_set(err, -ENOMEM, "out of memory connecting to the database");
