@@ -109,6 +109,7 @@ struct atr_config {
         int metrics_retention_h;
         char *bridge;    /* default bridge for VMs with bridged NICs; empty: user networking */
         int stop_timeout_s; /* seconds a guest gets to power off before QEMU is killed */
+        int fence_deadline_s; /* without a database heartbeat this long, no VM here runs */
     } hostd;
     struct {
         char *listen;     /* address to bind */
@@ -143,6 +144,7 @@ struct atr_config {
         int failure_window_s;
         int host_stale_s;        /* a host silent this long is skipped and its VMs are lost */
         int cpu_overcommit;      /* vCPUs offered per host CPU */
+        int fence_margin_s;      /* fence a host this long after its own fence deadline */
     } poold;
 };
 

@@ -49,6 +49,7 @@ static const struct key_def key_table[] = {
      NULL, false},
     {"hostd", "bridge", KT_STR, OFF(hostd.bridge), NULL, 0, 0, NULL, false},
     {"hostd", "stop_timeout", KT_INT, OFF(hostd.stop_timeout_s), "60", 1, 3600, NULL, false},
+    {"hostd", "fence_deadline", KT_INT, OFF(hostd.fence_deadline_s), "60", 5, 3600, NULL, false},
     {"broker", "listen", KT_STR, OFF(broker.listen), "0.0.0.0", 0, 0, NULL, false},
     {"broker", "port", KT_INT, OFF(broker.port), "8443", 1, 65535, NULL, false},
     {"broker", "tls", KT_BOOL, OFF(broker.tls), "true", 0, 0, NULL, false},
@@ -88,6 +89,7 @@ static const struct key_def key_table[] = {
      false},
     {"poold", "host_stale", KT_INT, OFF(poold.host_stale_s), "10", 3, 3600, NULL, false},
     {"poold", "cpu_overcommit", KT_INT, OFF(poold.cpu_overcommit), "8", 1, 64, NULL, false},
+    {"poold", "fence_margin", KT_INT, OFF(poold.fence_margin_s), "10", 1, 600, NULL, false},
 };
 
 #define N_KEYS (sizeof(key_table) / sizeof(key_table[0]))

@@ -144,6 +144,8 @@ struct hostd {
     struct bg_op *bg;               /* disk copies under way */
     struct task_outcome *unwritten; /* finished tasks whose end is not recorded yet */
     struct tpl *tpls;               /* instant-clone templates (hostd-instant.inc) */
+    int64_t lease_until_ms; /* fence lease (hostd-fence.inc); 0: none taken yet */
+    bool fence_killed;      /* the lease ran out and the VMs were killed */
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -328,6 +330,7 @@ static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
 static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
 static void mig_deadlines(struct hostd *h, int64_t now);
 static void mig_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
+static bool fence_lease_expired(struct hostd *h);
 
 /* hv_vm callback: the VM's process or guest changed state. */
 static void vm_changed(struct hv_vm *vm, void *userdata)
@@ -362,6 +365,10 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
         break;
     case HV_VM_EXITED:
         l->reap = true;
+        /* Killed by fencing (the guard or fence_check): a stop, so that a
+         * row still ours boots again here once the database is back. */
+        if (fence_lease_expired(h))
+            l->stop_requested = true;
         if (l->deleting || l->refresh_task || l->revert_task)
             return; /* finish_delete / _refresh / _revert run when the entry is reaped */
         rep.qemu_pid = 0;
@@ -1345,6 +1352,7 @@ out:
 }
 
 #include "hostd-migrate.inc"
+#include "hostd-fence.inc"
 
 static void run_tasks(struct hostd *h)
 {
@@ -1533,6 +1541,7 @@ static void db_retry(struct hostd *h)
     }
     log_info("database connection restored");
     h->db_retry_ms = 0;
+    h->next_heartbeat_ms = 0; /* heart-beat (and learn of a fence) before reconciling */
     flush_outcomes(h);
     /* A VM that became ready while PostgreSQL was away says so now, or it
      * would stay 'booting' until poold retires it. */
@@ -1577,11 +1586,12 @@ static int run(struct hostd *h)
     struct local_vm **owner = NULL;
     int rc = 0;
     while (!h->quit) {
+        fence_check(h);
         if (h->db_retry_ms && atr_now_mono_ms() >= h->db_retry_ms)
             db_retry(h);
         if (!h->db_retry_ms) {
             if (atr_now_mono_ms() >= h->next_heartbeat_ms) {
-                int r = db_host_heartbeat(h->db, h->host_id);
+                int r = fence_heartbeat(h);
                 if (r == -ENOTCONN)
                     h->db_retry_ms = atr_now_mono_ms();
                 else if (r < 0)
@@ -1635,6 +1645,7 @@ static int run(struct hostd *h)
         int timeout = h->db_retry_ms ? atr_deadline_left_ms(h->db_retry_ms)
                                      : min_timeout(atr_deadline_left_ms(h->next_heartbeat_ms),
                                                    atr_deadline_left_ms(h->next_metrics_ms));
+        timeout = min_timeout(timeout, fence_timeout(h));
         for (struct local_vm *l = h->vms; l; l = l->next) {
             int k = hv_vm_pollfds(l->vm, &fds[n]);
             for (int i = 0; i < k; i++)
@@ -1719,6 +1730,8 @@ int main(int argc, char **argv)
     int c, rc = 1;
     if (atr_version_requested(argc, argv, "atrium-hostd"))
         return 0;
+    if (argc == 3 && strcmp(argv[1], "--fence-guard") == 0)
+        return fence_guard_main(argv[2]);
     log_init("hostd", LOG_LEVEL_INFO);
     while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         long long v;
@@ -1786,6 +1799,7 @@ int main(int argc, char **argv)
         log_info("accelerator chosen", "accel", hv_accel_name(h.accel.accel), "reason",
                  h.accel.note, "probe_ms", LOG_INT(h.accel.took_ms));
 
+    int64_t registered_ms = hv_fence_now_ms();
     if ((r = register_host(&h)) < 0) {
         log_error("cannot register this host", "errno", LOG_INT(-r));
         goto out;
@@ -1806,11 +1820,14 @@ int main(int argc, char **argv)
     /* Leftovers of hostds killed while their VMs ran, then of those VMs. */
     hv_cgroup_sweep(&h.cg);
     instant_sweep(&h);
+    /* The fence guard lands in the cgroup hostd ended up in (its leaf). */
+    fence_start(&h, registered_ms);
     if ((r = db_listen(h.db, DB_CHANNEL_VM)) < 0 || (r = db_listen(h.db, DB_CHANNEL_TASK)) < 0) {
         log_error("cannot LISTEN", "errno", LOG_INT(-r));
         goto out;
     }
     int adopted = adopt(&h);
+    fence_kill_strays(&h);
     slice_share(&h);
     /* Tasks the previous hostd of this host claimed and never finished:
      * queued again now (a kind that is not idempotent checks its effect

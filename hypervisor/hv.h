@@ -696,3 +696,58 @@ int hv_instant_load(struct hv_qmp *q, int state_fd, hv_instant_load_fn done, voi
  */
 int hv_instant_identity_send(const struct hv_vm_paths *p, const char *mac, const char *hostname,
                              struct atr_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Fencing (fence.c)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The host's lease: "<runtime_dir>/fence.lease" holds the CLOCK_BOOTTIME
+ * instant (ms) after which no QEMU of this host may run.  hostd renews it
+ * only after a database heartbeat that succeeded, to the time the heartbeat
+ * was sent plus the fence deadline; the fence guard (a process of its own,
+ * that outlives hostd like the VMs do) kills every VM of the host once it
+ * has passed.
+ */
+
+/* Now on CLOCK_BOOTTIME (ms): keeps counting while the machine sleeps. */
+int64_t hv_fence_now_ms(void);
+
+/* Write the lease (@until_ms on hv_fence_now_ms's clock) atomically. */
+int hv_fence_lease_write(const char *runtime_dir, int64_t until_ms);
+
+/* Read it into *ret_until_ms.  -ENOENT: no lease was ever taken; -EINVAL: unreadable. */
+int hv_fence_lease_read(const char *runtime_dir, int64_t *ret_until_ms);
+
+/*
+ * SIGKILL every QEMU under <runtime_dir>/vms whose id @keep does not accept
+ * (@keep NULL: all).  A pid counts only if that process was started with the
+ * VM's pid file (a recycled pid is never hit), and the signal goes through a
+ * pidfd.  Sets *ret_killed (may be NULL) to how many were signalled.
+ */
+int hv_fence_kill_vms(const char *runtime_dir, bool (*keep)(int64_t id, void *userdata),
+                      void *userdata, int *ret_killed);
+
+/*
+ * Start the fence guard for @runtime_dir: this executable again
+ * (/proc/self/exe) with "--fence-guard @runtime_dir", in a session of its
+ * own and no longer our child, so that it survives a kill -9 of the caller.
+ * A guard already watching the directory keeps it (the new one exits: the
+ * lock <runtime_dir>/fence.lock is held by one guard at a time).
+ */
+int hv_fence_guard_spawn(const char *runtime_dir);
+
+/* True when a guard holds <runtime_dir>/fence.lock. */
+bool hv_fence_guard_running(const char *runtime_dir);
+
+/*
+ * The guard itself (the process hv_fence_guard_spawn starts): takes the
+ * lock, writes its pid to <runtime_dir>/fence.pid, and kills every VM of
+ * the host whenever the lease has passed.  Returns when the runtime dir is
+ * gone (0), when the lease has passed and no VM is left (0), when another
+ * guard holds the lock (0), or on an error (-errno).
+ * @on_kill (may be NULL) is told each time VMs were killed.
+ */
+int hv_fence_guard_run(const char *runtime_dir,
+                       void (*on_kill)(int killed, int64_t late_ms, void *userdata),
+                       void *userdata);

@@ -3,7 +3,9 @@
 
 #include "hv.h"
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * Run @argv (argv[0] is a path or a name looked up in $PATH) with stdin on
@@ -17,3 +19,7 @@
  */
 int hv_proc_run(char *const argv[], int timeout_ms, size_t out_max, char **ret_out, char *err_tail,
                 size_t err_size);
+
+/* True when /proc/@pid/cmdline has an argument equal to @arg (false for a
+ * zombie or a process that is gone). */
+bool hv_proc_cmdline_has(pid_t pid, const char *arg);

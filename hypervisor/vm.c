@@ -15,6 +15,7 @@
  * timer.
  */
 #include "hv.h"
+#include "proc-priv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -388,25 +389,6 @@ out:
     return r;
 }
 
-/* True when /proc/@pid/cmdline has an argument equal to @arg. */
-static bool cmdline_has(pid_t pid, const char *arg)
-{
-    char path[64], buf[8192];
-    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    for (char *p = buf; p < buf + n; p += strlen(p) + 1)
-        if (strcmp(p, arg) == 0)
-            return true;
-    return false;
-}
-
 int hv_vm_attach(int64_t id, const char *runtime_dir, const struct hv_vm_ops *ops, void *userdata,
                  struct hv_vm **ret_vm, struct atr_error *err)
 {
@@ -424,7 +406,7 @@ int hv_vm_attach(int64_t id, const char *runtime_dir, const struct hv_vm_ops *op
     fclose(f);
     /* The pid file names this VM's QEMU only if that process was started
      * with this pid file: anything else is a recycled pid. */
-    if (!pid || !cmdline_has(pid, paths.pidfile))
+    if (!pid || !hv_proc_cmdline_has(pid, paths.pidfile))
         return atr_error_set(err, -ESRCH, "QEMU of VM %lld is not running", (long long)id);
     vm = vm_new(id, &paths, ops, userdata);
     if (!vm)
