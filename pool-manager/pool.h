@@ -79,6 +79,7 @@ struct pool_env {
     int host_stale_s;         /* a host silent this long is not used; its VMs are lost */
     int cpu_overcommit;       /* vCPUs per host CPU */
     int max_create_per_pass;  /* bound on clones started in one pass per pool */
+    int fence_margin_s;       /* a host is fenced this long after its own fence deadline */
 };
 
 /* What one pass did, for logs and tests. */
@@ -88,6 +89,8 @@ struct pool_pass {
     int refreshed; /* VMs sent back to their pristine clone after logoff */
     int lost;      /* VMs marked lost because their host went silent */
     int logged_off; /* sessions ended after the pool's disconnect timeout */
+    int fenced;     /* hosts declared fenced (heartbeat older than deadline + margin) */
+    int ha_moved;   /* HA VMs moved off fenced hosts, to boot on healthy ones */
     int64_t created_ids[64]; /* the first 64 VMs created, so the caller can time them */
     int n_created_ids;
 };
@@ -105,3 +108,13 @@ void pool_env_defaults(struct pool_env *env);
  * second time unless the world changed.  Adds what it did to *stats.
  */
 int pool_reconcile(struct db *db, const struct pool_env *env, struct pool_pass *stats);
+
+/*
+ * HA (ha.c, run by pool_reconcile first): fence every host whose heartbeat
+ * is older than its own fence deadline + env->fence_margin_s (its VMs are
+ * dead by then: its hostd and fence guard kill them at the deadline), audit
+ * it, then move each HA VM that should run off fenced hosts to the roomiest
+ * healthy host, whose hostd boots it from its disk.  Never moves a VM off a
+ * host that is not fenced.  Adds what it did to *stats.
+ */
+int pool_ha_pass(struct db *db, const struct pool_env *env, struct pool_pass *stats);

@@ -215,7 +215,7 @@ static int run(struct poold *d)
                 log_info("spent vnc passwords wiped", "tickets", LOG_INT(wiped));
             struct pool_pass st = {0};
             int r = pool_reconcile(d->db, &d->env, &st);
-            if (st.created || st.retired || st.refreshed || st.lost)
+            if (st.created || st.retired || st.refreshed || st.lost || st.fenced || st.ha_moved)
                 log_info("pass", "created", LOG_INT(st.created), "retired", LOG_INT(st.retired),
                          "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost));
             if (r < 0)
@@ -270,6 +270,7 @@ int main(int argc, char **argv)
     d.env.failure_window_s = d.cfg->poold.failure_window_s;
     d.env.host_stale_s = d.cfg->poold.host_stale_s;
     d.env.cpu_overcommit = d.cfg->poold.cpu_overcommit;
+    d.env.fence_margin_s = d.cfg->poold.fence_margin_s;
 
     sigset_t mask;
     sigemptyset(&mask);

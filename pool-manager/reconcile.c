@@ -25,6 +25,7 @@ void pool_env_defaults(struct pool_env *env)
     env->host_stale_s = 10;
     env->cpu_overcommit = 8;
     env->max_create_per_pass = 16;
+    env->fence_margin_s = 10;
 }
 
 static void audit_vm(struct db *db, const struct db_pool *p, const struct db_vm_brief *vm,
@@ -334,6 +335,9 @@ int pool_reconcile(struct db *db, const struct pool_env *env, struct pool_pass *
     if (r > 0)
         log_warn("vms marked lost: their host stopped sending heartbeats", "count", LOG_INT(r));
     stats->lost += r;
+    r = pool_ha_pass(db, env, stats);
+    if (r < 0)
+        log_warn("HA pass incomplete", "errno", LOG_INT(r));
 
     struct db_pool *pools = NULL;
     size_t n = 0;
