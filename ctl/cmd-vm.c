@@ -1,5 +1,5 @@
 /*
- * atriumctl vm list | show | start | stop | pause | resume | reset | console-path |
+ * atriumctl vm list | show | start | stop | pause | resume | reset | console-path | set |
  *              resources | snapshot | snapshots | revert | snapshot-delete |
  *              clone-from-snapshot
  *
@@ -36,6 +36,7 @@ static void vm_usage(FILE *out)
             "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
             "       atriumctl [--json] vm migrate VM --to HOST [--copy-storage] [--no-wait]\n"
             "       atriumctl vm migrate-cancel VM\n"
+            "       atriumctl vm set VM --ha on|off\n"
             "\n"
             "VM is a name or a numeric id.\n"
             "  start, stop, pause, resume  set the desired power; the VM's host acts on it\n"
@@ -69,7 +70,12 @@ static void vm_usage(FILE *out)
             "                              (shared storage) unless --copy-storage, which\n"
             "                              mirrors it to HOST's data dir first (linked clones:\n"
             "                              the golden image must be on HOST too)\n"
-            "  migrate-cancel              cancel it: the VM keeps running where it was\n");
+            "  migrate-cancel              cancel it: the VM keeps running where it was\n"
+            "  set --ha on|off             HA restart: when the VM's host is fenced (no\n"
+            "                              heartbeat for its fence deadline plus poold's\n"
+            "                              margin), the VM boots on a healthy host from its\n"
+            "                              disk (which must be on shared storage); not for\n"
+            "                              pool VMs (pool spares are rebuilt instead)\n");
 }
 
 static int find_vm(struct db *db, const char *arg, struct db_vm *ret)
@@ -174,8 +180,12 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
     const char *host = "-";
     if (v.host_id && db_host_get(db, v.host_id, &h) == 0)
         host = h.name;
+    bool ha = false;
+    db_vm_get_ha(db, v.id, &ha);
     if (ctl->json) {
-        print_json(vm_json(&v, host));
+        json_t *o = vm_json(&v, host);
+        json_object_set_new(o, "ha", json_boolean(ha));
+        print_json(o);
         return CTL_EXIT_OK;
     }
     char changed[32];
@@ -194,12 +204,38 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
     printf("boot:          %s%s%s\n", v.boot, strcmp(v.boot, "kernel") == 0 ? " " : "",
            strcmp(v.boot, "kernel") == 0 ? v.boot_kernel : "");
     printf("network:       %s%s%s\n", v.nic_mode, v.bridge[0] ? " " : "", v.bridge);
+    printf("ha:            %s\n", ha ? "on (restarted elsewhere if its host is fenced)" : "off");
     if (v.boosted)
         printf("boosted:       yes (see vm resources)\n");
     if (v.source_snapshot[0])
         printf("cloned from:   snapshot %s\n", v.source_snapshot);
     if (v.last_error[0])
         printf("last error:    %s\n", v.last_error);
+    return CTL_EXIT_OK;
+}
+
+static int cmd_set(struct db *db, const char *arg, const char *ha)
+{
+    bool on = strcmp(ha, "on") == 0;
+    if (!on && strcmp(ha, "off") != 0) {
+        fprintf(stderr, "atriumctl: --ha wants on or off, not '%s'\n", ha);
+        return CTL_EXIT_USAGE;
+    }
+    struct db_vm v;
+    if (find_vm(db, arg, &v) < 0)
+        return CTL_EXIT_FAILED;
+    if (on && v.pool_id) {
+        fprintf(stderr, "atriumctl: VM '%s' belongs to a pool; HA restart is for VMs outside "
+                        "pools (a pool's spares are rebuilt on other hosts instead)\n",
+                v.name);
+        return CTL_EXIT_FAILED;
+    }
+    int r = db_vm_set_ha(db, v.id, on);
+    if (r < 0) {
+        fprintf(stderr, "atriumctl: cannot set HA of VM '%s': %s\n", v.name, strerror(-r));
+        return CTL_EXIT_FAILED;
+    }
+    printf("vm %s: ha %s\n", v.name, on ? "on" : "off");
     return CTL_EXIT_OK;
 }
 
@@ -739,7 +775,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         O_DISK_ONLY,
         O_NO_WAIT,
         O_TO,
-        O_COPY_STORAGE
+        O_COPY_STORAGE,
+        O_HA
     };
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"host", required_argument, NULL, 'H'},
@@ -757,8 +794,9 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
                                          {"no-wait", no_argument, NULL, O_NO_WAIT},
                                          {"to", required_argument, NULL, O_TO},
                                          {"copy-storage", no_argument, NULL, O_COPY_STORAGE},
+                                         {"ha", required_argument, NULL, O_HA},
                                          {0}};
-    const char *host = NULL, *to = NULL;
+    const char *host = NULL, *to = NULL, *ha = NULL;
     struct res_opts res_o = {0};
     int ram = 0, c;
     bool wait = true, bad = false, copy_storage = false;
@@ -810,6 +848,9 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         case O_COPY_STORAGE:
             copy_storage = true;
             break;
+        case O_HA:
+            ha = optarg;
+            break;
         default:
             vm_usage(stderr);
             return CTL_EXIT_USAGE;
@@ -839,6 +880,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         {"snapshots", 1, 1, false},      {"revert", 2, 2, true},
         {"snapshot-delete", 2, 2, true}, {"clone-from-snapshot", 3, 3, true},
         {"migrate", 1, 1, true},         {"migrate-cancel", 1, 1, false},
+        {"set", 1, 1, false},
     };
     int which = -1;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
@@ -852,7 +894,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     bool snap = strcmp(sub, "snapshot") == 0;
     if (nargs < subs[which].min || nargs > subs[which].max || (res_opts_any(&res_o) && !res) ||
         (host && strcmp(sub, "list") != 0) || (ram && !snap) || (!wait && !subs[which].waits) ||
-        (!to != (strcmp(sub, "migrate") != 0)) || (copy_storage && !to)) {
+        (!to != (strcmp(sub, "migrate") != 0)) || (copy_storage && !to) ||
+        (!ha != (strcmp(sub, "set") != 0))) {
         vm_usage(stderr);
         return CTL_EXIT_USAGE;
     }
@@ -884,6 +927,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         rc = cmd_migrate(ctl, db, args[0], to, copy_storage, wait);
     else if (strcmp(sub, "migrate-cancel") == 0)
         rc = cmd_migrate_cancel(db, args[0]);
+    else if (strcmp(sub, "set") == 0)
+        rc = cmd_set(db, args[0], ha);
     else
         rc = cmd_power(db, args[0], sub);
     db_close(db);
