@@ -25,6 +25,18 @@
 #                           [display] section added to the host's config
 #   mh_displayd_log I       that displayd's log
 #   mh_stop_displayd I      stop host I's displayd (TERM, bounded wait, then KILL)
+#   mh_kill_hostd I         kill -9 host I's hostd (its VMs and fence guard live on)
+#   mh_start_hostd I        start host I's hostd again (after a stop or kill)
+#   mh_guard_pid I          pid of host I's fence guard (empty: none runs)
+#
+# Options, set before mh_init:
+#   mh_db_tcp=1             hosts reach PostgreSQL over TCP through the test
+#                           network: a socat relay in the switch namespace
+#                           listens on $(mh_db_addr):5432 and forwards to the
+#                           server's unix socket, so cutting a host's link
+#                           (ip -n "$(mh_sw)" link set h<I> down) cuts its
+#                           database too
+#   mh_hostd_extra=TEXT     lines added to every host's [hostd] section
 #
 # Everything is undone on exit, also on failure: hostds, every QEMU started
 # under a host's runtime dir, the namespaces (their veths go with them).
@@ -34,11 +46,67 @@ mh_n=0
 mh_tag=""
 mh_net=""
 declare -a mh_hostd_pid=()
+mh_db_tcp=${mh_db_tcp:-0}
+mh_hostd_extra=${mh_hostd_extra:-}
+mh_relay_pid=""
 
 mh_ns() { echo "atr-${mh_tag}-h$1"; }
 mh_addr() { echo "${mh_net}.$((10 + $1))"; }
 mh_conf() { echo "$tmp/h$1/atrium.conf"; }
 mh_hostd_log() { echo "$tmp/h$1/hostd.log"; }
+mh_sw() { echo "atr-${mh_tag}-sw"; }
+mh_db_addr() { echo "${mh_net}.1"; }
+
+# The database URL hosts use: the unix socket, or the relay (mh_db_tcp=1).
+mh_db_url() {
+    if ((mh_db_tcp)); then
+        echo "host=$(mh_db_addr) port=5432 user=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' <<<"$server") dbname=$db"
+    else
+        echo "$server dbname=$db"
+    fi
+}
+
+# A TCP -> unix relay to PostgreSQL in the switch namespace, its own process
+# group (each connection is a forked child), killed as a group on exit.
+mh_db_relay_start() {
+    local sock
+    sock="$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$server")/.s.PGSQL.$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$server")"
+    ip -n "$(mh_sw)" addr add "$(mh_db_addr)/24" dev br0
+    setsid ip netns exec "$(mh_sw)" socat "TCP-LISTEN:5432,bind=$(mh_db_addr),reuseaddr,fork" \
+        "UNIX-CONNECT:$sock" 2>/dev/null &
+    mh_relay_pid=$!
+    local n=0
+    until [[ -n $(ip netns exec "$(mh_sw)" ss -ltnH "sport = :5432" 2>/dev/null) ]]; do
+        n=$((n + 1))
+        ((n < 100)) || { echo "mh_init: the database relay does not listen" >&2; return 1; }
+        sleep 0.1
+    done
+}
+
+mh_guard_pid() {
+    local f="$tmp/h$1/run/fence.pid" pid
+    [[ -f $f ]] || return 0
+    pid=$(cat "$f" 2>/dev/null) || return 0
+    # Only the guard of this runtime dir (a pid can be recycled).
+    [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+        grep -qF -- "--fence-guard $tmp/h$1/run" && echo "$pid"
+    return 0
+}
+
+mh_kill_hostd() {
+    local pid=${mh_hostd_pid[$1]:-}
+    [[ -n $pid ]] || return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    mh_hostd_pid[$1]=""
+}
+
+mh_start_hostd() {
+    local i=$1
+    ip netns exec "$(mh_ns "$i")" "$mh_hostd_bin" --config "$(mh_conf "$i")" \
+        >>"$(mh_hostd_log "$i")" 2>&1 &
+    mh_hostd_pid[$i]=$!
+}
 
 mh_qemu_pids() {
     local f pid
@@ -73,10 +141,19 @@ mh_stop_hostd() {
 mh_cleanup() {
     local i pid
     for ((i = 1; i <= mh_n; i++)); do mh_stop_hostd "$i"; done
+    # The fence guards outlive hostd like the VMs: kill them first, by pid.
+    for ((i = 1; i <= mh_n; i++)); do
+        pid=$(mh_guard_pid "$i")
+        [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null || true
+    done
     # QEMU outlives hostd by design: kill what each host's runtime dir names.
     for ((i = 1; i <= mh_n; i++)); do
         for pid in $(mh_qemu_pids "$i"); do kill -KILL "$pid" 2>/dev/null || true; done
     done
+    if [[ -n $mh_relay_pid ]]; then
+        kill -TERM -- "-$mh_relay_pid" 2>/dev/null || true
+        wait "$mh_relay_pid" 2>/dev/null || true
+    fi
     for ((i = 1; i <= mh_n; i++)); do ip netns del "$(mh_ns "$i")" 2>/dev/null || true; done
     [[ -n $mh_tag ]] && ip netns del "atr-${mh_tag}-sw" 2>/dev/null || true
     return 0
@@ -92,6 +169,8 @@ mh_init() {
     ip netns add "$sw"
     ip -n "$sw" link add br0 type bridge
     ip -n "$sw" link set br0 up
+    mh_hostd_bin=$hostd
+    if ((mh_db_tcp)); then mh_db_relay_start || return 1; fi
     for ((i = 1; i <= n; i++)); do
         ns=$(mh_ns "$i")
         ip netns add "$ns"
@@ -104,8 +183,9 @@ mh_init() {
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
         mkdir -p "$tmp/h$i/run" "$tmp/h$i/data"
-        printf '[db]\nurl = %s dbname=%s\n[paths]\nruntime_dir = %s\ndata_dir = %s\n[hostd]\nname = mh%d\naddress = %s\naccel = tcg\nmetrics_interval = 5\nstop_timeout = 10\n[log]\nlevel = info\n' \
-            "$server" "$db" "$tmp/h$i/run" "$tmp/h$i/data" "$i" "$(mh_addr "$i")" >"$(mh_conf "$i")"
+        printf '[db]\nurl = %s\n[paths]\nruntime_dir = %s\ndata_dir = %s\n[hostd]\nname = mh%d\naddress = %s\naccel = tcg\nmetrics_interval = 5\nstop_timeout = 10\n%s\n[log]\nlevel = info\n' \
+            "$(mh_db_url)" "$tmp/h$i/run" "$tmp/h$i/data" "$i" "$(mh_addr "$i")" \
+            "$mh_hostd_extra" >"$(mh_conf "$i")"
     done
     for ((i = 1; i <= n; i++)); do
         ip netns exec "$(mh_ns "$i")" "$hostd" --config "$(mh_conf "$i")" \
