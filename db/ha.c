@@ -88,23 +88,23 @@ int db_vm_ha_restart_next(struct db *db, int stale_s, int cpu_overcommit, struct
      * (db_host_heartbeat_unfence) cannot make it online half-way. */
     int r = db_exec_row(
         db,
-        "WITH v AS (SELECT vms.id, vms.memory_mb, vms.vcpus, h.name AS from_name"
-        "   FROM vms JOIN hosts h ON h.id = vms.host_id"
-        "   WHERE h.state = 'fenced' AND vms.ha AND vms.desired_power IN ('running', 'paused')"
-        "   ORDER BY vms.id LIMIT 1 FOR UPDATE OF vms, h SKIP LOCKED),"
-        " t AS (SELECT h.id, h.name FROM hosts h"
-        "   LEFT JOIN vms x ON x.host_id = h.id"
+        "WITH room AS (SELECT h.id, h.name,"
+        "     h.memory_capacity_mb - coalesce(sum(x.memory_mb), 0) AS mem,"
+        "     h.cpu_capacity * $2::int - coalesce(sum(x.vcpus), 0) AS cpu"
+        "   FROM hosts h LEFT JOIN vms x ON x.host_id = h.id"
         "     AND x.desired_power <> 'deleted' AND x.state NOT IN ('deleting', 'lost')"
         "   WHERE h.state = 'online' AND h.heartbeat_at > now() - make_interval(secs => $1::int)"
-        "   GROUP BY h.id"
-        "   HAVING h.memory_capacity_mb - coalesce(sum(x.memory_mb), 0) >= (SELECT memory_mb FROM v)"
-        "     AND h.cpu_capacity * $2::int - coalesce(sum(x.vcpus), 0) >= (SELECT vcpus FROM v)"
-        "   ORDER BY h.memory_capacity_mb - coalesce(sum(x.memory_mb), 0) DESC, h.id LIMIT 1)"
-        " UPDATE vms SET host_id = t.id, state = 'provisioning', actual_power = 'off',"
+        "   GROUP BY h.id),"
+        " v AS (SELECT vms.id, f.name AS from_name, room.id AS to_id, room.name AS to_name"
+        "   FROM vms JOIN hosts f ON f.id = vms.host_id"
+        "   JOIN room ON room.mem >= vms.memory_mb AND room.cpu >= vms.vcpus"
+        "   WHERE f.state = 'fenced' AND vms.ha AND vms.desired_power IN ('running', 'paused')"
+        "   ORDER BY vms.id, room.mem DESC, room.id LIMIT 1 FOR UPDATE OF vms, f SKIP LOCKED)"
+        " UPDATE vms SET host_id = v.to_id, state = 'provisioning', actual_power = 'off',"
         "   qemu_pid = NULL, qemu_started_at = NULL,"
         "   last_error = 'restarted by HA: host ' || v.from_name || ' was fenced'"
-        " FROM v, t WHERE vms.id = v.id"
-        " RETURNING vms.id, vms.name, v.from_name, t.id, t.name",
+        " FROM v WHERE vms.id = v.id"
+        " RETURNING vms.id, vms.name, v.from_name, v.to_id, v.to_name",
         2, p, move_from_row, ret);
     if (r != -ENOENT)
         return r;
