@@ -566,6 +566,12 @@ static void slice_share(struct hostd *h)
 
 static void start_vm(struct hostd *h, const struct db_vm *row, const char *loadvm)
 {
+    /* Without a valid fence lease the guard would kill it at once: wait
+     * for the next heartbeat (which reconciles again). */
+    if (fence_lease_expired(h)) {
+        log_debug("vm start waits for a fence lease", "vm", LOG_INT(row->id));
+        return;
+    }
     start_qemu(h, row, loadvm, NULL, NULL);
 }
 

@@ -217,7 +217,8 @@ static int run(struct poold *d)
             int r = pool_reconcile(d->db, &d->env, &st);
             if (st.created || st.retired || st.refreshed || st.lost || st.fenced || st.ha_moved)
                 log_info("pass", "created", LOG_INT(st.created), "retired", LOG_INT(st.retired),
-                         "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost));
+                         "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost), "fenced",
+                         LOG_INT(st.fenced), "ha_moved", LOG_INT(st.ha_moved));
             if (r < 0)
                 log_warn("pass incomplete", "errno", LOG_INT(r));
             time_pending(d);
