@@ -19,12 +19,13 @@ printf '[db]\nurl = %s dbname=%s\n[paths]\ndata_dir = %s/data\n[poold]\nhost_sta
 "$ctl" --config "$conf" db migrate >/dev/null
 a() { "$ctl" --config "$conf" "$@"; }
 
-# silent: quiet for 20 s, promised 5 s.  old: quiet, promised nothing (an
-# older hostd).  big/small: alive, big has more room.  tiny: alive, no room.
+# silent: quiet for 20 s, promised 5 s.  old: quiet, in maintenance (never
+# a target), promised nothing (an older hostd).  big/small: alive, big has
+# more room; neither has room for ha-huge.
 q "INSERT INTO hosts (name, state, cpus, memory_mb, cpu_capacity, memory_capacity_mb, heartbeat_at,
      fence_deadline_s) VALUES
    ('silent', 'online', 8, 8192, 8, 8192, now() - interval '20 seconds', 5),
-   ('old',    'online', 8, 8192, 8, 8192, now() - interval '20 seconds', 0),
+   ('old',    'maintenance', 8, 8192, 8, 8192, now() - interval '20 seconds', 0),
    ('big',    'online', 8, 8192, 8, 8192, now() + interval '1 hour', 5),
    ('small',  'online', 8, 4096, 8, 4096, now() + interval '1 hour', 5)" >/dev/null
 vm() { # NAME HOST DESIRED MEMORY
@@ -47,15 +48,16 @@ if q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'big') WHERE i
 else
     expect "a VM cannot leave a silent, unfenced host" 'cannot leave host silent: it stopped heart-beating and is not fenced'
 fi
-# ... but from a live host it can (a live migration commits so).
-q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'small') WHERE name = 'ha-2'" >/dev/null
-q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'big') WHERE name = 'ha-2'" >/dev/null &&
+# ... but from a live host it can (a live migration commits so), and not
+# once that host has gone silent.
+mover=$(vm mover small running 512)
+q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'big') WHERE id = $mover" >/dev/null &&
     ok "a VM may leave a host that heart-beats" || bad "a move off a live host was refused"
 q "UPDATE hosts SET heartbeat_at = now() - interval '20 seconds' WHERE name = 'big'" >/dev/null
-q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'silent') WHERE name = 'ha-2'" >/dev/null 2>&1 &&
+q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'small') WHERE id = $mover" >/dev/null 2>&1 &&
     bad "a VM left 'big' while it was silent" || ok "nor off 'big' once it is silent"
 q "UPDATE hosts SET heartbeat_at = now() + interval '1 hour' WHERE name = 'big'" >/dev/null
-q "UPDATE vms SET host_id = (SELECT id FROM hosts WHERE name = 'silent') WHERE name = 'ha-2'" >/dev/null
+q "DELETE FROM vms WHERE id = $mover" >/dev/null
 
 "$poold" --config "$conf" >"$tmp/poold.log" 2>&1 &
 pids+=($!)
@@ -81,7 +83,7 @@ truth "the HA VM no host has room for waits" "SELECT host_id = (SELECT id FROM h
 wait_for "$tmp/poold.log" 'msg="HA VM waits: no healthy host has room for it" vm=ha-huge' 10 &&
     ok "poold says why it waits" || bad "poold did not say why ha-huge waits"
 truth "live hosts are not fenced" "SELECT bool_and(state = 'online') FROM hosts WHERE name IN ('big', 'small')"
-truth "a host that promised nothing is never fenced" "SELECT state = 'online' FROM hosts WHERE name = 'old'"
+truth "a host that promised nothing is never fenced" "SELECT state = 'maintenance' FROM hosts WHERE name = 'old'"
 truth "and its HA VM stays" "SELECT host_id = (SELECT id FROM hosts WHERE name = 'old') FROM vms WHERE id = $hold"
 
 # The fenced host's plain VM may now be moved by anyone (its QEMU is dead).
