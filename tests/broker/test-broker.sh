@@ -304,6 +304,18 @@ req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"x; DROP TABLE
 expect "a bad pool name is 400" 400
 req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"p2","protocols":["telnet"]}'
 expect "an unknown protocol is 400" 400
+req POST /api/v1/pools "${B[@]}" "${J[@]}" --data-binary '{"name":"p3","clone":"fork"}'
+expect "an unknown clone mode is 400" 400
+grep -q 'clone must be linked or instant' "$tmp/body" && ok "the 400 names the clone modes" ||
+    fail "clone refusal detail: $(cat "$tmp/body")"
+[[ $(psql_db "SELECT clone_mode FROM pools WHERE id = $office") == linked ]] && ok "clone defaults to linked" ||
+    fail "clone default"
+req PATCH "/api/v1/pools/$office" "${B[@]}" "${J[@]}" --data-binary '{"clone":"instant"}'
+expect "admin switches a pool to instant clones" 200
+[[ $(psql_db "SELECT clone_mode FROM pools WHERE id = $office") == instant ]] && ok "clone stored" ||
+    fail "clone stored"
+req PATCH "/api/v1/pools/$office" "${B[@]}" "${J[@]}" --data-binary '{"clone":"linked"}'
+expect "and back to linked clones" 200
 req PATCH "/api/v1/pools/$office" "${B[@]}" "${J[@]}" --data-binary '{"description":"front desk"}'
 expect "admin updates a pool" 200
 [[ $(psql_db "SELECT description || max_size FROM pools WHERE id = $office") == 'front desk5' ]] && ok "update keeps the other fields" || fail "pool update"
