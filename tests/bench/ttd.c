@@ -12,10 +12,13 @@
  *                   displayd; RDP = TCP + X.224 (ticket) + TLS + MCS +
  *                   capabilities (FreeRDP 2 client library)
  *   first frame     handshake done -> first update that shows the guest
+ *   guest usable    (--runtime DIR) first frame -> the guest's serial port
+ *                   says it reached its prompt (boot-time marker, or an
+ *                   instant clone's identity line); 0 when it already had
  *
  * usage: ttd --broker URL --cacert PEM --db CONNINFO --pool ID --user NAME
  *            --password PW --protocol vnc|rdp --vnc PORT --rdp PORT --runs N
- *            [--cold]  [--label TEXT]
+ *            [--cold]  [--label TEXT]  [--runtime DIR]
  * Warm runs wait for a spare that has been ready for 15 s (its guest booted).
  * --cold: a run starts when the pool has no ready VM (the VM of the previous
  * run is deleted after it, and the pool manager provisions its replacement
@@ -39,12 +42,14 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { SEG_AUTH, SEG_BROKER, SEG_TICKET, SEG_HANDSHAKE, SEG_FRAME, SEG_TOTAL, SEG_N };
-static const char *const seg_names[SEG_N] = {"authentication", "brokering", "ticket",
-                                             "console handshake", "first frame", "total"};
+enum { SEG_AUTH, SEG_BROKER, SEG_TICKET, SEG_HANDSHAKE, SEG_FRAME, SEG_USABLE, SEG_TOTAL, SEG_N };
+static const char *const seg_names[SEG_N] = {"authentication", "brokering",   "ticket",
+                                             "console handshake", "first frame", "guest usable",
+                                             "total"};
 
 static struct {
     const char *broker, *cacert, *db, *user, *password, *protocol, *label;
+    const char *runtime; /* hostd's runtime dir: the guests' serial logs (--runtime) */
     int vnc_port, rdp_port, runs;
     long pool;
     bool cold;
@@ -317,6 +322,44 @@ static bool sql_true(const char *q)
     return t;
 }
 
+/*
+ * "Guest usable": the desktop's guest reached its prompt — its serial port
+ * has the boot-time marker (a booted VM) or the identity line (an instant
+ * clone, which resumed at the prompt).  The first frame of a cold linked
+ * clone is its boot text, long before that.  Waits at most @timeout_s;
+ * returns when it was seen (wall-clock ms), or -1.
+ */
+static double wait_usable(int64_t session, int timeout_s)
+{
+    char sid[24];
+    snprintf(sid, sizeof(sid), "%" PRId64, session);
+    const char *p[] = {sid};
+    PGresult *res = PQexecParams(pg, "SELECT vm_id FROM desktop_sessions WHERE id = $1", 1, NULL, p,
+                                 NULL, NULL, 0);
+    long vm = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+                  ? atol(PQgetvalue(res, 0, 0))
+                  : 0;
+    PQclear(res);
+    if (vm <= 0)
+        return -1;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/vms/%ld/serial.log", o.runtime, vm);
+    double deadline = now_real_ms() + timeout_s * 1000.0;
+    while (now_real_ms() < deadline) {
+        FILE *f = fopen(path, "re");
+        char line[512];
+        bool seen = false;
+        while (f && !seen && fgets(line, sizeof(line), f))
+            seen = strncmp(line, "ATRIUM-MARK:", 12) == 0 || strncmp(line, "ATRIUM-IDENTITY ", 16) == 0;
+        if (f)
+            fclose(f);
+        if (seen)
+            return now_real_ms();
+        sleep_ms(50);
+    }
+    return -1;
+}
+
 static int one_run(double seg[SEG_N])
 {
     int ret = -1;
@@ -374,6 +417,17 @@ static int one_run(double seg[SEG_N])
                                            : view_rdp(keep, timeout, &hs, &ff);
     if (r < 0)
         goto out;
+    double shown = now_real_ms();
+    seg[SEG_USABLE] = 0;
+    if (o.runtime) {
+        double u = wait_usable(session, o.cold ? 300 : 30);
+        if (u < 0) {
+            fprintf(stderr, "ttd: the guest never reached its prompt\n");
+            goto out;
+        }
+        /* its marker may predate the first frame: then nothing to add */
+        seg[SEG_USABLE] = u > shown + 50 ? u - shown : 0;
+    }
     seg[SEG_AUTH] = t1 - t0;
     /* the connect request started at the last attempt; in cold runs the
      * waiting for provisioning is brokering too */
@@ -386,7 +440,7 @@ static int one_run(double seg[SEG_N])
     }
     seg[SEG_HANDSHAKE] = hs;
     seg[SEG_FRAME] = ff;
-    seg[SEG_TOTAL] = seg[SEG_AUTH] + (t2 - t1) + hs + ff;
+    seg[SEG_TOTAL] = seg[SEG_AUTH] + (t2 - t1) + hs + ff + seg[SEG_USABLE];
     ret = 0;
 out:
     json_decref(j);
@@ -442,6 +496,8 @@ int main(int argc, char **argv)
             o.runs = atoi(v);
         else if (strcmp(a, "--label") == 0)
             o.label = v;
+        else if (strcmp(a, "--runtime") == 0)
+            o.runtime = v;
         else
             die("unknown option (see the comment at the top of ttd.c)");
     }
