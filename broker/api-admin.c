@@ -11,7 +11,7 @@
 
 #include <errno.h>
 
-static const char *const host_states[] = {"online", "offline", "maintenance", NULL};
+static const char *const host_states[] = {"online", "offline", "maintenance", "fenced", NULL};
 static const char *const task_states[] = {"queued", "running",   "succeeded",
                                           "failed", "cancelled", NULL};
 static const char *const outcomes[] = {"success", "failure", "denied", NULL};

@@ -49,7 +49,7 @@ int db_admin_hosts(struct db *db, const struct db_page *page, const char *state,
                       "SELECT coalesce(json_agg(t), '[]')::text FROM ("
                       " SELECT id, name, address, state, cpus, memory_mb, cpu_capacity,"
                       "  memory_capacity_mb, accel, accel_note, version, heartbeat_at,"
-                      "  created_at, updated_at FROM hosts"
+                      "  fence_deadline_s, fenced_at, created_at, updated_at FROM hosts"
                       " WHERE ($3::text IS NULL OR state = $3::text)"
                       " ORDER BY id LIMIT $1 OFFSET $2) t",
                       3, p, ret_items);
@@ -185,7 +185,7 @@ int db_admin_vms(struct db *db, const struct db_page *page, const struct db_vm_f
                       " SELECT id, name, pool_id, host_id, image_version_id, state,"
                       "  desired_power, actual_power, vcpus, memory_mb, disk_gb,"
                       "  assigned_user_id, assigned_at, last_error, state_changed_at,"
-                      "  created_at FROM vms"
+                      "  ha, created_at FROM vms"
                       " WHERE ($3::bigint IS NULL OR pool_id = $3::bigint)"
                       " AND ($4::bigint IS NULL OR host_id = $4::bigint)"
                       " AND ($5::text IS NULL OR state = $5::text)"

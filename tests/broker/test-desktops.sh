@@ -141,6 +141,15 @@ expect "the admin puts a host in maintenance" 200
 req PATCH "/api/v1/hosts/$hv" "${A[@]}" "${J[@]}" --data-binary '{"state":"offline"}'
 expect "offline is hostd's to report (400)" 400
 [[ $(psql_db "SELECT state FROM hosts WHERE id = $hv") == maintenance ]] && ok "host state written" || fail "host state"
+# HA: hosts list their fence deadline and when they were fenced; VMs their ha flag.
+psql_db "UPDATE hosts SET state = 'fenced', fenced_at = now(), fence_deadline_s = 30 WHERE id = $hv" >/dev/null
+req GET "/api/v1/hosts?state=fenced" "${O[@]}"
+[[ $status == 200 && $(jget '[(h["id"], h["fence_deadline_s"], h["fenced_at"] is not None) for h in j["items"]]') == "[($hv, 30, True)]" ]] &&
+    ok "fenced hosts are listed with their fence deadline" || fail "fenced hosts" "$tmp/body"
+psql_db "UPDATE hosts SET state = 'maintenance', fenced_at = NULL, fence_deadline_s = 0 WHERE id = $hv" >/dev/null
+req GET /api/v1/vms "${O[@]}"
+[[ $status == 200 && $(jget 'all(v["ha"] is False for v in j["items"]) and len(j["items"]) > 0') == True ]] &&
+    ok "VMs are listed with their ha flag" || fail "vms ha" "$tmp/body"
 psql_db "INSERT INTO images (name) VALUES ('debian'); INSERT INTO image_versions (image_id, version, state) SELECT id, v, 'ready' FROM images, generate_series(1, 2) v" >/dev/null
 req GET /api/v1/images "${O[@]}"
 [[ $status == 200 && $(jget 'j["items"][0]["name"], [v["version"] for v in j["items"][0]["versions"]]') == "debian [2, 1]" ]] &&
