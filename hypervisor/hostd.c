@@ -490,7 +490,15 @@ static struct local_vm *start_qemu(struct hostd *h, const struct db_vm *row, con
     struct hv_vm *vm = NULL;
     struct atr_error err = {0};
     char tap[HV_IFNAMSIZ] = "", ifb[HV_IFNAMSIZ] = "";
-    bool instant = !incoming && !loadvm && vm_is_instant(h, row);
+    int mode = incoming || loadvm ? 0 : vm_is_instant(h, row);
+    if (mode < 0) {
+        /* Booting a clone of an instant pool would be a different desktop:
+         * wait for the database to say which it is. */
+        log_warn("cannot read the VM's pool; start deferred", "vm", LOG_INT(row->id), "errno",
+                 LOG_INT(-mode));
+        return NULL;
+    }
+    bool instant = mode == 1;
     int r = incoming ? 0 : instant ? instant_prepare(h, row, &def, &err) : ensure_disk(h, row, &err);
     if (r == -EAGAIN)
         return NULL; /* its template is being built: started once it is ready */
