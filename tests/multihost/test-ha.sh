@@ -63,6 +63,13 @@ wait_for "$tmp/poold.log" 'msg="acting as pool manager"' 30 && ok "poold acts" |
 for i in 1 2 3; do
     [[ -n $(mh_guard_pid "$i") ]] && ok "mh$i has a fence guard" || bad "mh$i has no fence guard"
 done
+# A guard killed -9 is started again by its hostd at the next heartbeat.
+g=$(mh_guard_pid 2)
+kill -KILL "$g"
+n=0
+while [[ -z $(mh_guard_pid 2) || $(mh_guard_pid 2) == "$g" ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
+[[ -n $(mh_guard_pid 2) && $(mh_guard_pid 2) != "$g" ]] && ok "a fence guard killed -9 is replaced (after $((n / 10)) s)" ||
+    bad "mh2's fence guard was not replaced"
 truth "hosts recorded their fence deadline" "SELECT bool_and(fence_deadline_s = $deadline_s)
     FROM hosts WHERE name LIKE 'mh_'"
 
@@ -288,6 +295,10 @@ for vm in "$ha1" "$ha2"; do
 done
 grep -q 'had been fenced' "$(mh_hostd_log 1)" && ok "mh1's hostd learnt it had been fenced" ||
     bad "mh1's hostd did not notice the fence"
+# The guard left once nothing was left to kill; the hostd that has a lease again starts one.
+grep -q 'msg="fence guard stops"' "$(mh_hostd_log 1)" && ok "mh1's guard left after killing everything" ||
+    bad "mh1's guard did not leave"
+[[ -n $(mh_guard_pid 1) ]] && ok "mh1 has a fence guard again" || bad "mh1 has no fence guard after coming back"
 
 # ---- 2 and 3 at once (each needs a guest booted; overlapping them saves a
 # boot): kill -9 of the hostd running ha-1 (host A), not restarted; and
@@ -312,6 +323,8 @@ mh_start_hostd "$B"
 echo "started mh$B's hostd again at +2 s"
 failover "$ha1" "$A" "$t0" "$old1" "hostd killed" "$t0db"
 truth "mh$A is fenced" "SELECT state = 'fenced' FROM hosts WHERE name = 'mh$A'"
+[[ -z $(mh_guard_pid "$A") ]] && ok "mh$A's guard (no hostd, no VM left) is gone" ||
+    bad "mh$A's guard still runs with nothing to guard"
 
 # Past the deadline + margin + a pass since the kill: a fence of B would have happened by now.
 while awk -v a="$(uptime_s)" -v b="$t0" -v p="$((promise + 2))" 'BEGIN { exit !(a - b < p) }'; do
