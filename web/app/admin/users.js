@@ -67,14 +67,20 @@ function editForm(u, onDone) {
 // becomes required and have none enrol at their next log-in.
 function totpPolicy(isAdmin) {
     const msg = messageBox();
-    const boxes = ROLES.map(([role]) => h('input', { type: 'checkbox', name: role, disabled: !isAdmin }));
-    const save = h('button', { type: 'submit', class: 'btn btn-primary', hidden: !isAdmin }, 'Save');
+    // Nothing can be changed until the current policy is shown: a box ticked
+    // before that would be reset by the late answer and saved wrong.
+    const boxes = ROLES.map(([role]) => h('input', { type: 'checkbox', name: role, disabled: true }));
+    const save = h('button', { type: 'submit', class: 'btn btn-primary', hidden: !isAdmin, disabled: true }, 'Save');
     const form = h('form', { class: 'card policy', 'aria-labelledby': 'totp-h' },
         h('h2', { id: 'totp-h' }, 'Two-step log-in required for'),
         h('div', { class: 'checks' }, ROLES.map(([role, text], i) => h('label', {}, boxes[i], `${text}s`)), save),
         msg);
     const show = (pol) => ROLES.forEach(([role], i) => { boxes[i].checked = !!pol[role]; });
-    api('GET', '/policies/totp').then(show).catch((e) => msg.show(errorText(e)));
+    api('GET', '/policies/totp').then((pol) => {
+        show(pol);
+        boxes.forEach((b) => { b.disabled = !isAdmin; });
+        save.disabled = !isAdmin;
+    }).catch((e) => msg.show(errorText(e)));
     form.addEventListener('submit', async (e) => {
         e.preventDefault();
         const body = Object.fromEntries(ROLES.map(([role], i) => [role, boxes[i].checked]));
