@@ -220,7 +220,7 @@ int hv_fence_guard_run(const char *runtime_dir,
     if (fd < 0)
         return -errno;
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        r = errno == EWOULDBLOCK ? 0 : -errno;
+        r = errno == EWOULDBLOCK ? 1 : -errno;
         close(fd);
         return r;
     }

@@ -744,8 +744,8 @@ bool hv_fence_guard_running(const char *runtime_dir);
  * The guard itself (the process hv_fence_guard_spawn starts): takes the
  * lock, writes its pid to <runtime_dir>/fence.pid, and kills every VM of
  * the host whenever the lease has passed.  Returns when the runtime dir is
- * gone (0), when the lease has passed and no VM is left (0), when another
- * guard holds the lock (0), or on an error (-errno).
+ * gone (0), when the lease has passed and no VM is left (0), at once when
+ * another guard holds the lock (1), or on an error (-errno).
  * @on_kill (may be NULL) is told each time VMs were killed.
  */
 int hv_fence_guard_run(const char *runtime_dir,

@@ -67,7 +67,7 @@ done
 g=$(mh_guard_pid 2)
 kill -KILL "$g"
 n=0
-while [[ -z $(mh_guard_pid 2) || $(mh_guard_pid 2) == "$g" ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
+while [[ -z $(mh_guard_pid 2) || $(mh_guard_pid 2) == "$g" ]] && ((n < 300)); do sleep 0.1; n=$((n + 1)); done
 [[ -n $(mh_guard_pid 2) && $(mh_guard_pid 2) != "$g" ]] && ok "a fence guard killed -9 is replaced (after $((n / 10)) s)" ||
     bad "mh2's fence guard was not replaced"
 truth "hosts recorded their fence deadline" "SELECT bool_and(fence_deadline_s = $deadline_s)
