@@ -29,6 +29,8 @@ struct hv_mig_job {
     bool finished;  /* done() was called */
     bool orphan;    /* the owner let go: free once pending is 0 */
     bool querying;  /* a query-migrate for progress is out */
+    bool requery;   /* an end event came while it was out: ask again */
+    int end_asks;   /* "completed" answers without figures so far */
     bool cancelled; /* migrate_cancel sent */
 };
 
@@ -117,6 +119,9 @@ static int job_send(struct hv_mig_job *j, const char *cmd, json_t *args, hv_qmp_
     return r;
 }
 
+static void query(struct hv_mig_job *j);
+#define MIG_END_ASKS 200
+
 static void on_query(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userdata)
 {
     (void)q;
@@ -129,7 +134,15 @@ static void on_query(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userd
     } else if (hv_migrate_parse_stats(r->ret, &s) < 0) {
         fail_with(j, -EPROTO, "QEMU's query-migrate answer is malformed");
     } else if (strcmp(s.status, "completed") == 0) {
-        job_done(j, 0, &s);
+        /* QEMU says "completed" a moment before its migration thread
+         * writes the total time and downtime (both 0 until then): ask
+         * again, boundedly, for the figures. */
+        if (s.total_ms <= 0 && ++j->end_asks <= MIG_END_ASKS) {
+            j->querying = false;
+            query(j);
+        } else {
+            job_done(j, 0, &s);
+        }
     } else if (strcmp(s.status, "failed") == 0) {
         if (!s.error[0])
             snprintf(s.error, sizeof(s.error), "migration failed");
@@ -137,8 +150,14 @@ static void on_query(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userd
     } else if (strcmp(s.status, "cancelled") == 0) {
         snprintf(s.error, sizeof(s.error), "migration cancelled");
         job_done(j, -ECANCELED, &s);
-    } else if (!j->finished && !j->orphan && j->ops && j->ops->progress) {
-        j->ops->progress(j, &s, j->userdata);
+    } else {
+        if (!j->finished && !j->orphan && j->ops && j->ops->progress)
+            j->ops->progress(j, &s, j->userdata);
+        /* That answer predates the end event that came meanwhile. */
+        if (j->requery && !j->finished) {
+            j->requery = false;
+            query(j);
+        }
     }
     j->pending--;
     job_release(j);
@@ -146,8 +165,12 @@ static void on_query(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userd
 
 static void query(struct hv_mig_job *j)
 {
-    if (j->querying || j->finished)
+    if (j->finished)
         return;
+    if (j->querying) {
+        j->requery = true;
+        return;
+    }
     j->querying = true;
     if (job_send(j, "query-migrate", NULL, on_query) < 0) {
         j->querying = false;

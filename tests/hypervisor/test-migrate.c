@@ -221,6 +221,51 @@ static void test_completed_migration_reports_downtime(void **state)
     assert_int_equal(hv_migrate_progress_pct(&f->done_stats), 100);
 }
 
+/* The end event can come while a progress query is out (QEMU answers that
+ * query with the state before the end): the job must ask again, not wait
+ * for an event that was already sent. */
+static void test_end_event_during_a_progress_query_is_not_lost(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    event(f, "MIGRATION_PASS", "{\"pass\": 2}");
+    json_t *q = peer_read_cmd(f); /* the progress query, not answered yet */
+    assert_string_equal(json_string_value(json_object_get(q, "execute")), "query-migrate");
+    event(f, "MIGRATION", "{\"status\": \"completed\"}");
+    json_t *reply = json_pack("{s:o, s:O}", "return", json_loads(ACTIVE, 0, NULL), "id",
+                              json_object_get(q, "id"));
+    char *s = json_dumps(reply, JSON_COMPACT);
+    char line[8192];
+    snprintf(line, sizeof(line), "%s\r\n", s);
+    free(s);
+    json_decref(reply);
+    json_decref(q);
+    peer_write(f, line);
+    assert_int_equal(f->done_calls, 0);
+    json_decref(expect_cmd(f, "query-migrate", COMPLETED));
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->done_error, 0);
+    assert_int_equal(f->done_stats.downtime_ms, 37);
+}
+
+/* "completed" before QEMU wrote its figures (total time and downtime 0):
+ * asked again until they are there. */
+static void test_completed_without_figures_is_asked_again(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    event(f, "MIGRATION", "{\"status\": \"completed\"}");
+    json_decref(expect_cmd(f, "query-migrate",
+                           "{\"status\": \"completed\", \"setup-time\": 0, \"downtime\": 0, "
+                           "\"total-time\": 0, \"ram\": {\"total\": 285810688, \"remaining\": 0, "
+                           "\"transferred\": 23962122, \"dirty-sync-count\": 3}}"));
+    assert_int_equal(f->done_calls, 0);
+    json_decref(expect_cmd(f, "query-migrate", COMPLETED));
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->done_stats.downtime_ms, 37);
+    assert_int_equal(f->done_stats.total_ms, 616);
+}
+
 static void test_failed_migration_carries_qemus_words(void **state)
 {
     struct fixture *f = *state;
@@ -294,6 +339,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_completed_migration_reports_downtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_end_event_during_a_progress_query_is_not_lost, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_completed_without_figures_is_asked_again, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_failed_migration_carries_qemus_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_sends_migrate_cancel_and_ends_cancelled, setup,
                                         teardown),
