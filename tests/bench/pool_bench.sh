@@ -10,7 +10,7 @@ hostd=$2 poold=$3 ctl=$4 assign=$5 guest=$6
 . "$(dirname "$0")/../harness/lib.sh"
 atr_init pool-bench
 pids=()
-atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; pkill -9 -f "$tmp/run/"'
+atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; atr_kill_qemus "$tmp/run"'
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 mkdir -p "$tmp/clones"

@@ -31,6 +31,18 @@ atr_cleanup() {
 
 atr_on_exit() { atr_exit_cmds+=("$1"); }
 
+# atr_kill_qemus DIR: kill -9 the QEMUs that hostd started under DIR (they
+# run in sessions of their own), found by their pid files and checked
+# against their command line (a stale file's pid may be another's by now).
+atr_kill_qemus() {
+    local f p
+    while IFS= read -r f; do
+        p=$(cat "$f" 2>/dev/null) || continue
+        [[ $p =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF -- "$1/" &&
+            kill -9 "$p" 2>/dev/null || true
+    done < <(find "$1" -name qemu.pid 2>/dev/null)
+}
+
 atr_init() {
     local name=${1:?atr_init NAME}
     server=$(cat "${ATRIUM_TEST_PG_FILE:?run through ctest (ATRIUM_TEST_PG_FILE)}")

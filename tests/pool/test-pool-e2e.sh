@@ -14,7 +14,7 @@ poold=$2 ctl=$3 vnctype=$4 assign=$5 guest=$6
 atr_init pool-e2e
 pids=()
 # QEMUs run in their own sessions: found by their runtime dir
-atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; pkill -9 -f "$tmp/run/"'
+atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; atr_kill_qemus "$tmp/run"'
 serial() { cat "$tmp/run/vms/$1/serial.log" 2>/dev/null || true; }
 # until_serial SECONDS VM_ID REGEX
 until_serial() {
