@@ -1444,6 +1444,9 @@ static void run_tasks(struct hostd *h)
     }
 }
 
+/* How long a VM the previous hostd was starting may take to be attachable. */
+#define ADOPT_STARTING_MS 15000
+
 /* Adopt every QEMU of this host that outlived the previous hostd.  Returns how many. */
 static int adopt(struct hostd *h)
 {
@@ -1460,6 +1463,16 @@ static int adopt(struct hostd *h)
         struct hv_vm *vm = NULL;
         struct atr_error err = {0};
         r = hv_vm_attach(row->id, h->cfg->paths.runtime_dir, &vm_ops, h, &vm, &err);
+        /* A QEMU the previous hostd had only just spawned may not have
+         * written its pid file or opened QMP yet (seconds on a loaded
+         * machine): given up on too soon, it would be marked failed and
+         * then killed as a stray. */
+        for (int64_t until = atr_now_mono_ms() + ADOPT_STARTING_MS;
+             r < 0 && strcmp(row->actual_power, "starting") == 0 && atr_now_mono_ms() < until;) {
+            poll(NULL, 0, 250);
+            err = (struct atr_error){0};
+            r = hv_vm_attach(row->id, h->cfg->paths.runtime_dir, &vm_ops, h, &vm, &err);
+        }
         if (r == 0) {
             /* A QEMU started by the previous hostd before its RUNNING event
              * was seen: the row still says booting, so it becomes ready the
