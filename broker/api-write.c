@@ -356,6 +356,39 @@ int brk_api_vm_delete(struct brk_request *req, struct brk_reply *rep)
         rep, 202, json_pack("{s:I, s:s}", "id", (json_int_t)req->ids[0], "desired", "deleted"));
 }
 
+/*
+ * HA restart of a VM outside pools (admin): when its host is fenced, poold
+ * starts it on a healthy host.  A pool's VMs are refused (409): their
+ * spares are rebuilt elsewhere instead.
+ */
+int brk_api_vm_update(struct brk_request *req, struct brk_reply *rep)
+{
+    static const char *const allowed[] = {"ha", NULL};
+    bool ha;
+    if (!need_body(req, rep) || !only_members(req->body, allowed, rep))
+        return 0;
+    if (atr_json_get_bool(req->body, "ha", &ha) < 0)
+        return brk_reply_error(rep, 400, "bad_request", "ha must be true or false");
+    struct db_vm v;
+    int r = db_vm_get(req->conn->db, req->ids[0], &v);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such VM");
+    if (r < 0)
+        return r;
+    if (ha && v.pool_id)
+        return brk_reply_error(rep, 409, "pool_vm",
+                               "this VM belongs to a pool: HA restart is for VMs outside pools "
+                               "(a pool's spares are rebuilt on other hosts instead)");
+    r = db_vm_set_ha(req->conn->db, v.id, ha);
+    if (r == -ENOENT)
+        return brk_reply_error(rep, 404, "not_found", "no such VM");
+    if (r < 0)
+        return r;
+    char b[24];
+    brk_audit(req, "vm.update", "vm", id_text(b, v.id), json_pack("{s:b}", "ha", ha));
+    return brk_reply_json(rep, 200, json_pack("{s:I, s:b}", "id", (json_int_t)v.id, "ha", ha));
+}
+
 int brk_api_host_update(struct brk_request *req, struct brk_reply *rep)
 {
     static const char *const allowed[] = {"state", NULL};

@@ -486,6 +486,7 @@ int brk_api_images(struct brk_request *req, struct brk_reply *rep);
 int brk_api_entitlements(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_power(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_delete(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_update(struct brk_request *req, struct brk_reply *rep);
 int brk_api_host_update(struct brk_request *req, struct brk_reply *rep);
 int brk_api_host_metrics(struct brk_request *req, struct brk_reply *rep); /* api-metrics.c */
 int brk_api_vm_metrics(struct brk_request *req, struct brk_reply *rep);

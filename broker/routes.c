@@ -70,6 +70,8 @@ const struct brk_route brk_routes[] = {
      "/api/v1/vms/{id}/power"},
     {"DELETE", "/api/v1/vms/{id}", brk_api_vm_delete, 0, AUTH_ACTION_POOL_WRITE,
      "/api/v1/vms/{id}"},
+    {"PATCH", "/api/v1/vms/{id}", brk_api_vm_update, 0, AUTH_ACTION_HOST_WRITE,
+     "/api/v1/vms/{id}"},
     {"PATCH", "/api/v1/hosts/{id}", brk_api_host_update, 0, AUTH_ACTION_HOST_WRITE,
      "/api/v1/hosts/{id}"},
     {"POST", "/api/v1/sessions/{id}/logoff", brk_api_session_logoff, 0, AUTH_ACTION_SESSION_MANAGE,

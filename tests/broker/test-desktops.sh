@@ -150,6 +150,25 @@ psql_db "UPDATE hosts SET state = 'maintenance', fenced_at = NULL, fence_deadlin
 req GET /api/v1/vms "${O[@]}"
 [[ $status == 200 && $(jget 'all(v["ha"] is False for v in j["items"]) and len(j["items"]) > 0') == True ]] &&
     ok "VMs are listed with their ha flag" || fail "vms ha" "$tmp/body"
+solo=$(psql_db "INSERT INTO vms (name) VALUES ('solo-1') RETURNING id")
+req PATCH "/api/v1/vms/$solo" "${O[@]}" "${J[@]}" --data-binary '{"ha":true}'
+expect "an operator cannot set a VM's HA" 403
+req PATCH "/api/v1/vms/$solo" "${A[@]}" "${J[@]}" --data-binary '{"ha":"yes"}'
+expect "ha must be a boolean (400)" 400
+req PATCH "/api/v1/vms/$solo" "${A[@]}" "${J[@]}" --data-binary '{"ha":true,"name":"x"}'
+expect "a VM's other fields are not changed here (400)" 400
+req PATCH "/api/v1/vms/999999" "${A[@]}" "${J[@]}" --data-binary '{"ha":true}'
+expect "HA of a missing VM is 404" 404
+pooled=$(psql_db "SELECT id FROM vms WHERE pool_id = $office ORDER BY id LIMIT 1")
+req PATCH "/api/v1/vms/$pooled" "${A[@]}" "${J[@]}" --data-binary '{"ha":true}'
+expect "a pool's VM cannot be HA (409)" 409
+[[ $(psql_db "SELECT ha FROM vms WHERE id = $pooled") == f ]] && ok "the pool VM stays without HA" || fail "pool vm ha"
+req PATCH "/api/v1/vms/$solo" "${A[@]}" "${J[@]}" --data-binary '{"ha":true}'
+expect "the admin turns HA on for a VM outside pools" 200
+[[ $(psql_db "SELECT ha FROM vms WHERE id = $solo") == t &&
+   $(psql_db "SELECT count(*) FROM audit_log WHERE action = 'vm.update' AND target_id = '$solo'") == 1 ]] &&
+    ok "HA is recorded and audited" || fail "vm ha on"
+psql_db "DELETE FROM vms WHERE id = $solo" >/dev/null
 psql_db "INSERT INTO images (name) VALUES ('debian'); INSERT INTO image_versions (image_id, version, state) SELECT id, v, 'ready' FROM images, generate_series(1, 2) v" >/dev/null
 req GET /api/v1/images "${O[@]}"
 [[ $status == 200 && $(jget 'j["items"][0]["name"], [v["version"] for v in j["items"][0]["versions"]]') == "debian [2, 1]" ]] &&
