@@ -516,6 +516,15 @@ await step('admin', async () => {
     check(migTask.state === 'cancelled' && migTask.kind === 'vm.migrate', 'Cancel migration cancels the task',
         JSON.stringify(migTask));
     await md.getByText('Close', { exact: true }).click();
+    // HA restart of a VM outside pools: on from its row, shown in the list.
+    await migRow.getByRole('button', { name: 'HA on' }).click();
+    await page.locator('.toast-ok', { hasText: 'mig-vm is restarted on another host' }).waitFor({ timeout: 10000 });
+    await migRow.getByRole('button', { name: 'HA off' }).waitFor({ timeout: 10000 });
+    const haNow = await page.evaluate(async () => (await (await fetch('/api/v1/vms')).json()).items);
+    const haOnPoolVm = await page.locator('table.list tbody tr', { hasText: 'office-1' })
+        .getByRole('button', { name: 'HA on' }).count();
+    check(haNow.find((v) => v.name === 'mig-vm')?.ha === true && haOnPoolVm === 0,
+        'HA is turned on from the VMs page (offered for VMs outside pools only)', JSON.stringify(haNow.map((v) => [v.name, v.ha])));
 
     // Hosts: maintenance on and off.
     await page.getByRole('navigation', { name: 'Admin' }).getByRole('link', { name: 'Hosts' }).click();

@@ -154,7 +154,7 @@ export function fmtMiB(mb) {
     return mb >= 1024 ? `${(mb / 1024).toFixed(mb % 1024 ? 1 : 0)} GiB` : `${mb} MiB`;
 }
 
-const BAD = new Set(['failed', 'offline', 'failure', 'denied', 'cancelled', 'no_capacity', 'failing', 'disabled', 'locked']);
+const BAD = new Set(['failed', 'offline', 'fenced', 'failure', 'denied', 'cancelled', 'no_capacity', 'failing', 'disabled', 'locked']);
 const GOOD = new Set(['ready', 'online', 'connected', 'succeeded', 'success', 'ok', 'enabled', 'active', 'available']);
 const BUSY = new Set(['provisioning', 'booting', 'running', 'queued', 'refreshing', 'logging_off',
     'migrating', 'deleting', 'assigned', 'maintenance']);

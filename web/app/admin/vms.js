@@ -321,6 +321,17 @@ function powerButtons(v, reload) {
         const mig = h('button', { type: 'button', class: 'btn', onclick: () => migrateDialog(v, mig, reload) }, 'Migrate');
         out.push(mig);
     }
+    // HA restart (admins, VMs outside pools): started on a healthy host
+    // when this one's host is fenced.
+    if (session.user && session.user.role === 'admin' && !v.pool_id)
+        out.push(h('button', { type: 'button', class: 'btn', onclick: async (e) => {
+            await busy(e.target, async () => {
+                const r = await api('PATCH', `/vms/${v.id}`, { ha: !v.ha });
+                toast(r.ha ? `${v.name} is restarted on another host if its host is fenced.`
+                    : `${v.name} is no longer restarted elsewhere.`, 'ok');
+                reload();
+            });
+        } }, v.ha ? 'HA off' : 'HA on'));
     if (session.user && session.user.role === 'admin')
         out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
             if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
@@ -358,6 +369,7 @@ export function renderVms(main) {
             { label: 'Power', value: (v) => `${v.actual_power || '—'}${v.desired_power && v.desired_power !== v.actual_power ? ` → ${v.desired_power}` : ''}` },
             { label: 'Pool', value: (v) => named('pool', v.pool_id) },
             { label: 'Host', value: (v) => named('host', v.host_id) },
+            { label: 'HA', value: (v) => (v.pool_id ? '—' : v.ha ? 'on' : 'off') },
             { label: 'Size', value: (v) => `${v.vcpus ?? '—'} vCPU, ${fmtMiB(v.memory_mb)}` },
             { label: 'Assigned to', value: (v) => (v.assigned_user_id ? `user #${v.assigned_user_id}` : '—') },
             { label: 'Since', value: (v) => h('span', { title: fmtTime(v.state_changed_at) }, fmtAgo(v.state_changed_at)) },
