@@ -393,13 +393,15 @@ await step('admin', async () => {
         null, { timeout: 10000 });
     ok("the broker's refusal (duplicate name) is shown in words");
     await dlg.getByLabel('Name').fill('lab');
+    await dlg.getByLabel('Clones').selectOption('instant');
     await dlg.getByRole('button', { name: 'Create pool' }).click();
     await page.locator('.toast-ok', { hasText: 'Pool lab created' }).waitFor({ timeout: 10000 });
     await page.locator('table.list td', { hasText: 'lab' }).first().waitFor({ timeout: 10000 });
     ok('a pool is created from the form and appears without a reload');
     const pools = await page.evaluate(async () => (await (await fetch('/api/v1/pools')).json()).items);
     const lab = pools.find((p) => p.name === 'lab');
-    check(lab && lab.min_size === 1 && lab.max_size === 3 && lab.spare === 1, 'the pool has the sizes from the form',
+    check(lab && lab.min_size === 1 && lab.max_size === 3 && lab.spare === 1 && lab.clone === 'instant',
+        'the pool has the sizes and the clone mode from the form',
         JSON.stringify(lab));
     await page.screenshot({ path: `${shots}/admin-pools.png`, fullPage: true });
 

@@ -46,7 +46,9 @@ function poolForm(pool, onSaved) {
             field('Assignment', select('assignment', [['floating', 'Floating (fresh at log-off)'],
                 ['dedicated', 'Dedicated (kept per person)']], p.assignment)),
             field('Power policy', select('power_policy', [['on', 'Spares running'], ['paused', 'Spares paused'],
-                ['off', 'Spares off']], p.power_policy))),
+                ['off', 'Spares off']], p.power_policy)),
+            field('Clones', select('clone', [['linked', 'Linked (each VM boots)'],
+                ['instant', 'Instant (resumed from a running template)']], p.clone || 'linked'))),
         h('fieldset', {}, h('legend', {}, 'Size'), h('div', { class: 'grid-form' },
             field('Minimum VMs', num('min_size', p.min_size, 0, 10000)),
             field('Maximum VMs', num('max_size', p.max_size, 0, 10000)),
@@ -75,6 +77,7 @@ function poolForm(pool, onSaved) {
             description: String(fd.get('description')),
             assignment: fd.get('assignment'),
             power_policy: fd.get('power_policy'),
+            clone: fd.get('clone'),
             protocols: fd.getAll('protocols'),
             enabled: fd.get('enabled') === 'on',
         };
@@ -234,6 +237,7 @@ export function renderPools(main) {
             { label: 'Each VM', value: (p) => `${p.vcpus} vCPU, ${fmtMiB(p.memory_mb)}, ${p.disk_gb} GiB` },
             { label: 'Image', value: (p) => (p.image_version_id ? `version ${p.image_version_id}` : 'none') },
             { label: 'Connect by', value: (p) => (p.protocols || []).join(', ') },
+            { label: 'Clones', value: (p) => p.clone || 'linked' },
         ],
         actions: (p, reload) => [
             h('button', { type: 'button', class: 'btn', onclick: () => {
