@@ -37,6 +37,8 @@ static void vm_usage(FILE *out)
             "       atriumctl [--json] vm migrate VM --to HOST [--copy-storage] [--no-wait]\n"
             "       atriumctl vm migrate-cancel VM\n"
             "       atriumctl vm set VM --ha on|off\n"
+            "       atriumctl vm replication list|show|set|off|sync ...  (vm replication --help)\n"
+            "       atriumctl vm recover VM --on HOST [--force] [--no-wait]\n"
             "\n"
             "VM is a name or a numeric id.\n"
             "  start, stop, pause, resume  set the desired power; the VM's host acts on it\n"
@@ -211,6 +213,7 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
         printf("cloned from:   snapshot %s\n", v.source_snapshot);
     if (v.last_error[0])
         printf("last error:    %s\n", v.last_error);
+    ctl_replication_show_line(db, v.id);
     return CTL_EXIT_OK;
 }
 
@@ -796,6 +799,8 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
                                          {"copy-storage", no_argument, NULL, O_COPY_STORAGE},
                                          {"ha", required_argument, NULL, O_HA},
                                          {0}};
+    if (argc >= 2 && (strcmp(argv[1], "replication") == 0 || strcmp(argv[1], "recover") == 0))
+        return ctl_cmd_vm_replication(ctl, argc, argv);
     const char *host = NULL, *to = NULL, *ha = NULL;
     struct res_opts res_o = {0};
     int ram = 0, c;

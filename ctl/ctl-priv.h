@@ -41,3 +41,8 @@ int ctl_cmd_pool(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_host(struct ctl *ctl, int argc, char **argv);
+
+/* `vm replication ...` and `vm recover ...` (cmd-replication.c); argv[0] is "vm". */
+int ctl_cmd_vm_replication(struct ctl *ctl, int argc, char **argv);
+/* One "replication:" line for `vm show` when VM @vm_id is replicated. */
+void ctl_replication_show_line(struct db *db, int64_t vm_id);

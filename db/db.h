@@ -177,3 +177,4 @@ int db_schema_check(struct db *db, struct atr_error *err);
 #include "db-migration.h"
 #include "db-relay.h"
 #include "db-ha.h"
+#include "db-replication.h"

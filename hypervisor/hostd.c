@@ -66,6 +66,7 @@ struct local_vm {
     bool identity_due;     /* instant clone loading: its identity goes in on RUNNING */
     int64_t instant_t0_ms;
     char mac[18];
+    struct rep_op *rep;    /* outgoing replication sync under way (hostd-replicate.inc) */
 };
 
 /*
@@ -146,6 +147,7 @@ struct hostd {
     struct tpl *tpls;               /* instant-clone templates (hostd-instant.inc) */
     int64_t lease_until_ms; /* fence lease (hostd-fence.inc); 0: none taken yet */
     bool fence_killed;      /* the lease ran out and the VMs were killed */
+    struct rep_in *rep_ins;         /* incoming replication syncs (this host is the target) */
 };
 
 static struct local_vm *find_vm(struct hostd *h, int64_t id)
@@ -329,6 +331,9 @@ static void finish_delete(struct hostd *h, int64_t id, const char *name, const c
 static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
 static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
 static void mig_deadlines(struct hostd *h, int64_t now);
+static void rep_deadlines(struct hostd *h, int64_t now);
+static void rep_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
+static void rep_vm_gone(struct hostd *h, struct local_vm *l);
 static void mig_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
 static bool fence_lease_expired(struct hostd *h);
 
@@ -337,6 +342,8 @@ static void vm_changed(struct hv_vm *vm, void *userdata)
 {
     struct hostd *h = userdata;
     struct local_vm *l = find_vm(h, hv_vm_id(vm));
+    if (l && l->rep && hv_vm_power(vm) == HV_VM_EXITED)
+        rep_vm_gone(h, l);
     if (!l || mig_vm_changed(h, l))
         return;
     struct db_vm_report rep = {.qemu_pid = -1};
@@ -870,6 +877,7 @@ static void reap(struct hostd *h)
         else if (l->revert_task)
             finish_revert(h, l);
         hv_vm_free(l->vm);
+        free(l->rep);
         free(l);
         h->dirty = true; /* the row may want the VM back (restart after stop) */
     }
@@ -879,6 +887,7 @@ static void enforce_stop_deadlines(struct hostd *h)
 {
     int64_t now = atr_now_mono_ms();
     mig_deadlines(h, now);
+    rep_deadlines(h, now);
     for (struct local_vm *l = h->vms; l; l = l->next) {
         if (l->stop_deadline_ms && now >= l->stop_deadline_ms && !l->reap) {
             log_warn("guest did not power off in time; killing QEMU", "vm", LOG_INT(l->id), "name",
@@ -1067,6 +1076,8 @@ static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void 
         hv_snapshot_job_event(l->snap->job, data);
     if (l && l->mig)
         mig_event(h, l, ev, data);
+    if (l)
+        rep_event(h, l, ev, data);
 }
 
 /* QEMU died during a snapshot job: the task fails, the job object goes. */
@@ -1367,6 +1378,7 @@ out:
 
 #include "hostd-migrate.inc"
 #include "hostd-fence.inc"
+#include "hostd-replicate.inc"
 
 static void run_tasks(struct hostd *h)
 {
@@ -1378,9 +1390,13 @@ static void run_tasks(struct hostd *h)
                                         "vm.snapshot.clone",
                                         "vm.migrate",
                                         "vm.migrate_in",
+                                        "vm.replicate",
+                                        "vm.replicate_in",
+                                        "vm.recover",
                                         NULL};
     h->tasks_dirty = false;
     mig_check(h); /* a migration's other half may have moved */
+    rep_check(h); /* so may a replication sync's */
     for (;;) {
         struct db_task *t = NULL;
         int r = db_task_claim(h->db, h->host_id, kinds, h->claimer, &t);
@@ -1396,6 +1412,11 @@ static void run_tasks(struct hostd *h)
         }
         if (strncmp(t->kind, "vm.migrate", 10) == 0) {
             run_migrate_task(h, t);
+            db_task_free(t);
+            continue;
+        }
+        if (strncmp(t->kind, "vm.replicate", 12) == 0 || strcmp(t->kind, "vm.recover") == 0) {
+            run_replication_task(h, t);
             db_task_free(t);
             continue;
         }
@@ -1628,8 +1649,10 @@ static int run(struct hostd *h)
                 if (r == 0 && (r = db_task_heartbeat(h->db, h->claimer)) < 0)
                     log_warn("task heartbeat failed", "errno", LOG_INT(-r));
                 flush_outcomes(h);
-                if (!h->db_retry_ms)
+                if (!h->db_retry_ms) {
                     mig_drain(h); /* maintenance mode */
+                    rep_tick(h);  /* replication schedule and progress */
+                }
                 h->next_heartbeat_ms = atr_now_mono_ms() + h->cfg->hostd.heartbeat_s * 1000;
             }
             if (atr_now_mono_ms() >= h->next_metrics_ms) {
@@ -1654,6 +1677,8 @@ static int run(struct hostd *h)
         for (struct bg_op *op = h->bg; op; op = op->next)
             nvm++; /* one descriptor each; counted with the VMs' two */
         nvm += (size_t)tpl_count(h);
+        for (struct rep_in *in = h->rep_ins; in; in = in->next)
+            nvm++; /* qemu-nbd's pidfd */
         if (2 + nvm * 2 > cap) {
             cap = 2 + nvm * 2 + 16;
             free(fds);
@@ -1691,6 +1716,12 @@ static int run(struct hostd *h)
         }
         int first_tpl = n;
         n += tpl_pollfds(h, &fds[n]);
+        int first_rep = n;
+        for (struct rep_in *in = h->rep_ins; in; in = in->next) {
+            owner[n] = NULL;
+            fds[n++] = (struct pollfd){.fd = in->nbd.pidfd, .events = POLLIN};
+        }
+        timeout = min_timeout(timeout, rep_timeout(h));
         if (h->dirty || h->tasks_dirty)
             timeout = 0;
         int got = poll(fds, (nfds_t)n, timeout);
@@ -1705,7 +1736,13 @@ static int run(struct hostd *h)
             drain_notifications(h);
         /* Every VM gets its turn, with or without events: QMP deadlines. */
         if (got > 0)
-            tpl_dispatch_all(h, &fds[first_tpl], n - first_tpl);
+            tpl_dispatch_all(h, &fds[first_tpl], first_rep - first_tpl);
+        for (int i = first_rep; i < n && got > 0; i++) {
+            if (fds[i].revents && !h->db_retry_ms) {
+                rep_in_check_all(h); /* a qemu-nbd exited */
+                break;
+            }
+        }
         for (int i = first_bg; i < first_tpl && got > 0; i++) {
             if (!fds[i].revents)
                 continue;
@@ -1875,8 +1912,16 @@ out:
     while (h.vms) {
         struct local_vm *next = h.vms->next;
         hv_vm_free(h.vms->vm);
+        free(h.vms->rep);
         free(h.vms);
         h.vms = next;
+    }
+    /* An incoming sync's qemu-nbd dies with us (PR_SET_PDEATHSIG); the
+     * task is requeued and refused by the next hostd, which drops its layer. */
+    while (h.rep_ins) {
+        struct rep_in *next = h.rep_ins->next;
+        free(h.rep_ins);
+        h.rep_ins = next;
     }
     /* A disk copy still running finishes on its own; its task is requeued
      * when its heartbeat goes stale. */

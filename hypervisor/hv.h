@@ -165,6 +165,7 @@ enum hv_qmp_event {
     HV_QMP_EVENT_OTHER = 0,
     HV_QMP_EVENT_BALLOON_CHANGE,
     HV_QMP_EVENT_BLOCK_IO_ERROR,
+    HV_QMP_EVENT_BLOCK_JOB_CANCELLED,
     HV_QMP_EVENT_BLOCK_JOB_COMPLETED,
     HV_QMP_EVENT_BLOCK_JOB_ERROR,
     HV_QMP_EVENT_DEVICE_DELETED,
@@ -751,3 +752,78 @@ bool hv_fence_guard_running(const char *runtime_dir);
 int hv_fence_guard_run(const char *runtime_dir,
                        void (*on_kill)(int killed, int64_t late_ms, void *userdata),
                        void *userdata);
+
+/* Replication: incremental copies of a disk to another host                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The source QEMU keeps a persistent dirty bitmap HV_REP_BITMAP on its
+ * disk (HV_DISK_NODE) and runs a backup job HV_REP_JOB into node
+ * HV_REP_NODE, an NBD client of the target's export HV_REP_EXPORT.  The
+ * target serves a new qcow2 layer over the previous copy with qemu-nbd.
+ */
+#define HV_REP_BITMAP "atrium-rep"
+#define HV_REP_JOB "atrium-rep"
+#define HV_REP_NODE "atrium-rep-nbd"
+#define HV_REP_EXPORT "replica"
+
+enum hv_rep_bitmap {
+    HV_REP_BITMAP_NONE = 0, /* no bitmap: the next copy is a full one */
+    HV_REP_BITMAP_OK,       /* recording and consistent */
+    HV_REP_BITMAP_BAD,      /* inconsistent (QEMU was killed) or not recording */
+};
+
+/* What a query-named-block-nodes answer says about the replication. */
+struct hv_rep_disk {
+    enum hv_rep_bitmap bitmap;
+    int64_t virtual_size; /* of HV_DISK_NODE; -1 unknown */
+    bool nbd_node;        /* HV_REP_NODE still attached (a sync under way or left over) */
+};
+
+/* Parse @nodes (the "return" of query-named-block-nodes).  -EINVAL when
+ * malformed; -ENOENT when HV_DISK_NODE is not in it. */
+int hv_replica_disk_parse(const json_t *nodes, struct hv_rep_disk *ret);
+
+/*
+ * Make the qcow2 layer @layer of @size bytes over @backing (a qcow2 file;
+ * NULL or "" = none).  -EEXIST when @layer exists.
+ */
+int hv_replica_layer_create(const char *qemu_img, const char *backing, const char *layer,
+                            int64_t size, struct atr_error *err);
+
+/*
+ * Merge @layer into its backing file (`qemu-img commit -d`): afterwards
+ * the backing file reads exactly as @layer did, and @layer may be removed.
+ * If it is interrupted, @layer over its backing file still reads the same.
+ */
+int hv_replica_layer_merge(const char *qemu_img, const char *layer, struct atr_error *err);
+
+/* A qemu-nbd serving one layer, a child of the caller. */
+struct hv_nbd_server {
+    pid_t pid;
+    int pidfd; /* readable once it exited; -1 after the reap */
+    int port;
+    bool exited;
+    int status; /* waitpid status once exited */
+};
+
+/*
+ * Serve @layer (qcow2, writable, export HV_REP_EXPORT) on @addr at a free
+ * TCP port: the socket is bound and listening before this returns (passed
+ * to qemu-nbd by socket activation), so a client may connect at once.
+ * qemu-nbd exits after its one client disconnects, and when the caller
+ * dies (PR_SET_PDEATHSIG).  Its output goes to @log.  @qemu_nbd NULL =
+ * "qemu-nbd".  Fills *ret.
+ */
+int hv_replica_serve(const char *qemu_nbd, const char *layer, const char *addr, const char *log,
+                     struct hv_nbd_server *ret, struct atr_error *err);
+
+/*
+ * Whether the server exited: 1 with *ret_status (a waitpid status) when it
+ * did (its pidfd is then closed), 0 when it still runs.  Again after that:
+ * 1 and the same status.
+ */
+int hv_replica_serve_reap(struct hv_nbd_server *s, int *ret_status);
+
+/* SIGKILL the server and reap it. */
+void hv_replica_serve_kill(struct hv_nbd_server *s);
