@@ -67,6 +67,7 @@ struct local_vm {
     int64_t instant_t0_ms;
     char mac[18];
     struct rep_op *rep;    /* outgoing replication sync under way (hostd-replicate.inc) */
+    bool io_stopped;       /* paused by a failed disk write (werror=stop): not resumed */
 };
 
 /*
@@ -334,6 +335,8 @@ static void mig_deadlines(struct hostd *h, int64_t now);
 static void rep_deadlines(struct hostd *h, int64_t now);
 static void rep_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
 static void rep_vm_gone(struct hostd *h, struct local_vm *l);
+static bool rep_io_error(struct hostd *h, struct local_vm *l);
+static bool rep_ending(const struct local_vm *l);
 static void mig_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
 static bool fence_lease_expired(struct hostd *h);
 
@@ -790,11 +793,14 @@ static void reconcile_vm(struct hostd *h, const struct db_vm *row, bool neighbou
     if (l->stop_requested || l->deleting || l->snap || l->mig || l->moved_away)
         return;
     enum hv_vm_power p = hv_vm_power(l->vm);
+    if (strcmp(want, "running") != 0)
+        l->io_stopped = false; /* paused or stopped by hand: the next resume retries */
     if (strcmp(want, "stopped") == 0)
         request_stop(h, l);
     else if (strcmp(want, "paused") == 0 && p == HV_VM_RUNNING)
         hv_vm_pause(l->vm);
-    else if (strcmp(want, "running") == 0 && p == HV_VM_PAUSED)
+    else if (strcmp(want, "running") == 0 && p == HV_VM_PAUSED && !l->io_stopped &&
+             !rep_ending(l))
         hv_vm_resume(l->vm);
     if (p == HV_VM_RUNNING || p == HV_VM_PAUSED)
         apply_resources(h, l, row, neighbour_boosted);
@@ -1078,6 +1084,17 @@ static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void 
         mig_event(h, l, ev, data);
     if (l)
         rep_event(h, l, ev, data);
+    if (l && ev == HV_QMP_EVENT_BLOCK_IO_ERROR && !l->io_stopped && !rep_io_error(h, l)) {
+        /* The guest stays paused until someone pauses or stops it and asks
+         * again: resuming at once would fail the same write in a loop. */
+        const char *why = json_string_value(json_object_get(data, "reason"));
+        char msg[300];
+        snprintf(msg, sizeof(msg), "paused: a disk write failed (%s)", why ? why : "I/O error");
+        l->io_stopped = true;
+        log_warn("vm paused on a disk write error", "vm", LOG_INT(l->id), "error", msg);
+        struct db_vm_report rep = {.qemu_pid = -1, .last_error = msg};
+        report(h, l->id, &rep);
+    }
 }
 
 /* QEMU died during a snapshot job: the task fails, the job object goes. */

@@ -260,7 +260,12 @@ int hv_qemu_argv_new(const struct hv_vm_def *def, const struct hv_vm_paths *path
         addf(&b, "driver=file,filename=%s,node-name=disk0-file", disk);
         add(&b, "-blockdev");
         add(&b, "driver=qcow2,file=disk0-file,node-name=disk0");
-        add2(&b, "-device", "virtio-blk-pci,drive=disk0,id=vda,bootindex=1");
+        /* werror=stop: a write that fails pauses the VM (hostd says why)
+         * instead of handing the guest an I/O error, after which file
+         * systems go read-only.  A replication job's copy-before-write
+         * fails guest writes when its target is gone; the job is then
+         * cancelled and the write retried on resume. */
+        add2(&b, "-device", "virtio-blk-pci,drive=disk0,id=vda,bootindex=1,werror=stop");
     }
     if (def->boot == HV_BOOT_KERNEL) {
         /* -kernel and -initrd are plain file names, not option lists. */

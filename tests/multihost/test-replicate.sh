@@ -88,16 +88,24 @@ check "recover a VM that is not replicated" 1 a vm recover rep-1 --on mh2
 one_line "not replicated"
 check "recover without --on" 2 a vm recover rep-1
 
-# ---- the schedule: a full copy, then incremental ones
-check "replication set" 0 a vm replication set rep-1 --to mh2 --interval 10
-expect "set says so" '^vm rep-1: replicated to mh2 every 10 s$'
-
 declare -a noted=() layer_task=()
-sync_round() { # K: note the counter, wait for a sync queued after that to be recorded
-    local k=$1 c maxid
-    c=$(last_count "$(serial 1)")
-    maxid=$(q "SELECT coalesce(max(id), 0) FROM tasks")
-    if until_sql 120 "SELECT coalesce(layer_task, 0) > $maxid FROM vm_replication WHERE vm_id = $vm"; then
+backing_of() { qemu-img info -U --output=json "$1" 2>/dev/null | sed -n 's/.*"backing-filename": "\(.*\)".*/\1/p' | head -n 1; }
+settled() { # the last copy merged down: one layer over the golden image
+    local deadline=$((SECONDS + 60)) l
+    while ((SECONDS < deadline)); do
+        l=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
+        [[ -n $l && $(backing_of "$l") == "$guest/disk.qcow2" ]] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+note() { # the counter now and the newest task: a sync queued after this copies that counter
+    note_c=$(last_count "$(serial 1)")
+    note_id=$(q "SELECT coalesce(max(id), 0) FROM tasks")
+}
+sync_round() { # K: wait for a sync queued after the last note() to be recorded
+    local k=$1 c=$note_c maxid=$note_id
+    if until_sql 120 "SELECT coalesce(layer_task, 0) > $maxid FROM vm_replication WHERE vm_id = $vm" && settled; then
         noted[$k]=$c
         layer_task[$k]=$(q "SELECT layer_task FROM vm_replication WHERE vm_id = $vm")
         local row
@@ -115,8 +123,17 @@ sync_round() { # K: note the counter, wait for a sync queued after that to be re
     fi
 }
 declare -a sync_bytes=() sync_full=()
+
+# ---- the schedule: a full copy, then incremental ones
+note
+check "replication set" 0 a vm replication set rep-1 --to mh2 --interval 10
+expect "set says so" '^vm rep-1: replicated to mh2 every 10 s$'
+
 t0=$SECONDS
-for k in 1 2 3 4; do sync_round "$k"; done
+for k in 1 2 3 4; do
+    sync_round "$k"
+    note
+done
 echo "four syncs in $((SECONDS - t0)) s"
 [[ ${sync_full[1]} == true ]] && ok "first sync is a full copy" || bad "first sync was not full"
 incr_ok=1
@@ -131,7 +148,7 @@ layer=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
 [[ $layer == "$tmp/h2/data/replicas/vm-$vm/"*.qcow2 && -f $layer ]] &&
     ok "the copy is in mh2's data dir ($layer)" || bad "copy not where expected: $layer"
 has_pattern "$layer" && ok "the copy holds the VM's 16 MiB of data" || bad "the copy lacks the VM's data"
-backing=$(qemu-img info -U --output=json "$layer" | sed -n 's/.*"backing-filename": "\(.*\)".*/\1/p' | head -n 1)
+backing=$(backing_of "$layer")
 [[ $backing == "$guest/disk.qcow2" ]] && ok "increments merged: the copy is one layer over the golden image" ||
     bad "copy's chain: backing $backing"
 check "replication list" 0 a vm replication list
@@ -141,10 +158,12 @@ expect "vm show has the recovery point age" '^replication: +to mh2 every 10 s; r
 
 # ---- a sync whose target dies mid-way: the recovery point stays
 a vm replication set rep-1 --to mh2 --interval 10 --max-bps 4096 >/dev/null
-point0=$(q "SELECT point_at FROM vm_replication WHERE vm_id = $vm")
-sum0=$(sha256sum "$layer" | cut -d' ' -f1)
 if until_sql 60 "SELECT count(*) = 1 FROM tasks WHERE vm_id = $vm AND kind = 'vm.replicate'
         AND state = 'running' AND progress >= 15"; then ok "slow sync copying"; else bad "slow sync never copied"; fi
+# One sync at a time, and the target merged the last one before it served this one.
+point0=$(q "SELECT point_at FROM vm_replication WHERE vm_id = $vm")
+layer=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
+sum0=$(sha256sum "$layer" | cut -d' ' -f1)
 # No cap for the syncs after this one.
 a vm replication set rep-1 --to mh2 --interval 10 >/dev/null
 in_task=$(q "SELECT id FROM tasks WHERE vm_id = $vm AND kind = 'vm.replicate_in' AND state = 'running'")
@@ -156,16 +175,21 @@ if [[ -n $nbd_pid ]] && mh_in_ns 2 "$nbd_pid"; then
 else
     bad "no qemu-nbd found for task $in_task"
 fi
-until_sql 90 "SELECT state = 'failed' FROM tasks WHERE id = $in_task" &&
+until_sql 90 "SELECT state IN ('failed', 'cancelled') FROM tasks WHERE id = $in_task" &&
     ok "the interrupted sync failed" || bad "the interrupted sync did not fail"
 truth "recovery point unchanged" "SELECT point_at = '$point0' AND layer_path = '$layer'
     FROM vm_replication WHERE vm_id = $vm"
 [[ $(sha256sum "$layer" | cut -d' ' -f1) == "$sum0" ]] && ok "the last copy's file untouched" ||
     bad "the last copy's file changed"
+c0=$(last_count "$(serial 1)")
+wait_count "$(serial 1)" $((c0 + 20)) 60 && ok "the guest kept writing to its disk through the failure" ||
+    bad "the guest stopped counting after the target died (at $c0)"
+grep -q ATRIUM-ERROR "$(serial 1)" && bad "the guest saw a disk error" || ok "the guest saw no disk error"
 [[ ! -e $tmp/h2/data/replicas/vm-$vm/$in_task.qcow2 ]] && ok "the half-made layer was removed" ||
     bad "half-made layer left"
 qemu-img check -q "$layer" && ok "qemu-img check: the copy is sound" || bad "qemu-img check failed"
 # The cancelled job kept its dirty marks (on-success), so the next sync is incremental.
+note
 a vm replication sync rep-1 >/dev/null
 sync_round 5
 [[ ${sync_full[5]} == false ]] && ok "the sync after the failure is incremental (${sync_bytes[5]} B)" ||
@@ -174,11 +198,16 @@ sync_round 5
 # ---- the source host dies while a sync is under way
 a vm replication set rep-1 --to mh2 --interval 10 --max-bps 4096 >/dev/null
 a vm replication sync rep-1 >/dev/null
-last_good=${noted[5]}
-point1=$(q "SELECT point_at FROM vm_replication WHERE vm_id = $vm")
-layer=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
 until_sql 60 "SELECT count(*) = 1 FROM tasks WHERE vm_id = $vm AND kind = 'vm.replicate'
     AND state = 'running' AND progress >= 15" && ok "a sync is copying" || bad "no sync copying"
+# The copy under way is capped: nothing else commits before mh1 dies.
+point1=$(q "SELECT point_at FROM vm_replication WHERE vm_id = $vm")
+layer=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
+# The copy's counter is at least what was noted before the newest sync it
+# includes (a later, unnoted scheduled sync only copies a later disk).
+cur=$(q "SELECT layer_task FROM vm_replication WHERE vm_id = $vm")
+last_good=0
+for k in 1 2 3 4 5; do ((layer_task[k] <= cur)) && last_good=${noted[$k]}; done
 check "recover while mh1 is alive" 1 a vm recover rep-1 --on mh2
 one_line "refused while alive"
 expect "says the host is alive" 'mh1 is alive'
