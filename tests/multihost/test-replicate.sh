@@ -164,8 +164,8 @@ if until_sql 60 "SELECT count(*) = 1 FROM tasks WHERE vm_id = $vm AND kind = 'vm
 point0=$(q "SELECT point_at FROM vm_replication WHERE vm_id = $vm")
 layer=$(q "SELECT layer_path FROM vm_replication WHERE vm_id = $vm")
 sum0=$(sha256sum "$layer" | cut -d' ' -f1)
-# No cap for the syncs after this one.
-a vm replication set rep-1 --to mh2 --interval 10 >/dev/null
+# Nothing new is scheduled until the checks below are done.
+a vm replication off rep-1 >/dev/null
 in_task=$(q "SELECT id FROM tasks WHERE vm_id = $vm AND kind = 'vm.replicate_in' AND state = 'running'")
 nbd_pid=$(grep -E "msg=\"replica layer served\".* task=$in_task " "$(mh_hostd_log 2)" |
     sed -n 's/.*qemu_nbd_pid=\([0-9]*\).*/\1/p' | tail -n 1)
@@ -190,7 +190,7 @@ grep -q ATRIUM-ERROR "$(serial 1)" && bad "the guest saw a disk error" || ok "th
 qemu-img check -q "$layer" && ok "qemu-img check: the copy is sound" || bad "qemu-img check failed"
 # The cancelled job kept its dirty marks (on-success), so the next sync is incremental.
 note
-a vm replication sync rep-1 >/dev/null
+a vm replication set rep-1 --to mh2 --interval 10 >/dev/null
 sync_round 5
 [[ ${sync_full[5]} == false ]] && ok "the sync after the failure is incremental (${sync_bytes[5]} B)" ||
     bad "the sync after the failure was full"
