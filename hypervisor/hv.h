@@ -753,6 +753,7 @@ int hv_fence_guard_run(const char *runtime_dir,
                        void (*on_kill)(int killed, int64_t late_ms, void *userdata),
                        void *userdata);
 
+/* ------------------------------------------------------------------------ */
 /* Replication: incremental copies of a disk to another host                */
 /* ------------------------------------------------------------------------ */
 
