@@ -213,9 +213,8 @@ one_line "refused while alive"
 expect "says the host is alive" 'mh1 is alive'
 seen_on_mh1=$(last_count "$(serial 1)")
 qemu1=$(mh_qemu_pids 1)
-kill -KILL "${mh_hostd_pid[1]}" $qemu1
-wait "${mh_hostd_pid[1]}" 2>/dev/null || true
-mh_hostd_pid[1]=""
+mh_kill_hostd 1
+kill -KILL $qemu1
 n=0
 while [[ -n $(mh_qemu_pids 1) ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
 [[ -z $(mh_qemu_pids 1) ]] && ok "mh1's hostd and QEMU killed (counter reached $seen_on_mh1)" || bad "QEMU on mh1 survived"
