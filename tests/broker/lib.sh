@@ -11,6 +11,7 @@ db=brk_$$_$RANDOM
 conninfo="$server dbname=$db"
 pids=()
 fails=0 passes=0
+started=$(date +%s)
 
 cleanup() {
     local p
@@ -18,6 +19,17 @@ cleanup() {
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     psql -X -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$tmp"
+    # pam_wrapper (test-pam.sh) keeps a /tmp/pam.X dir per process that loads
+    # it and does not always remove it when that process ends: ours (made
+    # since this test began, by one of its processes) go
+    local d
+    for d in /tmp/pam.?; do
+        [[ -f $d/pid && $(stat -c %Y "$d") -ge $started ]] || continue
+        for p in "${pids[@]}"; do
+            [[ $(cat "$d/pid" 2>/dev/null) == "$p" ]] && rm -rf "$d"
+        done
+    done
+    return 0
 }
 trap cleanup EXIT
 trap 'exit 1' TERM INT
