@@ -433,61 +433,21 @@ static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg, const 
  */
 static int wait_task(struct ctl *ctl, struct db *db, int64_t id, int timeout_s)
 {
-    int r = db_listen(db, DB_CHANNEL_TASK);
-    if (r < 0) {
-        fprintf(stderr, "atriumctl: cannot follow task %lld: %s\n", (long long)id, strerror(-r));
-        return CTL_EXIT_FAILED;
-    }
-    int64_t deadline = atr_now_mono_ms() + (int64_t)timeout_s * 1000;
-    int last = -1;
-    char last_msg[256] = "";
-    for (;;) {
-        struct db_task *t = NULL;
-        r = db_task_get(db, id, &t);
-        if (r < 0) {
-            fprintf(stderr, "atriumctl: cannot read task %lld: %s\n", (long long)id, strerror(-r));
-            return CTL_EXIT_FAILED;
-        }
-        bool done = strcmp(t->state, "succeeded") == 0 || strcmp(t->state, "failed") == 0 ||
-                    strcmp(t->state, "cancelled") == 0;
-        if (!ctl->json && (t->progress != last || strcmp(t->message, last_msg) != 0) && !done) {
-            printf("task %lld: %3d%% %s\n", (long long)id, t->progress,
-                   t->message[0] ? t->message : t->state);
-            fflush(stdout);
-            last = t->progress;
-            snprintf(last_msg, sizeof(last_msg), "%s", t->message);
-        }
-        if (done) {
-            int rc = strcmp(t->state, "succeeded") == 0 ? CTL_EXIT_OK : CTL_EXIT_FAILED;
-            if (ctl->json)
-                print_json(json_pack("{s:I, s:s, s:s, s:i}", "task", (json_int_t)id, "state",
-                                     t->state, "error", t->error, "progress", t->progress));
-            else if (rc == CTL_EXIT_OK)
-                printf("task %lld: done\n", (long long)id);
-            else
-                fprintf(stderr, "atriumctl: task %lld %s: %s\n", (long long)id, t->state,
-                        t->error[0] ? t->error : "no reason given");
-            db_task_free(t);
-            return rc;
-        }
-        db_task_free(t);
-        int left = atr_deadline_left_ms(deadline);
-        if (left == 0) {
-            fprintf(stderr, "atriumctl: task %lld still running after %d s; it goes on\n",
-                    (long long)id, timeout_s);
-            return CTL_EXIT_FAILED;
-        }
-        if (db_wait(db, left) < 0) {
-            fprintf(stderr, "atriumctl: lost the database while waiting for task %lld\n",
-                    (long long)id);
-            return CTL_EXIT_DB;
-        }
-        char *ch, *pl;
-        while (db_notify_next(db, &ch, &pl) == 1) {
-            free(ch);
-            free(pl);
-        }
-    }
+    struct db_task *t = NULL;
+    int rc = ctl_task_follow(ctl, db, id, timeout_s, &t);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rc = strcmp(t->state, "succeeded") == 0 ? CTL_EXIT_OK : CTL_EXIT_FAILED;
+    if (ctl->json)
+        print_json(json_pack("{s:I, s:s, s:s, s:i}", "task", (json_int_t)id, "state", t->state,
+                             "error", t->error, "progress", t->progress));
+    else if (rc == CTL_EXIT_OK)
+        printf("task %lld: done\n", (long long)id);
+    else
+        fprintf(stderr, "atriumctl: task %lld %s: %s\n", (long long)id, t->state,
+                t->error[0] ? t->error : "no reason given");
+    db_task_free(t);
+    return rc;
 }
 
 static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *what, int64_t task,

@@ -42,6 +42,15 @@ int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_host(struct ctl *ctl, int argc, char **argv);
 
+/*
+ * Wait for task @id to end (at most @timeout_s), printing its progress and
+ * message as they change (not with --json).  CTL_EXIT_OK with *ret set (the
+ * caller frees it) once it ended, however it ended; otherwise an exit code,
+ * its reason printed.
+ */
+int ctl_task_follow(struct ctl *ctl, struct db *db, int64_t id, int timeout_s,
+                    struct db_task **ret);
+
 /* `vm replication ...` and `vm recover ...` (cmd-replication.c); argv[0] is "vm". */
 int ctl_cmd_vm_replication(struct ctl *ctl, int argc, char **argv);
 /* One "replication:" line for `vm show` when VM @vm_id is replicated. */
