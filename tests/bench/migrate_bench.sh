@@ -21,8 +21,7 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init migbench
 
-printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
-"$ctl" --config "$tmp/ctl.conf" db migrate >/dev/null
+mh_ctl "$ctl"
 mh_init 2 "$hostd"
 mkdir -p "$tmp/shared"
 qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/shared/bench.qcow2"

@@ -28,6 +28,10 @@
 #   mh_kill_hostd I         kill -9 host I's hostd (its VMs and fence guard live on)
 #   mh_start_hostd I        start host I's hostd again (after a stop or kill)
 #   mh_guard_pid I          pid of host I's fence guard (empty: none runs)
+#   mh_ctl ATRIUMCTL        atriumctl on the run's database as `a ARGS...`
+#                           (its config $tmp/ctl.conf), the schema migrated
+#   mh_hostd_tails LINES    the last LINES lines of every hostd's log (for a
+#                           test's diagnostics when a check failed)
 #
 # Options, set before mh_init:
 #   mh_db_tcp=1             hosts reach PostgreSQL over TCP through the test
@@ -123,6 +127,21 @@ mh_in_ns() {
     want=$(stat -L -c %i "/run/netns/$(mh_ns "$1")" 2>/dev/null) || return 1
     have=$(stat -L -c %i "/proc/$2/ns/net" 2>/dev/null) || return 1
     [[ $want == "$have" ]]
+}
+
+mh_ctl() {
+    mh_ctl_bin=$1
+    printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
+    a db migrate >/dev/null
+}
+a() { "$mh_ctl_bin" --config "$tmp/ctl.conf" "$@"; }
+
+mh_hostd_tails() {
+    local i
+    for ((i = 1; i <= mh_n; i++)); do
+        echo "---- hostd mh$i (last $1 lines)"
+        tail -n "$1" "$(mh_hostd_log "$i")" 2>/dev/null || true
+    done
 }
 
 mh_stop_hostd() {

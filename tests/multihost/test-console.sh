@@ -29,9 +29,7 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init console
 
-printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
-a() { "$ctl" --config "$tmp/ctl.conf" "$@"; }
-a db migrate >/dev/null
+mh_ctl "$ctl"
 mh_init 2 "$hostd"
 mh_start_displayd "$displayd"
 ok "two hosts with hostd and displayd ($(mh_addr 1), $(mh_addr 2))"

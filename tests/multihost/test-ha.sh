@@ -33,20 +33,14 @@ margin_s=4    # [poold] fence_margin
 pass_s=2      # poold's pass interval
 promise=$((deadline_s + margin_s + pass_s))
 
-printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
-a() { "$ctl" --config "$tmp/ctl.conf" "$@"; }
-a db migrate >/dev/null
+mh_ctl "$ctl"
 mh_db_tcp=1
 mh_hostd_extra="fence_deadline = $deadline_s"
 mh_init 3 "$hostd"
 ok "three hosts up, database over TCP through the test network ($(mh_db_addr):5432)"
 
 on_fail_logs() {
-    local i
-    for i in 1 2 3; do
-        echo "---- hostd mh$i (last 30 lines)"
-        tail -n 30 "$(mh_hostd_log "$i")" 2>/dev/null || true
-    done
+    mh_hostd_tails 30
     echo "---- poold (last 30 lines)"
     tail -n 30 "$tmp/poold.log" 2>/dev/null || true
 }

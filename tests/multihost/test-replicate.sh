@@ -23,18 +23,12 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init replica
 
-printf '[db]\nurl = %s dbname=%s\n' "$server" "$db" >"$tmp/ctl.conf"
-a() { "$ctl" --config "$tmp/ctl.conf" "$@"; }
-a db migrate >/dev/null
+mh_ctl "$ctl"
 mh_init 2 "$hostd"
 ok "two hosts up in their namespaces ($(mh_ns 1) $(mh_addr 1), $(mh_ns 2) $(mh_addr 2))"
 
 on_fail_logs() {
-    local i
-    for i in 1 2; do
-        echo "---- hostd mh$i (last 40 lines)"
-        tail -n 40 "$(mh_hostd_log "$i")" 2>/dev/null || true
-    done
+    mh_hostd_tails 40
     q "SELECT id, kind, state, progress, message, error, result FROM tasks ORDER BY id" 2>/dev/null |
         tail -n 20 || true
 }
