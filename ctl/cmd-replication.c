@@ -40,19 +40,6 @@ static void usage(FILE *out)
             "                    its VMs are known to be dead, or the VM runs twice)\n");
 }
 
-static int find_vm(struct db *db, const char *arg, struct db_vm *ret)
-{
-    long long id;
-    int r = db_vm_get_by_name(db, arg, ret);
-    if (r == -ENOENT && atr_parse_ll(arg, 1, INT64_MAX, &id) == 0)
-        r = db_vm_get(db, id, ret);
-    if (r == -ENOENT)
-        fprintf(stderr, "atriumctl: no VM '%s'\n", arg);
-    else if (r < 0)
-        fprintf(stderr, "atriumctl: cannot read VM '%s': %s\n", arg, strerror(-r));
-    return r;
-}
-
 static int find_host(struct db *db, const char *name, struct db_host *ret)
 {
     int r = db_host_get_by_name(db, name, ret);
@@ -142,7 +129,7 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
 {
     struct db_vm v;
     struct db_replication r;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     int rr = db_replication_get(db, v.id, &r);
     if (rr < 0) {
@@ -193,7 +180,7 @@ static int cmd_set(struct db *db, const char *arg, const char *to, const char *i
         fprintf(stderr, "atriumctl: --max-bps takes 4096 or more bytes/s, not '%s'\n", max_bps);
         return CTL_EXIT_USAGE;
     }
-    if (find_vm(db, arg, &v) < 0 || find_host(db, to, &h) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0 || find_host(db, to, &h) < 0)
         return CTL_EXIT_FAILED;
     int r = db_replication_set(db, v.id, h.id, (int)iv, bps);
     if (r < 0) {
@@ -208,7 +195,7 @@ static int cmd_set(struct db *db, const char *arg, const char *to, const char *i
 static int cmd_off_sync(struct db *db, const char *arg, bool off)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     int r = off ? db_replication_disable(db, v.id) : db_replication_sync_now(db, v.id);
     if (r < 0) {
@@ -231,7 +218,7 @@ static int cmd_recover(struct ctl *ctl, struct db *db, const char *arg, const ch
         fprintf(stderr, "atriumctl: recover needs --on HOST\n");
         return CTL_EXIT_USAGE;
     }
-    if (find_vm(db, arg, &v) < 0 || find_host(db, on, &h) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0 || find_host(db, on, &h) < 0)
         return CTL_EXIT_FAILED;
     int64_t task = 0;
     int r = db_replication_recover_request(db, v.id, h.id, force, ALIVE_S, 0, &task);

@@ -80,7 +80,7 @@ static void vm_usage(FILE *out)
             "                              pool VMs (pool spares are rebuilt instead)\n");
 }
 
-static int find_vm(struct db *db, const char *arg, struct db_vm *ret)
+int ctl_find_vm(struct db *db, const char *arg, struct db_vm *ret)
 {
     long long id;
     int r = db_vm_get_by_name(db, arg, ret);
@@ -176,7 +176,7 @@ out:
 static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     struct db_host h = {0};
     const char *host = "-";
@@ -225,7 +225,7 @@ static int cmd_set(struct db *db, const char *arg, const char *ha)
         return CTL_EXIT_USAGE;
     }
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     if (on && v.pool_id) {
         fprintf(stderr, "atriumctl: VM '%s' belongs to a pool; HA restart is for VMs outside "
@@ -253,7 +253,7 @@ static int cmd_power(struct db *db, const char *arg, const char *verb)
         if (strcmp(map[i].verb, verb) == 0)
             desired = map[i].desired;
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     if (strcmp(v.desired_power, "deleted") == 0) {
         fprintf(stderr, "atriumctl: VM %s is being deleted\n", v.name);
@@ -277,7 +277,7 @@ static int cmd_power(struct db *db, const char *arg, const char *verb)
 static int cmd_reset(struct ctl *ctl, struct db *db, const char *arg)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     if (!v.host_id ||
         (strcmp(v.actual_power, "running") != 0 && strcmp(v.actual_power, "paused") != 0)) {
@@ -346,7 +346,7 @@ static void print_limit(const char *label, int64_t v, const char *unit)
 static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg, const struct res_opts *o)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     if (o->balloon) {
         long long mb = 0;
@@ -396,7 +396,7 @@ static int cmd_resources(struct ctl *ctl, struct db *db, const char *arg, const 
             return CTL_EXIT_FAILED;
         }
     }
-    if (res_opts_any(o) && find_vm(db, arg, &v) < 0)
+    if (res_opts_any(o) && ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     if (ctl->json) {
         print_json(json_pack("{s:s, s:i, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:b, s:i, s:i, s:b}",
@@ -459,7 +459,7 @@ static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const ch
     struct db_vm v;
     struct db_host h;
     int64_t task = 0;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     int r;
     if ((r = db_host_get_by_name(db, to, &h)) < 0) {
@@ -491,7 +491,7 @@ static int cmd_migrate_cancel(struct db *db, const char *arg)
 {
     struct db_vm v;
     int64_t task = 0;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     int r;
     if ((r = db_migration_cancel(db, v.id, &task)) < 0) {
@@ -537,7 +537,7 @@ static int cmd_snapshot(struct ctl *ctl, struct db *db, const char *arg, const c
         return CTL_EXIT_USAGE;
     }
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     bool up = strcmp(v.actual_power, "running") == 0 || strcmp(v.actual_power, "paused") == 0;
     bool with_ram = ram > 0 || (ram == 0 && up);
@@ -569,7 +569,7 @@ static int cmd_snapshot(struct ctl *ctl, struct db *db, const char *arg, const c
 static int cmd_snapshots(struct ctl *ctl, struct db *db, const char *arg)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     struct db_snapshot *s = NULL;
     size_t n = 0;
@@ -609,7 +609,7 @@ static int cmd_snapshot_task(struct ctl *ctl, struct db *db, const char *arg, co
                              const char *kind, const char *new_vm, bool wait)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     struct db_snapshot snap;
     int r = db_snapshot_get_by_name(db, v.id, name, &snap);
@@ -691,7 +691,7 @@ static int cmd_snapshot_task(struct ctl *ctl, struct db *db, const char *arg, co
 static int cmd_console_path(struct ctl *ctl, struct db *db, const char *arg, const char *kind)
 {
     struct db_vm v;
-    if (find_vm(db, arg, &v) < 0)
+    if (ctl_find_vm(db, arg, &v) < 0)
         return CTL_EXIT_FAILED;
     struct hv_vm_paths p;
     if (hv_vm_paths_init(ctl->cfg->paths.runtime_dir, v.id, &p) < 0) {

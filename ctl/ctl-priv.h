@@ -42,6 +42,9 @@ int ctl_cmd_user(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv);
 int ctl_cmd_host(struct ctl *ctl, int argc, char **argv);
 
+/* A VM by name or id; prints why not (no such VM, database error). */
+int ctl_find_vm(struct db *db, const char *arg, struct db_vm *ret);
+
 /*
  * Wait for task @id to end (at most @timeout_s), printing its progress and
  * message as they change (not with --json).  CTL_EXIT_OK with *ret set (the
