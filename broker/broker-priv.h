@@ -326,6 +326,7 @@ enum brk_route_flags {
     BRK_ROUTE_PUBLIC = 1 << 0, /* no authentication needed */
     BRK_ROUTE_NO_DB = 1 << 1,  /* handler does not use the database */
     BRK_ROUTE_ENROL = 1 << 2,  /* open to an enrolment-only session (see api-totp.c) */
+    BRK_ROUTE_SLOW = 1 << 3,   /* hashes a password: handled off the polling threads (server.c) */
 };
 
 /*

@@ -11,7 +11,7 @@ const struct brk_route brk_routes[] = {
     {"GET", "/healthz", brk_api_healthz, BRK_ROUTE_PUBLIC, ANY_CALLER, "/healthz"},
     {"GET", "/metrics", brk_api_metrics, BRK_ROUTE_PUBLIC, ANY_CALLER, "/metrics"},
 
-    {"POST", "/api/v1/login", brk_api_login, BRK_ROUTE_PUBLIC, ANY_CALLER, "/api/v1/login"},
+    {"POST", "/api/v1/login", brk_api_login, BRK_ROUTE_PUBLIC | BRK_ROUTE_SLOW, ANY_CALLER, "/api/v1/login"},
     {"POST", "/api/v1/logout", brk_api_logout, BRK_ROUTE_ENROL, ANY_CALLER, "/api/v1/logout"},
     {"GET", "/api/v1/me", brk_api_me, BRK_ROUTE_ENROL, ANY_CALLER, "/api/v1/me"},
     {"POST", "/api/v1/me/totp", brk_api_totp_begin, BRK_ROUTE_ENROL, ANY_CALLER, "/api/v1/me/totp"},
@@ -81,8 +81,8 @@ const struct brk_route brk_routes[] = {
     {"POST", "/api/v1/sessions/{id}/shadow", brk_api_session_shadow, 0, AUTH_ACTION_CONSOLE_ANY,
      "/api/v1/sessions/{id}/shadow"},
 
-    {"POST", "/api/v1/users", brk_api_user_create, 0, AUTH_ACTION_USER_WRITE, "/api/v1/users"},
-    {"PATCH", "/api/v1/users/{id}", brk_api_user_update, 0, AUTH_ACTION_USER_WRITE,
+    {"POST", "/api/v1/users", brk_api_user_create, BRK_ROUTE_SLOW, AUTH_ACTION_USER_WRITE, "/api/v1/users"},
+    {"PATCH", "/api/v1/users/{id}", brk_api_user_update, BRK_ROUTE_SLOW, AUTH_ACTION_USER_WRITE,
      "/api/v1/users/{id}"},
     {"DELETE", "/api/v1/users/{id}/totp", brk_api_user_totp_reset, 0, AUTH_ACTION_USER_WRITE,
      "/api/v1/users/{id}/totp"},

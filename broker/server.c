@@ -14,6 +14,20 @@
  * (an import that takes seconds to minutes) runs in a thread of its own
  * while the connection is suspended, so the polling thread it came from
  * keeps serving its other connections.
+ *
+ * Password checks (log-in, setting a password: routes flagged
+ * BRK_ROUTE_SLOW) cost one argon2id hash each, tens to hundreds of
+ * milliseconds of CPU by design.  Run on the polling threads, a log-in storm
+ * would hold every one of them, and /healthz, portal pages and desktop
+ * requests would queue behind the hashes (a load balancer then takes a
+ * healthy broker out).  So such a request, once admitted, is suspended and
+ * handed to a small pool of hashing threads (one per CPU: more would only
+ * share the same cores) through a queue of [broker] login_queue places.  A
+ * full queue answers 503 with Retry-After at once instead of growing, and a
+ * request that waited longer than BRK_SLOW_WAIT_MAX_MS is answered 503
+ * without hashing (its client has most likely given up).  The hashing thread
+ * takes its own database connection when the request's turn comes, so
+ * queued requests hold none.
  */
 #include "broker-priv.h"
 
@@ -25,7 +39,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* gnutls priority string: TLS 1.2 and 1.3 only, our cipher order. */
 #define BRK_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
@@ -34,6 +50,9 @@
 /* A chunked body over the limit is read and dropped up to this many times
  * the limit (so the client still gets its 413), then the connection is cut. */
 #define BRK_DISCARD_FACTOR 4
+#define BRK_SLOW_WORKERS_MAX 8
+#define BRK_SLOW_WAIT_MAX_MS 10000   /* a queued check older than this is not worth doing */
+#define BRK_SLOW_NICE 5              /* the hashing threads' nice value (Linux: per thread) */
 
 struct brk_server {
     const struct atr_config *cfg;
@@ -44,7 +63,17 @@ struct brk_server {
     pthread_mutex_t lock; /* guards n_workers */
     pthread_cond_t workers_done;
     int n_workers; /* streamed-body handlers running in their own threads */
+    /* The password-check queue and its hashing threads. */
+    pthread_mutex_t slow_lock;
+    pthread_cond_t slow_ready;
+    struct req_state *slow_head, *slow_tail;
+    int slow_len, slow_cap;
+    bool slow_stop; /* set at stop: no new entries; threads end once the queue is empty */
+    pthread_t slow_threads[BRK_SLOW_WORKERS_MAX];
+    int n_slow_threads;
 };
+
+enum slow_state { SLOW_NONE, SLOW_QUEUED, SLOW_DONE };
 
 /* Per-request state, from the URI callback to the completion callback. */
 struct req_state {
@@ -65,6 +94,10 @@ struct req_state {
     struct MHD_Connection *conn;
     bool worker_started, worker_done; /* the sink route's handler thread */
     struct brk_reply pending;         /* its reply, sent once the connection is resumed */
+    enum slow_state slow;             /* a BRK_ROUTE_SLOW request handed to a hashing thread */
+    struct brk_request slow_req;      /* its request (owns the body), for that thread */
+    int64_t queued_ns;
+    struct req_state *slow_next;
 };
 
 const struct atr_config *brk_server_config(const struct brk_server *s)
@@ -191,6 +224,99 @@ static bool is_json_type(const char *ct)
 static bool is_safe_method(const char *method)
 {
     return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
+
+/* A handler failed (its r < 0): the reply becomes a generic 503 or 500. */
+static void handler_failed(struct brk_reply *rep, const char *path, int r)
+{
+    log_error("request handler failed", "path", path, "errno", LOG_INT(-r));
+    brk_reply_clear(rep);
+    if (r == -ENOTCONN)
+        brk_reply_error(rep, 503, "unavailable", "the database cannot be reached");
+    else
+        brk_reply_error(rep, 500, "internal", "the broker could not complete the request");
+}
+
+/*
+ * Queue an admitted BRK_ROUTE_SLOW request for a hashing thread and suspend
+ * its connection.  False (nothing changed) when the queue is full or the
+ * server is stopping.  The connection is suspended under the queue's lock,
+ * so no thread can resume it before it is suspended.
+ */
+static bool slow_enqueue(struct brk_server *s, struct MHD_Connection *conn, struct req_state *st,
+                         const struct brk_request *req)
+{
+    pthread_mutex_lock(&s->slow_lock);
+    if (s->slow_stop || s->slow_len >= s->slow_cap) {
+        pthread_mutex_unlock(&s->slow_lock);
+        return false;
+    }
+    st->server = s;
+    st->conn = conn;
+    st->slow = SLOW_QUEUED;
+    st->slow_req = *req;
+    st->queued_ns = atr_now_mono_ns();
+    st->slow_next = NULL;
+    MHD_suspend_connection(conn);
+    if (s->slow_tail)
+        s->slow_tail->slow_next = st;
+    else
+        s->slow_head = st;
+    s->slow_tail = st;
+    s->slow_len++;
+    pthread_cond_signal(&s->slow_ready);
+    pthread_mutex_unlock(&s->slow_lock);
+    return true;
+}
+
+/* One queued password check, on a hashing thread. */
+static void slow_run(struct brk_server *s, struct req_state *st)
+{
+    struct brk_request req = st->slow_req;
+    struct brk_reply *rep = &st->pending;
+    const struct brk_route *route = &brk_routes[st->route_index];
+    int64_t waited_ms = (atr_now_mono_ns() - st->queued_ns) / 1000000;
+    int r;
+    if (waited_ms > BRK_SLOW_WAIT_MAX_MS) {
+        log_warn("password check dropped: queued too long", "path", st->path, "waited_ms",
+                 LOG_INT(waited_ms));
+        brk_reply_error(rep, 503, "busy", "the broker is checking too many passwords; try again");
+    } else if ((r = brk_dbpool_get(s->pool, BRK_DB_WAIT_MS, &req.conn)) < 0) {
+        log_warn("no database connection for request", "path", st->path, "errno", LOG_INT(-r));
+        brk_reply_error(rep, 503, "unavailable", "the database cannot be reached");
+    } else if ((r = route->handler(&req, rep)) < 0) {
+        handler_failed(rep, st->path, r);
+    }
+    brk_dbpool_put(s->pool, req.conn);
+    json_decref(req.body);
+    st->slow_req.body = NULL;
+    st->slow = SLOW_DONE;
+    MHD_resume_connection(st->conn);
+}
+
+static void *slow_main(void *arg)
+{
+    struct brk_server *s = arg;
+    /* Hashing is the bulk work: the HTTP threads get a core first. */
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), BRK_SLOW_NICE) < 0)
+        log_debug("cannot lower the password-check thread's priority", "errno", LOG_INT(errno));
+    pthread_mutex_lock(&s->slow_lock);
+    for (;;) {
+        while (!s->slow_head && !s->slow_stop)
+            pthread_cond_wait(&s->slow_ready, &s->slow_lock);
+        struct req_state *st = s->slow_head;
+        if (!st)
+            break; /* stopping, and nothing left to answer */
+        s->slow_head = st->slow_next;
+        if (!s->slow_head)
+            s->slow_tail = NULL;
+        s->slow_len--;
+        pthread_mutex_unlock(&s->slow_lock);
+        slow_run(s, st);
+        pthread_mutex_lock(&s->slow_lock);
+    }
+    pthread_mutex_unlock(&s->slow_lock);
+    return NULL;
 }
 
 /*
@@ -329,16 +455,24 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
     if (!admit(s, conn, st, &req, route, &ret))
         goto out;
 
+    if (route->flags & BRK_ROUTE_SLOW) {
+        /* the hashing thread takes a connection of its own when its turn comes */
+        brk_dbpool_put(s->pool, req.conn);
+        req.conn = NULL;
+        if (slow_enqueue(s, conn, st, &req)) {
+            req.body = NULL; /* the queued request owns it now */
+            ret = MHD_YES;
+        } else {
+            log_warn("password check refused: queue full", "path", path);
+            ret = send_error(s, conn, st, 503, "busy",
+                             "the broker is checking too many passwords; try again");
+        }
+        goto out;
+    }
     req.sink = st->sink;
     int r = route->handler(&req, &rep);
-    if (r < 0) {
-        log_error("request handler failed", "path", path, "errno", LOG_INT(-r));
-        brk_reply_clear(&rep);
-        if (r == -ENOTCONN)
-            brk_reply_error(&rep, 503, "unavailable", "the database cannot be reached");
-        else
-            brk_reply_error(&rep, 500, "internal", "the broker could not complete the request");
-    }
+    if (r < 0)
+        handler_failed(&rep, path, r);
     ret = send_reply(s, conn, st, &rep);
 out:
     brk_dbpool_put(s->pool, req.conn);
@@ -433,16 +567,8 @@ static void *stream_worker(void *arg)
         brk_reply_error(rep, 503, "unavailable", "the database cannot be reached");
     } else if (!req.caller.authenticated) {
         brk_reply_error(rep, 401, "unauthenticated", "the session ended during the upload");
-    } else {
-        r = route->handler(&req, rep);
-        if (r < 0) {
-            log_error("request handler failed", "path", st->path, "errno", LOG_INT(-r));
-            brk_reply_clear(rep);
-            brk_reply_error(rep, r == -ENOTCONN ? 503 : 500,
-                            r == -ENOTCONN ? "unavailable" : "internal",
-                            r == -ENOTCONN ? "the database cannot be reached"
-                                           : "the broker could not complete the request");
-        }
+    } else if ((r = route->handler(&req, rep)) < 0) {
+        handler_failed(rep, st->path, r);
     }
     brk_dbpool_put(s->pool, req.conn);
     st->worker_done = true;
@@ -575,6 +701,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (st->sink_ops)
         return stream_finish(s, conn, st);
+    if (st->slow == SLOW_QUEUED)
+        return MHD_YES; /* not called while suspended; nothing to do until resumed */
+    if (st->slow == SLOW_DONE) {
+        enum MHD_Result r = send_reply(s, conn, st, &st->pending);
+        brk_reply_clear(&st->pending);
+        return r;
+    }
     return dispatch(s, conn, st, method, url);
 }
 
@@ -597,6 +730,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (st->sink_ops)
         st->sink_ops->free(st->sink);
     brk_reply_clear(&st->pending);
+    json_decref(st->slow_req.body);
     free(st->body);
     free(st);
     *con_cls = NULL;
@@ -676,10 +810,20 @@ struct brk_server *brk_server_stop(struct brk_server *s)
     while (s->n_workers > 0)
         pthread_cond_wait(&s->workers_done, &s->lock);
     pthread_mutex_unlock(&s->lock);
+    /* Queued password checks are answered (their connections resumed)
+     * before the daemon stops: it must not stop with suspended connections. */
+    pthread_mutex_lock(&s->slow_lock);
+    s->slow_stop = true;
+    pthread_cond_broadcast(&s->slow_ready);
+    pthread_mutex_unlock(&s->slow_lock);
+    for (int i = 0; i < s->n_slow_threads; i++)
+        pthread_join(s->slow_threads[i], NULL);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     pthread_cond_destroy(&s->workers_done);
     pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->slow_ready);
+    pthread_mutex_destroy(&s->slow_lock);
     free(s->tls_cert);
     free(s->tls_key);
     free(s);
@@ -699,6 +843,19 @@ int brk_server_start(const struct brk_server_options *opt, struct brk_dbpool *po
     s->max_body = (size_t)cfg->broker.max_body_bytes;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->workers_done, NULL);
+    pthread_mutex_init(&s->slow_lock, NULL);
+    pthread_cond_init(&s->slow_ready, NULL);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int n_slow = ncpu < 1 ? 1 : ncpu > BRK_SLOW_WORKERS_MAX ? BRK_SLOW_WORKERS_MAX : (int)ncpu;
+    s->slow_cap = cfg->broker.login_queue;
+    for (int i = 0; i < n_slow; i++) {
+        r = -pthread_create(&s->slow_threads[i], NULL, slow_main, s);
+        if (r < 0) {
+            r = atr_error_set(err, r, "cannot start the password-check threads");
+            goto out;
+        }
+        s->n_slow_threads++;
+    }
 
     int port = opt->port_override >= 0 ? opt->port_override : cfg->broker.port;
     struct sockaddr_storage ss;

@@ -121,6 +121,7 @@ struct atr_config {
         int session_ttl_s;
         int threads;          /* HTTP worker threads, each with its own database connection */
         int max_connections;  /* open client connections at once; more are refused */
+        int login_queue;      /* password checks waiting for a hashing thread; more get 503 */
         int connection_timeout_s; /* idle client connection is closed after this */
         int max_body_bytes;   /* request bodies above this get 413 */
         int max_image_mb;     /* largest golden image upload (MiB); larger ones get 413 */

@@ -63,6 +63,7 @@ static const struct key_def key_table[] = {
     {"broker", "threads", KT_INT, OFF(broker.threads), "4", 1, 64, NULL, false},
     {"broker", "max_connections", KT_INT, OFF(broker.max_connections), "1000", 1, 100000, NULL,
      false},
+    {"broker", "login_queue", KT_INT, OFF(broker.login_queue), "64", 1, 100000, NULL, false},
     {"broker", "connection_timeout", KT_INT, OFF(broker.connection_timeout_s), "30", 1, 3600,
      NULL, false},
     {"broker", "max_body_bytes", KT_INT, OFF(broker.max_body_bytes), "1048576", 1024, 67108864,
