@@ -8,8 +8,9 @@
  * loadbalanceinfo) and redeems it; only then does a peer thread adopt the
  * socket with freerdp_peer_new(), so FreeRDP reads the same request itself.
  * Each peer thread has its own libvncclient connection to the VM's QEMU VNC
- * socket: QEMU keeps the picture, tracks damage per client and encodes
- * nothing on a local socket (raw), and the thread turns each damaged
+ * console (its unix socket on this host, or a relayed stream from the VM's
+ * host: see "Consoles" below): QEMU keeps the picture, tracks damage per
+ * client and encodes nothing towards us (raw), and the thread turns each damaged
  * rectangle into 64x64 planar tiles: as classic bitmap updates, which every
  * RDP 6+ client decodes, or, with [display] rdp_gfx and a client that
  * offers it, over the Graphics Pipeline (RDPGFX surface commands, one frame
@@ -42,6 +43,33 @@
  *
  * Peer threads never touch the gateway's database handle or its state: they
  * report joined/left over a pipe the gateway thread reads.
+ *
+ * Consoles.  disp_console_open() (relay.c) gives a socket to the VM's VNC
+ * console wherever the VM runs, but it uses the core's database handle and
+ * the relay's list of streams, both the gateway thread's alone.  So peer
+ * threads never open a console themselves: the gateway thread opens it and
+ * hands the descriptor over.  A ticket's peer gets its first console at
+ * start (start_peer); a peer that needs one later (a password log-in found
+ * its VM, or its console ended) asks with RDP_MSG_CONSOLE on the pipe above,
+ * and the answer -- an error, or a connected descriptor and the host that
+ * serves it -- comes back on the peer's own console pipe.  Opening is quick
+ * on the gateway thread (a local connect, or a relay ticket and a stream
+ * thread: TLS and the other host are the relay's), and the peer does the
+ * RFB handshake itself.  One thread owns each resource, no lock is needed,
+ * and relay.c stays as it is.
+ *
+ * Following the VM (a live migration).  With the relay on, the core hears
+ * when a VM's row names another host (vm_moved): the gateway thread opens a
+ * console on the new host for every peer showing that VM and pushes it down
+ * the same console pipe, before the old QEMU (paused at the migration's end,
+ * killed soon after) is gone.  When a peer's console ends first, the peer
+ * asks for a new one every FOLLOW_RETRY_MS for up to FOLLOW_MS.  Either way
+ * the peer swaps its libvncclient connection under the same RDP session:
+ * the client stays connected and keeps the last picture (input meanwhile is
+ * dropped), the new QEMU sends its whole screen (the first update request
+ * is a full one) and the peer sends it once it is current (held as the VNC
+ * front end holds its viewers, see up_finished), so the viewer sees a pause,
+ * never a black screen or a reconnect.
  */
 #include "auth.h"
 #include "disp-priv.h"
@@ -79,6 +107,11 @@
 #define TILE 64
 #define GFX_SURFACE 1
 #define GFX_FRAMES_AHEAD 3 /* frames sent but not yet acknowledged */
+#define FOLLOW_MS 10000    /* a lost console is looked for this long (relay on) */
+#define FOLLOW_RETRY_MS 250
+#define CONSOLE_WAIT_MS 15000 /* the gateway's answer to a console request */
+#define SETTLE_MS 1000        /* see up_finished */
+#define UP_READ_S 10          /* libvncclient: a console silent this long mid-message is lost */
 
 struct disp_rdp;
 
@@ -88,19 +121,33 @@ struct rdp_peer {
     int fd;
     char addr[64];
     int64_t vm_id, session_id; /* vm_id 0: not known until the password log-in */
-    char vnc_path[108];
-    int kick_fd;            /* eventfd: the gateway asks the thread to end */
-    struct disp_viewer *dv; /* gateway thread only */
-    bool joined;            /* gateway thread only: RDP_MSG_JOINED seen */
+    int up_fd;                 /* the first console (ticket), taken over by the thread */
+    int64_t up_host;           /* its host (0: relay off) */
+    int console_pipe[2];       /* gateway -> thread: struct rdp_console */
+    int kick_fd;               /* eventfd: the gateway asks the thread to end */
+    struct disp_viewer *dv;    /* gateway thread only */
+    bool joined;               /* gateway thread only: RDP_MSG_JOINED seen */
+    int64_t console_vm;        /* gateway thread only: VM of the last console handed over */
+    int64_t console_host;      /* gateway thread only: its host */
     pthread_t thread;
     struct rdp_peer *next;
 };
 
-enum rdp_msg_kind { RDP_MSG_JOINED, RDP_MSG_DONE };
+enum rdp_msg_kind { RDP_MSG_JOINED, RDP_MSG_CONSOLE, RDP_MSG_DONE };
 
 struct rdp_msg {
     enum rdp_msg_kind kind;
     struct rdp_peer *peer;
+    int64_t vm_id; /* RDP_MSG_CONSOLE: the VM whose console the peer wants */
+};
+
+/* A console for a peer (on its console pipe): asked for, or pushed because
+ * the VM moved.  The descriptor belongs to whoever reads the message. */
+struct rdp_console {
+    int r;        /* 0, or -errno (no descriptor) */
+    int fd;       /* blocking, connected to the VM's VNC console */
+    int64_t host; /* the host serving it (0: relay off) */
+    bool moved;   /* pushed: the VM's row names another host */
 };
 
 struct rdp_pending {
@@ -118,6 +165,7 @@ struct disp_rdp {
     char *cert, *key;
     char *db_url; /* password log-ins: each peer thread connects itself */
     bool gfx;     /* [display] rdp_gfx */
+    bool closing; /* rdp_close: no more consoles for peers */
     int db_timeout_s;
     struct rdp_pending *pending;
     size_t n_pending;
@@ -132,21 +180,31 @@ struct rdp_ctx {
     rfbClient *up;
     char *fb;
     BITMAP_PLANAR_CONTEXT *planar;
-    HANDLE vcm;             /* virtual channels: drdynvc, then Display Control */
+    HANDLE vcm; /* virtual channels: drdynvc, then Display Control */
     DispServerContext *disp;
-    int resize_fd;          /* eventfd: the Display Control thread asked for a size */
+    int resize_fd; /* eventfd: the Display Control thread asked for a size */
     pthread_mutex_t resize_lock;
     uint32_t want_w, want_h; /* under resize_lock */
     bool disp_failed;
     RdpgfxServerContext *gfx; /* Graphics Pipeline, when the client offers it */
     bool gfx_failed, gfx_surface;
-    int gfx_wake_fd;             /* eventfd: caps confirmed or a frame acknowledged */
-    atomic_bool gfx_ready;       /* caps confirmed (set in FreeRDP's channel thread) */
-    atomic_bool gfx_no_ack;      /* the client suspended acknowledgements */
-    atomic_uint gfx_acked;       /* last frame the client acknowledged */
-    uint32_t gfx_frame;          /* last frame sent */
+    int gfx_wake_fd;                /* eventfd: caps confirmed or a frame acknowledged */
+    atomic_bool gfx_ready;          /* caps confirmed (set in FreeRDP's channel thread) */
+    atomic_bool gfx_no_ack;         /* the client suspended acknowledgements */
+    atomic_uint gfx_acked;          /* last frame the client acknowledged */
+    uint32_t gfx_frame;             /* last frame sent */
     BYTE gfx_tile[TILE * TILE * 4]; /* one tile, rows reversed (see send_gfx) */
     bool activated;
+    int64_t up_host;  /* host serving up (0: relay off) */
+    int64_t lost_ms;  /* console lost at (monotonic), 0: not following */
+    int64_t retry_ms; /* next request while following */
+    bool asked;       /* a console request is out */
+    bool holding;     /* a new console: wait until its picture is current */
+    bool saw_content; /* holding: a non-black pixel arrived */
+    int n_updates;    /* holding: complete updates from the new console */
+    int64_t first_update_ms;
+    int64_t switch_ms;      /* a new console was taken (0: none since the last frame) */
+    int64_t last_sent_ms;   /* last frame sent to the client */
     size_t fb_w, fb_h;      /* size of fb */
     int buttons;            /* VNC button mask */
     int dx1, dy1, dx2, dy2; /* damage bounding box; dx2 == 0: none */
@@ -154,11 +212,11 @@ struct rdp_ctx {
 
 static int up_tag;
 
-static void peer_report(struct rdp_peer *p, enum rdp_msg_kind kind)
+static bool peer_report(struct rdp_peer *p, enum rdp_msg_kind kind)
 {
-    struct rdp_msg m = {.kind = kind, .peer = p};
+    struct rdp_msg m = {.kind = kind, .peer = p, .vm_id = p->vm_id};
     /* smaller than PIPE_BUF: one atomic write, never partial */
-    (void)!write(p->rdp->msg_pipe[1], &m, sizeof(m));
+    return write(p->rdp->msg_pipe[1], &m, sizeof(m)) == (ssize_t)sizeof(m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -187,11 +245,21 @@ static rfbBool up_malloc_fb(rfbClient *up)
     size_t w = (size_t)up->width, h = (size_t)up->height;
     if (w == 0 || h == 0 || w > 8192 || h > 8192)
         return FALSE;
-    if (c->fb && up->frameBuffer == (uint8_t *)c->fb && c->fb_w == w && c->fb_h == h) {
-        /* the same size again (QEMU answering SetDesktopSize): keep the picture */
-        damage(c, 0, 0, (int)w, (int)h);
-        return TRUE;
+    if (c->fb && c->fb_w == w && c->fb_h == h) {
+        if (!up->frameBuffer) {
+            /* a new console of the same size (the VM moved): the client keeps
+             * the picture it has until the new one is current */
+            up->frameBuffer = (uint8_t *)c->fb;
+            return TRUE;
+        }
+        if (up->frameBuffer == (uint8_t *)c->fb) {
+            /* the same size again (QEMU answering SetDesktopSize): keep the picture */
+            damage(c, 0, 0, (int)w, (int)h);
+            return TRUE;
+        }
     }
+    /* (a new console of another size: an older connection still pointing at
+     * the old buffer is dropped before it reads again, see console_take) */
     char *fb = calloc(w * h, 4);
     if (!fb)
         return FALSE;
@@ -206,14 +274,54 @@ static rfbBool up_malloc_fb(rfbClient *up)
 
 static void up_update(rfbClient *up, int x, int y, int w, int h)
 {
-    damage(rfbClientGetClientData(up, &up_tag), x, y, w, h);
+    struct rdp_ctx *c = rfbClientGetClientData(up, &up_tag);
+    damage(c, x, y, w, h);
+    /* holding: look for content (see up_finished); libvncclient checked the
+     * rectangle against the framebuffer before decoding it */
+    for (int row = y; c->holding && !c->saw_content && row < y + h; row++) {
+        const uint32_t *px =
+            (const uint32_t *)(c->fb + ((size_t)row * (size_t)up->width + (size_t)x) * 4);
+        for (int i = 0; i < w; i++)
+            if (px[i] & 0x00ffffffu) {
+                c->saw_content = true;
+                break;
+            }
+    }
 }
 
-static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
+/*
+ * A new console is held (nothing sent to the client, which keeps its last
+ * picture) until QEMU's picture is current: QEMU renders a text-mode screen
+ * only on its display refresh, so the first updates after connecting may
+ * still carry a stale, black surface.  The first complete update that
+ * brought a non-black pixel releases it, or SETTLE_MS after the first
+ * update when the screen really is black (peer_main).
+ */
+static void up_finished(rfbClient *up)
+{
+    struct rdp_ctx *c = rfbClientGetClientData(up, &up_tag);
+    if (!c->holding)
+        return;
+    if (c->n_updates++ == 0)
+        c->first_update_ms = atr_now_mono_ms();
+    if (c->saw_content) {
+        c->holding = false;
+        damage(c, 0, 0, up->width, up->height);
+    }
+}
+
+/*
+ * RFB on @fd, a connected console (taken over: closed on failure too).
+ * Blocks for QEMU's handshake: a local socket answers at once, a relayed
+ * stream within the relay's setup deadline.  NULL on failure.
+ */
+static rfbClient *up_connect(struct rdp_ctx *c, int fd)
 {
     rfbClient *up = rfbGetClient(8, 3, 4);
-    if (!up)
+    if (!up) {
+        close(fd);
         return NULL;
+    }
     /* B, G, R, X in memory: FreeRDP's PIXEL_FORMAT_BGRX32 */
     up->format.redShift = 16;
     up->format.greenShift = 8;
@@ -221,17 +329,16 @@ static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
     rfbClientSetClientData(up, &up_tag, c);
     up->MallocFrameBuffer = up_malloc_fb;
     up->GotFrameBufferUpdate = up_update;
+    up->FinishedFrameBufferUpdate = up_finished;
     up->canHandleNewFBSize = TRUE; /* the guest may change its mode */
-    free(up->serverHost);
-    up->serverHost = strdup(path);
-    up->connectTimeout = 5;
+    /* already connected: libvncclient skips its own connect when it
+     * "listened", and speaks RFB on the socket it is given */
+    up->listenSpecified = TRUE;
+    up->sock = fd;
+    up->readTimeout = UP_READ_S;
     up->appData.encodingsString = "copyrect raw";
     up->appData.shareDesktop = TRUE;
-    if (!up->serverHost) {
-        rfbClientCleanup(up);
-        return NULL;
-    }
-    /* rfbInitClient frees the client when it fails */
+    /* rfbInitClient frees the client (and closes the socket) when it fails */
     if (!rfbInitClient(up, NULL, NULL))
         return NULL;
     if (!disp_rfb_set_encodings(up)) {
@@ -242,6 +349,131 @@ static rfbClient *up_connect(struct rdp_ctx *c, const char *path)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Consoles, peer side: asked for, pushed, followed                          */
+/* ------------------------------------------------------------------------ */
+
+/* Ask the gateway thread for a console of the peer's VM; the answer comes on
+ * the console pipe (console_take). */
+static void console_ask(struct rdp_ctx *c)
+{
+    c->asked = peer_report(c->peer, RDP_MSG_CONSOLE);
+    c->retry_ms = atr_now_mono_ms() + (c->asked ? CONSOLE_WAIT_MS : FOLLOW_RETRY_MS);
+}
+
+/* The console is gone: look for the VM where it runs now (FOLLOW_MS with
+ * the relay on; one attempt without, where a VM never changes host). */
+static void console_lost(struct rdp_ctx *c, const char *why)
+{
+    log_warn("rdp: vnc console lost", "vm", LOG_INT(c->peer->vm_id), "client", c->peer->addr,
+             "reason", why);
+    if (c->up)
+        rfbClientCleanup(c->up); /* the framebuffer is ours, not freed here */
+    c->up = NULL;
+    c->holding = false;
+    if (!c->lost_ms) {
+        c->lost_ms = atr_now_mono_ms();
+        if (!c->asked)
+            console_ask(c);
+    }
+}
+
+/*
+ * Use console @a from the gateway thread (takes its descriptor).  A new
+ * libvncclient connection replaces the old one under the same RDP session;
+ * it is held until its picture is current.  false when the session cannot
+ * go on (lost, and the follow window is over).
+ */
+static bool console_take(struct rdp_ctx *c, const struct rdp_console *a)
+{
+    struct rdp_peer *p = c->peer;
+    int64_t t0 = atr_now_mono_ms();
+    if (!a->moved)
+        c->asked = false;
+    if (a->r == 0 && !a->moved && c->up) {
+        close(a->fd); /* answers a request, but a push already gave us one */
+        return true;
+    }
+    if (a->r < 0) {
+        if (!c->lost_ms)
+            return true;
+        int64_t window = c->up_host ? FOLLOW_MS : 0;
+        if (t0 - c->lost_ms >= window) {
+            log_warn("rdp: vnc console gone", "vm", LOG_INT(p->vm_id), "client", p->addr, "errno",
+                     LOG_INT(-a->r), "looked_ms", LOG_INT(t0 - c->lost_ms));
+            return false;
+        }
+        c->retry_ms = t0 + FOLLOW_RETRY_MS;
+        return true;
+    }
+    rfbClient *old = c->up, *up = up_connect(c, a->fd);
+    if (!up) {
+        log_warn("rdp: vnc console handshake failed", "vm", LOG_INT(p->vm_id), "host_id",
+                 LOG_INT(a->host));
+        /* an old connection whose buffer went to the failed one cannot go on */
+        if (old && old->frameBuffer != (uint8_t *)c->fb)
+            console_lost(c, "console replaced");
+        if (c->lost_ms) {
+            c->retry_ms = t0 + FOLLOW_RETRY_MS;
+            return t0 - c->lost_ms < (c->up_host ? FOLLOW_MS : 0);
+        }
+        return true;
+    }
+    if (old)
+        rfbClientCleanup(old);
+    c->up = up;
+    log_info("rdp console followed the vm", "vm", LOG_INT(p->vm_id), "client", p->addr, "reason",
+             a->moved ? "vm moved" : "console lost", "from_host", LOG_INT(c->up_host), "to_host",
+             LOG_INT(a->host), "ms", LOG_INT(atr_now_mono_ms() - t0), "lost_ms",
+             LOG_INT(c->lost_ms ? atr_now_mono_ms() - c->lost_ms : 0));
+    c->up_host = a->host;
+    c->lost_ms = 0;
+    c->holding = true;
+    c->saw_content = false;
+    c->n_updates = 0;
+    c->switch_ms = t0;
+    return true;
+}
+
+/* Read every console the gateway sent; false when the session cannot go on. */
+static bool console_read(struct rdp_ctx *c)
+{
+    struct rdp_console a;
+    while (read(c->peer->console_pipe[0], &a, sizeof(a)) == (ssize_t)sizeof(a))
+        if (!console_take(c, &a))
+            return false;
+    return true;
+}
+
+/*
+ * The first console of a password log-in: ask, and wait (bounded) for the
+ * answer and QEMU's handshake.  0, or -errno.
+ */
+static int console_wait(struct rdp_ctx *c)
+{
+    int64_t deadline = atr_now_mono_ms() + CONSOLE_WAIT_MS;
+    console_ask(c);
+    if (!c->asked)
+        return -EAGAIN;
+    while (c->asked) {
+        struct pollfd pfd[2] = {{.fd = c->peer->console_pipe[0], .events = POLLIN},
+                                {.fd = c->peer->rdp->stop_fd, .events = POLLIN}};
+        int64_t left = deadline - atr_now_mono_ms();
+        if (left <= 0 || (poll(pfd, 2, (int)left) < 0 && errno != EINTR) || pfd[1].revents)
+            return -ETIMEDOUT;
+        struct rdp_console a;
+        if (read(c->peer->console_pipe[0], &a, sizeof(a)) != (ssize_t)sizeof(a))
+            continue;
+        c->asked = false;
+        if (a.r < 0)
+            return a.r;
+        if (!(c->up = up_connect(c, a.fd)))
+            return -ECONNREFUSED;
+        c->up_host = a.host;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Updates: damaged box -> 64x64 planar tiles -> Bitmap Update PDUs          */
 /* ------------------------------------------------------------------------ */
 
@@ -249,7 +481,7 @@ static bool send_tiles(struct rdp_ctx *c)
 {
     rdpContext *ctx = &c->base;
     rdpSettings *s = ctx->settings;
-    int W = c->up->width, H = c->up->height;
+    int W = (int)c->fb_w, H = (int)c->fb_h; /* up may be gone while following */
     int x1 = c->dx1 & ~(TILE - 1), y1 = c->dy1 & ~(TILE - 1);
     int x2 = c->dx2 < W ? c->dx2 : W, y2 = c->dy2 < H ? c->dy2 : H;
     size_t max_tiles = (size_t)((x2 - x1 + TILE - 1) / TILE) * ((y2 - y1 + TILE - 1) / TILE);
@@ -321,7 +553,6 @@ static int peer_login(struct rdp_ctx *c, const rdpSettings *s)
     struct auth_config acfg;
     struct auth_login_result res = {0};
     struct db_assignment as = {0};
-    struct hv_vm_paths paths;
     int64_t *pools = NULL;
     size_t n_pools = 0;
     int r;
@@ -363,10 +594,6 @@ static int peer_login(struct rdp_ctx *c, const rdpSettings *s)
                  LOG_INT(pools[0]), "errno", LOG_INT(-r));
         goto out;
     }
-    r = disp_core_vm_paths(p->rdp->core, as.vm_id, &paths);
-    if (r < 0)
-        goto out;
-    snprintf(p->vnc_path, sizeof(p->vnc_path), "%s", paths.vnc);
     p->vm_id = as.vm_id;
     p->session_id = as.session_id;
     log_info("rdp log-in", "client", p->addr, "user", res.username, "vm", LOG_INT(as.vm_id),
@@ -382,16 +609,19 @@ static BOOL on_post_connect(freerdp_peer *client)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)client->context;
     rdpSettings *s = client->settings;
-    if (!c->up) {
+    if (!c->peer->vm_id) {
+        int r;
         if (peer_login(c, s) < 0)
             return FALSE;
-        if (!(c->up = up_connect(c, c->peer->vnc_path))) {
-            log_warn("rdp: vnc console unreachable", "vm", LOG_INT(c->peer->vm_id), "socket",
-                     c->peer->vnc_path);
+        if ((r = console_wait(c)) < 0) {
+            log_warn("rdp: vnc console unreachable", "vm", LOG_INT(c->peer->vm_id), "errno",
+                     LOG_INT(-r));
             return FALSE;
         }
         peer_report(c->peer, RDP_MSG_JOINED);
     }
+    if (!c->up) /* lost before the client got this far: no size to tell it */
+        return FALSE;
     log_info("rdp client connected", "client", c->peer->addr, "width", LOG_INT(s->DesktopWidth),
              "height", LOG_INT(s->DesktopHeight), "bpp", LOG_INT(s->ColorDepth));
     /* the desktop is the VM's: tell the client its size */
@@ -407,7 +637,7 @@ static BOOL on_activate(freerdp_peer *client)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)client->context;
     c->activated = true;
-    damage(c, 0, 0, c->up->width, c->up->height);
+    damage(c, 0, 0, (int)c->fb_w, (int)c->fb_h);
     return TRUE;
 }
 
@@ -550,8 +780,11 @@ static void gfx_open(struct rdp_ctx *c)
  * client's output.  false on a channel error. */
 static bool gfx_surface_new(struct rdp_ctx *c)
 {
-    UINT32 w = (UINT32)c->up->width, h = (UINT32)c->up->height;
-    MONITOR_DEF mon = {.left = 0, .top = 0, .right = (INT32)w - 1, .bottom = (INT32)h - 1,
+    UINT32 w = (UINT32)c->fb_w, h = (UINT32)c->fb_h;
+    MONITOR_DEF mon = {.left = 0,
+                       .top = 0,
+                       .right = (INT32)w - 1,
+                       .bottom = (INT32)h - 1,
                        .flags = MONITOR_PRIMARY};
     RDPGFX_RESET_GRAPHICS_PDU reset = {
         .width = w, .height = h, .monitorCount = 1, .monitorDefArray = &mon};
@@ -578,7 +811,7 @@ static bool send_gfx(struct rdp_ctx *c)
     if (!atomic_load(&c->gfx_no_ack) &&
         c->gfx_frame - atomic_load(&c->gfx_acked) >= GFX_FRAMES_AHEAD)
         return true;
-    int W = c->up->width, H = c->up->height;
+    int W = (int)c->fb_w, H = (int)c->fb_h; /* up may be gone while following */
     int x1 = c->dx1 & ~(TILE - 1), y1 = c->dy1 & ~(TILE - 1);
     int x2 = c->dx2 < W ? c->dx2 : W, y2 = c->dy2 < H ? c->dy2 : H;
     RDPGFX_START_FRAME_PDU start = {.frameId = ++c->gfx_frame};
@@ -722,6 +955,21 @@ static bool follow_guest_size(struct rdp_ctx *c)
 /* Peer thread                                                               */
 /* ------------------------------------------------------------------------ */
 
+/* A frame went to the client.  The first one after a new console says how
+ * long the client saw no change: from the last frame the old console
+ * brought to this one (the pause a viewer sees, give or take the guest's
+ * own pace of changes). */
+static void frame_sent(struct rdp_ctx *c)
+{
+    int64_t now = atr_now_mono_ms();
+    if (c->switch_ms && c->last_sent_ms)
+        log_info("rdp console resumed", "vm", LOG_INT(c->peer->vm_id), "client", c->peer->addr,
+                 "host_id", LOG_INT(c->up_host), "gap_ms", LOG_INT(now - c->last_sent_ms),
+                 "held_ms", LOG_INT(now - c->switch_ms));
+    c->switch_ms = 0;
+    c->last_sent_ms = now;
+}
+
 static bool peer_setup(freerdp_peer *client, struct disp_rdp *rdp)
 {
     rdpSettings *s = client->settings;
@@ -775,10 +1023,17 @@ static void *peer_main(void *arg)
         log_warn("rdp peer setup failed", "client", p->addr, "reason", "virtual channels");
         goto out;
     }
-    /* with a ticket the VM is known now; a password log-in finds it in PostConnect */
-    if (p->vm_id && !(c->up = up_connect(c, p->vnc_path))) {
-        log_warn("rdp: vnc console unreachable", "vm", LOG_INT(p->vm_id), "socket", p->vnc_path);
-        goto out;
+    /* with a ticket the gateway opened the console; a password log-in asks
+     * for it in PostConnect */
+    if (p->up_fd >= 0) {
+        int fd = p->up_fd;
+        p->up_fd = -1;
+        c->up_host = p->up_host;
+        if (!(c->up = up_connect(c, fd))) {
+            log_warn("rdp: vnc console handshake failed", "vm", LOG_INT(p->vm_id), "host_id",
+                     LOG_INT(p->up_host));
+            goto out;
+        }
     }
     if (!(c->planar = freerdp_bitmap_planar_context_new(PLANAR_FORMAT_HEADER_RLE, TILE, TILE)))
         goto out;
@@ -793,25 +1048,36 @@ static void *peer_main(void *arg)
     for (;;) {
         void *rfds[32];
         int rcount = 0;
-        struct pollfd pfd[37];
+        struct pollfd pfd[40];
         nfds_t n = 0;
         if (!client->GetFileDescriptor(client, rfds, &rcount))
             break;
         for (int i = 0; i < rcount && n < 32; i++)
             pfd[n++] = (struct pollfd){.fd = (int)(intptr_t)rfds[i], .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = c->gfx_wake_fd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = vcm_fd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = c->resize_fd, .events = POLLIN};
-        /* before a password log-in there is no console yet: poll nothing for it */
-        pfd[n++] = (struct pollfd){.fd = c->up ? c->up->sock : -1, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = p->kick_fd, .events = POLLIN};
-        pfd[n++] = (struct pollfd){.fd = rdp->stop_fd, .events = POLLIN};
-        int timeout = c->up && c->up->buffered > 0 ? 0 : -1;
+        nfds_t i_gfx = n++, i_vcm = n++, i_resize = n++, i_up = n++, i_console = n++, i_kick = n++,
+               i_stop = n++;
+        pfd[i_gfx] = (struct pollfd){.fd = c->gfx_wake_fd, .events = POLLIN};
+        pfd[i_vcm] = (struct pollfd){.fd = vcm_fd, .events = POLLIN};
+        pfd[i_resize] = (struct pollfd){.fd = c->resize_fd, .events = POLLIN};
+        /* before a password log-in, or while following the VM, there is no
+         * console: poll nothing for it */
+        pfd[i_up] = (struct pollfd){.fd = c->up ? c->up->sock : -1, .events = POLLIN};
+        pfd[i_console] = (struct pollfd){.fd = p->console_pipe[0], .events = POLLIN};
+        pfd[i_kick] = (struct pollfd){.fd = p->kick_fd, .events = POLLIN};
+        pfd[i_stop] = (struct pollfd){.fd = rdp->stop_fd, .events = POLLIN};
+        int64_t now = atr_now_mono_ms(), wake = -1;
+        if (c->lost_ms)
+            wake = c->retry_ms; /* the next request, or give up on the answer */
+        if (c->holding && c->n_updates > 0 && (wake < 0 || c->first_update_ms + SETTLE_MS < wake))
+            wake = c->first_update_ms + SETTLE_MS;
+        int timeout = wake < 0 ? -1 : wake > now ? (int)(wake - now) : 0;
+        if (c->up && c->up->buffered > 0)
+            timeout = 0;
         if (poll(pfd, n, timeout) < 0 && errno != EINTR)
             break;
-        if (pfd[n - 1].revents)
+        if (pfd[i_stop].revents)
             break;
-        if (pfd[n - 2].revents) {
+        if (pfd[i_kick].revents) {
             /* taken over: the client shows "disconnected by another connection" */
             freerdp_set_error_info(client->context->rdp, ERRINFO_DISCONNECTED_BY_OTHER_CONNECTION);
             freerdp_send_error_info(client->context->rdp);
@@ -827,21 +1093,41 @@ static void *peer_main(void *arg)
         if (!c->gfx && !c->gfx_failed && client->settings->SupportGraphicsPipeline &&
             WTSVirtualChannelManagerGetDrdynvcState(c->vcm) == DRDYNVC_STATE_READY)
             gfx_open(c);
-        if (pfd[n - 4].revents)
+        if (pfd[i_resize].revents)
             resize_requested(c);
-        if (pfd[n - 6].revents) {
+        if (pfd[i_gfx].revents) {
             uint64_t v;
             (void)!read(c->gfx_wake_fd, &v, sizeof(v));
         }
-        if (c->up && (pfd[n - 3].revents || c->up->buffered > 0)) {
+        /* a console pushed (the VM moved) or asked for: before reading the
+         * old one, which the new one replaces */
+        if (pfd[i_console].revents && !console_read(c))
+            break;
+        if (c->up && (pfd[i_up].revents || c->up->buffered > 0)) {
             bool alive = true;
             do
                 alive = HandleRFBServerMessage(c->up);
             while (alive && c->up->buffered > 0);
-            if (!alive) {
-                log_warn("rdp: vnc console lost", "vm", LOG_INT(p->vm_id));
+            if (!alive)
+                console_lost(c, "console ended");
+        }
+        now = atr_now_mono_ms();
+        if (c->lost_ms && now >= c->retry_ms) {
+            if (c->asked) { /* no answer in time: as if refused */
+                struct rdp_console none = {.r = -ETIMEDOUT, .fd = -1};
+                if (!console_take(c, &none))
+                    break;
+            } else if (now - c->lost_ms >= (c->up_host ? FOLLOW_MS : FOLLOW_RETRY_MS)) {
+                log_warn("rdp: vnc console gone", "vm", LOG_INT(p->vm_id), "client", p->addr,
+                         "looked_ms", LOG_INT(now - c->lost_ms));
                 break;
+            } else {
+                console_ask(c);
             }
+        }
+        if (c->holding && c->n_updates > 0 && now >= c->first_update_ms + SETTLE_MS) {
+            c->holding = false; /* the screen really is black */
+            damage(c, 0, 0, (int)c->fb_w, (int)c->fb_h);
         }
         if (c->activated && c->up && !follow_guest_size(c)) {
             log_warn("rdp viewer closed", "client", p->addr, "reason",
@@ -851,8 +1137,12 @@ static void *peer_main(void *arg)
         if (c->activated && c->gfx && !c->gfx_surface && atomic_load(&c->gfx_ready) &&
             !gfx_surface_new(c))
             break;
-        if (c->activated && c->dx2 && !(c->gfx_surface ? send_gfx(c) : send_tiles(c)))
-            break;
+        if (c->activated && c->dx2 && !c->holding) {
+            if (!(c->gfx_surface ? send_gfx(c) : send_tiles(c)))
+                break;
+            if (c->dx2 == 0) /* sent (GFX may wait for acknowledgements) */
+                frame_sent(c);
+        }
     }
     client->Disconnect(client);
 out:
@@ -881,6 +1171,10 @@ out:
         freerdp_peer_context_free(client);
         freerdp_peer_free(client);
     }
+    if (p->up_fd >= 0) {
+        close(p->up_fd);
+        p->up_fd = -1;
+    }
     peer_report(p, RDP_MSG_DONE);
     return NULL;
 }
@@ -897,43 +1191,71 @@ static void pending_close(struct rdp_pending *p)
 
 /* Start a peer thread for @pd: with @ticket (redeemed here), or NULL for a
  * client that will log in with a password. */
+static void peer_free(struct rdp_peer *p)
+{
+    if (!p)
+        return;
+    if (p->console_pipe[0] >= 0) {
+        /* consoles sent after the thread's last read */
+        struct rdp_console a;
+        while (read(p->console_pipe[0], &a, sizeof(a)) == (ssize_t)sizeof(a))
+            if (a.r == 0)
+                close(a.fd);
+    }
+    for (int i = 0; i < 2; i++)
+        if (p->console_pipe[i] >= 0)
+            close(p->console_pipe[i]);
+    if (p->kick_fd >= 0)
+        close(p->kick_fd);
+    if (p->up_fd >= 0)
+        close(p->up_fd);
+    free(p);
+}
+
+/* Start a peer thread for @pd: with @ticket (redeemed here, and the VM's
+ * console opened here), or NULL for a client that will log in with a
+ * password. */
 static void start_peer(struct disp_rdp *rdp, struct rdp_pending *pd, const char *ticket)
 {
     struct db_ticket_grant g = {0};
-    struct hv_vm_paths paths = {0};
     struct rdp_peer *p = NULL;
+    int r;
     if (ticket && disp_core_redeem(rdp->core, ticket, DB_PROTO_RDP, pd->addr, &g) < 0)
         goto fail;
-    if (rdp->n_peers >= MAX_PEERS ||
-        (ticket && disp_core_vm_paths(rdp->core, g.vm_id, &paths) < 0) ||
-        !(p = calloc(1, sizeof(*p))))
+    if (rdp->n_peers >= MAX_PEERS || !(p = calloc(1, sizeof(*p))))
         goto fail;
     p->rdp = rdp;
     p->fd = pd->fd;
-    if ((p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-        free(p);
-        p = NULL;
+    p->up_fd = p->kick_fd = p->console_pipe[0] = p->console_pipe[1] = -1;
+    if ((p->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        pipe2(p->console_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
         goto fail;
-    }
     p->vm_id = g.vm_id;
     p->session_id = g.session_id;
     snprintf(p->addr, sizeof(p->addr), "%s", pd->addr);
-    snprintf(p->vnc_path, sizeof(p->vnc_path), "%s", paths.vnc);
+    if (ticket) {
+        r = disp_console_open(rdp->core, g.vm_id, DISP_CONSOLE_VNC, &p->up_fd, &p->up_host);
+        if (r < 0) {
+            log_warn("rdp: vnc console unreachable", "vm", LOG_INT(g.vm_id), "client", pd->addr,
+                     "errno", LOG_INT(-r));
+            goto fail;
+        }
+        p->console_vm = g.vm_id;
+        p->console_host = p->up_host;
+    }
     /* FreeRDP's transport wants a blocking socket */
     int fl = fcntl(p->fd, F_GETFL);
     if (fl >= 0)
         (void)fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
-    if (pthread_create(&p->thread, NULL, peer_main, p) != 0) {
-        close(p->kick_fd);
-        free(p);
+    if (pthread_create(&p->thread, NULL, peer_main, p) != 0)
         goto fail;
-    }
     p->next = rdp->peers;
     rdp->peers = p;
     rdp->n_peers++;
     free(pd);
     return;
 fail:
+    peer_free(p);
     /* no RDP answer: the client reports the connection as refused */
     pending_close(pd);
 }
@@ -1002,8 +1324,7 @@ static void peer_reap(struct disp_rdp *rdp, struct rdp_peer *p)
             break;
         }
     rdp->n_peers--;
-    close(p->kick_fd);
-    free(p);
+    peer_free(p);
 }
 
 /* Taken over by a newer connection: the peer thread sends the client the
@@ -1018,12 +1339,61 @@ static void peer_kick(void *viewer, const char *why)
 
 static const struct disp_viewer_ops rdp_viewer_ops = {.kick = peer_kick};
 
+/*
+ * Open a console of VM @vm_id for peer @p and send it down the peer's
+ * console pipe (also a failure, unless @moved: a push that failed is
+ * retried by the peer when its old console ends).  Gateway thread.
+ */
+static void console_give(struct disp_rdp *rdp, struct rdp_peer *p, int64_t vm_id, bool moved)
+{
+    struct rdp_console a = {.fd = -1, .moved = moved};
+    a.r = rdp->closing ? -ESHUTDOWN
+                       : disp_console_open(rdp->core, vm_id, DISP_CONSOLE_VNC, &a.fd, &a.host);
+    if (a.r < 0 && moved) {
+        log_warn("rdp console not followed yet", "vm", LOG_INT(vm_id), "client", p->addr, "errno",
+                 LOG_INT(-a.r));
+        return;
+    }
+    if (write(p->console_pipe[1], &a, sizeof(a)) != (ssize_t)sizeof(a)) {
+        /* never full in practice (a few answers at most are in flight); the
+         * peer treats a missing answer as a refusal after CONSOLE_WAIT_MS */
+        if (a.r == 0)
+            close(a.fd);
+        return;
+    }
+    if (a.r == 0) {
+        p->console_vm = vm_id;
+        p->console_host = a.host;
+    }
+}
+
+/* The row of VM @vm_id names another host: every peer showing it gets a
+ * console there now, before its old QEMU (paused by the migration, killed
+ * right after) is gone.  Gateway thread. */
+static void rdp_vm_moved(void *state, int64_t vm_id, int64_t host_id)
+{
+    struct disp_rdp *rdp = state;
+    int64_t now_on = 0;
+    for (struct rdp_peer *p = rdp->peers; p; p = p->next) {
+        if (p->console_vm != vm_id || !p->console_host || p->console_host == host_id)
+            continue;
+        /* a move sends two notes, the new host's and the old one's: only the
+         * row says where the VM is now (read once per note) */
+        if (!now_on && (disp_console_host(rdp->core, vm_id, &now_on) < 0 || !now_on))
+            return;
+        if (now_on != p->console_host)
+            console_give(rdp, p, vm_id, true);
+    }
+}
+
 static void read_messages(struct disp_rdp *rdp)
 {
     struct rdp_msg m;
     while (read(rdp->msg_pipe[0], &m, sizeof(m)) == (ssize_t)sizeof(m)) {
         struct rdp_peer *p = m.peer;
-        if (m.kind == RDP_MSG_JOINED) {
+        if (m.kind == RDP_MSG_CONSOLE) {
+            console_give(rdp, p, m.vm_id, false);
+        } else if (m.kind == RDP_MSG_JOINED) {
             log_info("rdp viewer joined", "vm", LOG_INT(p->vm_id), "client", p->addr);
             p->joined = true;
             p->dv = disp_core_viewer_joined(rdp->core, p->session_id, DB_PROTO_RDP, p->addr,
@@ -1046,6 +1416,7 @@ static void rdp_close(void *state)
     struct disp_rdp *rdp = state;
     if (!rdp)
         return;
+    rdp->closing = true; /* console requests are refused from now on */
     if (rdp->stop_fd >= 0) {
         uint64_t one = 1;
         (void)!write(rdp->stop_fd, &one, sizeof(one));
@@ -1156,4 +1527,5 @@ const struct disp_frontend_ops disp_rdp_ops = {
     .prepare = rdp_prepare,
     .dispatch = rdp_dispatch,
     .close = rdp_close,
+    .vm_moved = rdp_vm_moved,
 };

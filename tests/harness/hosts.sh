@@ -275,8 +275,10 @@ mh_start_displayd() {
             -keyout "$tmp/h$i/display-key.pem" -out "$tmp/h$i/display-cert.pem" 2>/dev/null
         printf '[display]\nlisten = %s\nvnc_port = 5900\nspice_port = 3128\nrdp_port = 3389\nrelay_port = 5898\ntls_cert = %s\ntls_key = %s\n' \
             "$(mh_addr "$i")" "$tmp/h$i/display-cert.pem" "$tmp/h$i/display-key.pem" >>"$(mh_conf "$i")"
-        # lsan.supp: FreeRDP's own TLS leak at RDP accepts (see that file)
+        # lsan.supp: FreeRDP's own TLS leak at RDP accepts (see that file);
+        # full unwinding, so its stacks through libcrypto reach tls_accept
         LSAN_OPTIONS=suppressions=$(dirname "${BASH_SOURCE[0]}")/../display/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
+            ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} \
             ip netns exec "$(mh_ns "$i")" "$displayd" --config "$(mh_conf "$i")" \
             >"$(mh_displayd_log "$i")" 2>&1 &
         mh_displayd_pid[$i]=$!
