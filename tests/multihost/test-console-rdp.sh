@@ -17,7 +17,9 @@
 # between the last frame the old console brought and the first one from the
 # new ("rdp console resumed" gap_ms).  Then a second xfreerdp connects to
 # mh2's displayd for the VM on mh1 (no migration): mh2's displayd reaches it
-# through mh1's relay, and its keys reach the guest on mh1.
+# through mh1's relay, and its keys reach the guest on mh1; and a third logs
+# in at mh2's displayd with a password (no ticket) and gets the person's
+# desktop on mh1 the same way.
 set -euo pipefail
 hostd=${1:?usage: test-console-rdp.sh HOSTD DISPLAYD ATRIUMCTL TICKET-TOOL}
 displayd=${2:?}
@@ -67,8 +69,9 @@ if wait_for "$(serial 1)" '^ATRIUM-MARK' 240; then ok "guest runs on mh1"; else
 # there reach it by its abstract socket, which belongs to that namespace:
 # nothing depends on /tmp/.X11-unix)
 declare -A xdisp=()
-start_x() { # HOST
+start_x() { # HOST (once per host)
     local fd pid d
+    [[ -z ${xdisp[$1]:-} ]] || return 0
     exec {fd}< <(exec ip netns exec "$(mh_ns "$1")" Xvfb -displayfd 1 -screen 0 1024x768x24 \
         -nolisten tcp 2>"$tmp/xvfb-$1.log")
     pid=$!
@@ -84,16 +87,22 @@ inx() { # HOST CMD...: CMD in HOST's namespace on its X server
 }
 
 declare -A client_pid=()
-# client NAME HOST: xfreerdp in HOST's namespace to that host's displayd,
-# with a fresh ticket as its routing token (the .rdp file's loadbalanceinfo)
+# client NAME HOST [USER PASSWORD]: xfreerdp in HOST's namespace to that
+# host's displayd, with a fresh ticket as its routing token (the .rdp file's
+# loadbalanceinfo), or logging in with USER and PASSWORD (a thin client)
 client() {
-    local t
-    t=$("$ticket_tool" issue "$dbci" "$vm" 0 rdp 30)
+    local t auth
+    if [[ -n ${3:-} ]]; then
+        auth=(/u:"$3" /p:"$4")
+    else
+        t=$("$ticket_tool" issue "$dbci" "$vm" 0 rdp 30)
+        auth=(/u:atrium /p: "/load-balance-info:Cookie: msts=$t")
+    fi
     start_x "$2"
     # a simple command, so $! is xfreerdp itself (ip netns exec execs it)
-    DISPLAY=:${xdisp[$2]} ip netns exec "$(mh_ns "$2")" xfreerdp /v:"$(mh_addr "$2")":3389 /cert:ignore /sec:tls \
-        /u:atrium /p: /size:720x400 /bpp:32 -wallpaper /t:"atrium-$1" \
-        "/load-balance-info:Cookie: msts=$t" >"$tmp/xfreerdp-$1.log" 2>&1 &
+    DISPLAY=:${xdisp[$2]} ip netns exec "$(mh_ns "$2")" xfreerdp /v:"$(mh_addr "$2")":3389 \
+        /cert:ignore /sec:tls /size:720x400 /bpp:32 -wallpaper /t:"atrium-$1" "${auth[@]}" \
+        >"$tmp/xfreerdp-$1.log" 2>&1 &
     client_pid[$1]=$!
     atr_on_exit "kill ${client_pid[$1]} 2>/dev/null || true; wait ${client_pid[$1]} 2>/dev/null || true"
 }
@@ -225,13 +234,32 @@ if type_on 2 "$win2" 1 fromhosttwo; then ok "keys typed through mh2's displayd r
     bad "keys typed through mh2's displayd did not reach the guest on mh1"; fi
 alive one && ok "the first client is still connected" || bad "the first client exited"
 
+# ---- a password log-in at mh2's displayd (no ticket): alice's live session
+# is on the VM, which runs on mh1; the peer asks the gateway for the console
+pw=pw-$RANDOM-$$
+alice=$("$ticket_tool" user-add "$dbci" alice "$pw")
+pool=$(q "INSERT INTO pools (name) VALUES ('p1') RETURNING id" | head -n 1)
+q "INSERT INTO entitlements (pool_id, user_id) VALUES ($pool, $alice)" >/dev/null
+session=$(q "INSERT INTO desktop_sessions (user_id, pool_id, vm_id, state)
+    VALUES ($alice, $pool, $vm, 'assigned') RETURNING id" | head -n 1)
+client three 2 alice "$pw"
+if win3=$(inx 2 timeout 90 xdotool search --sync --name atrium-three | head -n 1) && [[ -n $win3 ]] &&
+    wait_for "$(mh_displayd_log 2)" "msg=\"rdp log-in\" .*user=alice vm=$vm session=$session" 60; then
+    ok "alice logged in with her password at mh2's displayd and got her desktop on mh1"
+else
+    bad "alice's password log-in at mh2's displayd did not reach her desktop"; exit 1
+fi
+if type_on 2 "$win3" 1 alicetyped; then ok "alice's keys reach the guest on mh1"; else
+    bad "alice's keys did not reach the guest on mh1"; fi
+
 # ---- both clients leave; displayd shuts down cleanly, nothing leaked
-for c in one two; do
+for c in one two three; do
     kill "${client_pid[$c]}" 2>/dev/null || true
     wait "${client_pid[$c]}" 2>/dev/null || true
 done
 for i in 1 2; do
-    if wait_for "$(mh_displayd_log "$i")" 'msg="rdp viewer left"' 20; then
+    if wait_for "$(mh_displayd_log "$i")" 'msg="rdp viewer left"' 20 &&
+        (($(grep -c 'msg="rdp viewer left"' "$(mh_displayd_log "$i")") == i)); then
         ok "mh$i's displayd saw its viewer leave"
     else bad "mh$i's displayd did not see its viewer leave"; fi
 done
