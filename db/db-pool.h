@@ -95,6 +95,8 @@ struct db_pool_counts {
     int inflight; /* provisioning, booting, refreshing */
     int in_use;   /* assigned, connected, disconnected, logging_off */
     int other;    /* stopped, failed, lost, migrating */
+    int held;     /* of other: spares lost on a silent host, holding their place
+                     (not replaced) until the host is fenced or heart-beats again */
     int total;    /* all of the above */
 };
 int db_pool_counts(struct db *db, int64_t pool_id, struct db_pool_counts *ret);
@@ -131,7 +133,8 @@ int db_host_rooms(struct db *db, int64_t pool_id, int stale_s, int overcommit,
                   struct db_host_room **ret_rooms, size_t *ret_n);
 
 /*
- * Mark VMs on hosts whose heartbeat is older than @stale_s seconds `lost`.
+ * Mark VMs on hosts whose heartbeat is older than @stale_s seconds `lost`
+ * (remembering the state each was in, vms.lost_state, for db_vm_found).
  * Returns how many were marked.
  */
 int db_vms_mark_lost(struct db *db, int stale_s);
@@ -149,8 +152,10 @@ struct db_vm_brief {
  * State transitions the pool manager makes on pool @pool_id; each returns
  * the VMs it changed in *ret (malloc'd, free()) and their count in *ret_n.
  *
- * retire_broken:  failed or lost VMs nobody holds a live session on
- *                 -> deleting (desired 'deleted')
+ * retire_broken:  failed VMs, and lost VMs of hosts that promise no fencing
+ *                 (fence_deadline_s 0), nobody holds a live session on
+ *                 -> deleting (desired 'deleted'); lost VMs of other hosts
+ *                 wait for db_pool_retire_fenced or for their host
  * retire_late:    provisioning/booting/refreshing longer than @timeout_s
  *                 -> deleting, last_error says so
  * retire_stale:   VMs on another image version than the pool's: unowned
@@ -160,6 +165,27 @@ struct db_vm_brief {
  *                 owner has no live session -> deleting
  */
 int db_pool_retire_broken(struct db *db, int64_t pool_id, struct db_vm_brief **ret, size_t *ret_n);
+
+/* A pool VM retired because its host was fenced. */
+struct db_pool_fenced_vm {
+    int64_t id;
+    int64_t host_id; /* the fenced host; its hostd deletes the row when it returns */
+    char name[64];
+    char host[64];
+    char was[16];       /* its state before its host went silent (ready, connected, ...) */
+    int64_t session_id; /* the desktop session ended with it, 0: none */
+};
+
+/*
+ * Retire every VM of @pool_id on a fenced host (its QEMUs are dead by the
+ * host's own promise): desired deleted, state deleting, the assignment
+ * cleared, and a live session on it ended (end_reason 'host fenced', which
+ * NOTIFYs displayd to close its viewers).  One statement, safe to repeat;
+ * VMs on hosts that are merely silent are never touched.  *ret is
+ * malloc'd (free()).
+ */
+int db_pool_retire_fenced(struct db *db, int64_t pool_id, struct db_pool_fenced_vm **ret,
+                          size_t *ret_n);
 int db_pool_retire_late(struct db *db, int64_t pool_id, int timeout_s, struct db_vm_brief **ret,
                         size_t *ret_n);
 int db_pool_retire_stale(struct db *db, int64_t pool_id, int64_t image_version_id,

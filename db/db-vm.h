@@ -91,6 +91,19 @@ struct db_vm_report {
 int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep);
 
 /*
+ * hostd, for a row poold marked `lost` while this host was silent but not
+ * fenced: the VM is still here.  @running: its QEMU runs (or is paused);
+ * false: it is off and should be.  The row goes back to the state it was
+ * lost in (vms.lost_state), with what happened meanwhile applied: a live
+ * session gives its state; a desktop whose session ended meanwhile goes to
+ * logging_off (a floating pool refreshes it, its person unassigned) unless
+ * a dedicated pool still assigns it to its person (assigned); a spare or a
+ * VM outside pools is ready when running, stopped when not.  One
+ * statement.  0: restored; -ENOENT: not lost (or no such row).
+ */
+int db_vm_found(struct db *db, int64_t id, bool running);
+
+/*
  * Ask for @desired (running, paused, stopped, deleted).  Asking a failed VM
  * to run again clears its failure (state becomes stopped, then hostd starts
  * it), which is the admin's "try again".  -ENOENT if there is no such VM.

@@ -342,6 +342,8 @@ int db_pool_counts(struct db *db, int64_t pool_id, struct db_pool_counts *ret)
                     "   'logging_off')),"
                     " count(*) FILTER (WHERE state IN ('stopped', 'failed', 'lost', 'migrating')"
                     "   OR (state = 'ready' AND image_stale)),"
+                    " count(*) FILTER (WHERE state = 'lost' AND lost_state IN ('ready',"
+                    "   'provisioning', 'booting', 'refreshing')),"
                     " count(*)"
                     " FROM vms WHERE pool_id = $1 AND state <> 'deleting'"
                     " AND desired_power <> 'deleted'",
@@ -352,7 +354,8 @@ int db_pool_counts(struct db *db, int64_t pool_id, struct db_pool_counts *ret)
     ret->inflight = (int)db_get_i64(res, 0, 1);
     ret->in_use = (int)db_get_i64(res, 0, 2);
     ret->other = (int)db_get_i64(res, 0, 3);
-    ret->total = (int)db_get_i64(res, 0, 4);
+    ret->held = (int)db_get_i64(res, 0, 4);
+    ret->total = (int)db_get_i64(res, 0, 5);
     PQclear(res);
     return 0;
 }
@@ -470,7 +473,7 @@ int db_vms_mark_lost(struct db *db, int stale_s)
     const char *v[] = {db_param_i64(b, stale_s)};
     PGresult *res;
     int r = db_exec(db,
-                    "UPDATE vms SET state = 'lost',"
+                    "UPDATE vms SET state = 'lost', lost_state = vms.state,"
                     " last_error = 'host ' || h.name || ' stopped sending heartbeats'"
                     " FROM hosts h WHERE vms.host_id = h.id"
                     " AND vms.state NOT IN ('lost', 'deleting')"
@@ -509,7 +512,9 @@ int db_pool_retire_broken(struct db *db, int64_t pool_id, struct db_vm_brief **r
     return briefs(db,
                   "UPDATE vms SET state = 'deleting', desired_power = 'deleted',"
                   " assigned_user_id = NULL, assigned_at = NULL"
-                  " WHERE pool_id = $1 AND state IN ('failed', 'lost')"
+                  " WHERE pool_id = $1 AND (state = 'failed' OR (state = 'lost'"
+                  "   AND EXISTS (SELECT 1 FROM hosts h WHERE h.id = vms.host_id"
+                  "     AND h.fence_deadline_s = 0 AND h.state <> 'fenced')))"
                   " AND NOT EXISTS (SELECT 1 FROM desktop_sessions s WHERE s.vm_id = vms.id"
                   "   AND s.state <> 'ended')" BRIEF,
                   1, v, ret, ret_n);
@@ -595,4 +600,49 @@ int db_pool_retire_extra(struct db *db, int64_t pool_id, int count, struct db_vm
                   "   AND assigned_user_id IS NULL AND state IN ('stopped', 'ready')"
                   "   ORDER BY state = 'ready', id DESC LIMIT $2 FOR UPDATE SKIP LOCKED)" BRIEF,
                   2, v, ret, ret_n);
+}
+
+static void fenced_vm_from_row(const PGresult *res, int row, void *elem)
+{
+    struct db_pool_fenced_vm *f = elem;
+    memset(f, 0, sizeof(*f));
+    f->id = db_get_i64(res, row, 0);
+    f->host_id = db_get_i64(res, row, 1);
+    snprintf(f->name, sizeof(f->name), "%s", PQgetvalue(res, row, 2));
+    snprintf(f->host, sizeof(f->host), "%s", PQgetvalue(res, row, 3));
+    snprintf(f->was, sizeof(f->was), "%s", PQgetvalue(res, row, 4));
+    f->session_id = db_get_i64(res, row, 5);
+}
+
+int db_pool_retire_fenced(struct db *db, int64_t pool_id, struct db_pool_fenced_vm **ret,
+                          size_t *ret_n)
+{
+    char b[24];
+    const char *v[] = {db_param_i64(b, pool_id)};
+    /* The fenced hosts' rows are share-locked: a hostd coming back
+     * (db_host_heartbeat_unfence locks its row for update) either waits for
+     * this statement, then deletes what it retired, or goes first, and then
+     * its host is online again and nothing of it is retired here.  The
+     * state the VM had before it was lost is reported, so the caller can
+     * tell a spare from a desktop in use. */
+    return db_exec_rows(
+        db,
+        "WITH f AS (SELECT id, name FROM hosts WHERE state = 'fenced' FOR SHARE),"
+        " o AS (SELECT vms.id, f.name AS host,"
+        "     CASE WHEN vms.state = 'lost' THEN coalesce(vms.lost_state, 'lost')"
+        "          ELSE vms.state END AS was"
+        "   FROM vms JOIN f ON f.id = vms.host_id"
+        "   WHERE vms.pool_id = $1 AND vms.desired_power <> 'deleted'"
+        "   FOR UPDATE OF vms),"
+        " s AS (UPDATE desktop_sessions SET state = 'ended', ended_at = now(),"
+        "     end_reason = 'host fenced', shadowed_at = NULL, shadowed_by = NULL"
+        "   WHERE vm_id IN (SELECT id FROM o) AND state <> 'ended' RETURNING id, vm_id),"
+        " v AS (UPDATE vms SET state = 'deleting', desired_power = 'deleted',"
+        "     assigned_user_id = NULL, assigned_at = NULL,"
+        "     last_error = 'host ' || o.host || ' was fenced'"
+        "   FROM o WHERE vms.id = o.id RETURNING vms.id, vms.host_id, vms.name, o.host, o.was)"
+        " SELECT v.id, v.host_id, v.name, v.host, v.was,"
+        "   coalesce((SELECT s.id FROM s WHERE s.vm_id = v.id), 0)"
+        " FROM v ORDER BY v.id",
+        1, v, sizeof(**ret), fenced_vm_from_row, (void **)ret, ret_n);
 }

@@ -169,6 +169,35 @@ static int update_one(struct db *db, const char *sql, int n, const char *const *
     return r;
 }
 
+int db_vm_found(struct db *db, int64_t id, bool running)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, id), running ? "t" : "f"};
+    return db_exec_changed(
+        db,
+        "WITH c AS (SELECT v.id, v.lost_state, v.assigned_user_id, p.assignment,"
+        "     (SELECT s.state FROM desktop_sessions s WHERE s.vm_id = v.id"
+        "       AND s.state <> 'ended') AS sess"
+        "   FROM vms v LEFT JOIN pools p ON p.id = v.pool_id"
+        "   WHERE v.id = $1 AND v.state = 'lost' FOR UPDATE OF v),"
+        " n AS (SELECT id, sess, CASE"
+        "     WHEN sess IS NOT NULL THEN sess"
+        "     WHEN lost_state IN ('assigned', 'connected', 'disconnected', 'logging_off') THEN"
+        "       CASE WHEN assignment = 'dedicated' AND assigned_user_id IS NOT NULL"
+        "         THEN 'assigned' ELSE 'logging_off' END"
+        "     WHEN lost_state IS NULL OR lost_state IN ('ready', 'provisioning', 'booting',"
+        "       'stopped') THEN CASE WHEN $2::boolean THEN 'ready' ELSE 'stopped' END"
+        "     ELSE lost_state END AS st FROM c)"
+        " UPDATE vms SET state = n.st, lost_state = NULL,"
+        "   assigned_user_id = CASE WHEN n.st = 'logging_off' AND n.sess IS NULL"
+        "     THEN NULL ELSE vms.assigned_user_id END,"
+        "   assigned_at = CASE WHEN n.st = 'logging_off' AND n.sess IS NULL"
+        "     THEN NULL ELSE vms.assigned_at END,"
+        "   last_error = ''"
+        " FROM n WHERE vms.id = n.id",
+        2, p);
+}
+
 int db_vm_report(struct db *db, int64_t id, const struct db_vm_report *rep)
 {
     char b1[24], b2[24], b3[24];
