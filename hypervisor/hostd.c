@@ -753,11 +753,36 @@ static void request_stop(struct hostd *h, struct local_vm *l)
              LOG_INT(h->stop_timeout_s));
 }
 
+/*
+ * A row poold marked lost while this host was silent (a cut link, a hostd
+ * restarted, a heartbeat late under load) but did not fence: the VM is
+ * still ours and goes back to the state it was lost in, so its pool does
+ * not rebuild it.  One that is not running and should be is simply started
+ * (start_vm reports booting); one still starting reports itself.
+ */
+static void found_vm(struct hostd *h, const struct local_vm *l, const struct db_vm *row)
+{
+    bool on =
+        strcmp(row->desired_power, "running") == 0 || strcmp(row->desired_power, "paused") == 0;
+    enum hv_vm_power p = l ? hv_vm_power(l->vm) : HV_VM_EXITED;
+    bool running = l && !l->reap && (p == HV_VM_RUNNING || p == HV_VM_PAUSED);
+    if (!running && (l || on))
+        return;
+    int r = db_vm_found(h->db, row->id, running);
+    if (r == 0)
+        log_info("vm found again: its host was silent but not fenced", "vm", LOG_INT(row->id),
+                 "name", row->name, "running", running ? "yes" : "no");
+    else if (r != -ENOENT)
+        log_error("cannot record a lost VM as found", "vm", LOG_INT(row->id), "errno", LOG_INT(-r));
+}
+
 /* Make one VM row and its local process agree. */
 static void reconcile_vm(struct hostd *h, const struct db_vm *row, bool neighbour_boosted)
 {
     struct local_vm *l = find_vm(h, row->id);
     const char *want = row->desired_power;
+    if (strcmp(row->state, "lost") == 0 && strcmp(want, "deleted") != 0)
+        found_vm(h, l, row);
     if (strcmp(want, "deleted") == 0) {
         if (l && !l->deleting) {
             l->deleting = true;

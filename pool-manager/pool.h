@@ -91,6 +91,8 @@ struct pool_pass {
     int logged_off; /* sessions ended after the pool's disconnect timeout */
     int fenced;     /* hosts declared fenced (heartbeat older than deadline + margin) */
     int ha_moved;   /* HA VMs moved off fenced hosts, to boot on healthy ones */
+    int fence_retired;       /* pool VMs retired because their host was fenced */
+    int sessions_ended;      /* of those, desktops in use whose session was ended */
     int64_t created_ids[64]; /* the first 64 VMs created, so the caller can time them */
     int n_created_ids;
 };
@@ -100,7 +102,9 @@ void pool_env_defaults(struct pool_env *env);
 
 /*
  * One pass over every pool, as the acting poold: mark VMs of silent hosts
- * lost; per pool retire broken, late and stale VMs, send logged-off VMs to
+ * lost (a lost spare holds its place until its host is fenced or back);
+ * fence (pool_ha_pass); per pool retire the VMs of fenced hosts (ending
+ * their sessions), broken, late and stale VMs, send logged-off VMs to
  * refresh, then start as many new linked clones as `spare` and `min` ask,
  * never beyond `max` or a host's capacity, placed on the healthy host with
  * the most free memory (preferring hosts with fewer VMs of this pool); and

@@ -215,10 +215,12 @@ static int run(struct poold *d)
                 log_info("spent vnc passwords wiped", "tickets", LOG_INT(wiped));
             struct pool_pass st = {0};
             int r = pool_reconcile(d->db, &d->env, &st);
-            if (st.created || st.retired || st.refreshed || st.lost || st.fenced || st.ha_moved)
+            if (st.created || st.retired || st.refreshed || st.lost || st.fenced || st.ha_moved ||
+                st.fence_retired)
                 log_info("pass", "created", LOG_INT(st.created), "retired", LOG_INT(st.retired),
                          "refreshed", LOG_INT(st.refreshed), "lost", LOG_INT(st.lost), "fenced",
-                         LOG_INT(st.fenced), "ha_moved", LOG_INT(st.ha_moved));
+                         LOG_INT(st.fenced), "ha_moved", LOG_INT(st.ha_moved), "fence_retired",
+                         LOG_INT(st.fence_retired), "sessions_ended", LOG_INT(st.sessions_ended));
             if (r < 0)
                 log_warn("pass incomplete", "errno", LOG_INT(r));
             time_pending(d);

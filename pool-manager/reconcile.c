@@ -105,6 +105,52 @@ static int create_vm(struct db *db, const struct pool_env *env, const struct db_
     return 0;
 }
 
+static void audit_fenced(struct db *db, const struct db_pool *p, const struct db_pool_fenced_vm *f)
+{
+    char pool_id[24];
+    snprintf(pool_id, sizeof(pool_id), "%lld", (long long)p->id);
+    json_t *detail =
+        json_pack("{s:s, s:I, s:s, s:s, s:I}", "vm", f->name, "vm_id", (json_int_t)f->id, "host",
+                  f->host, "was", f->was, "session_id", (json_int_t)f->session_id);
+    db_audit_add(db, &(struct db_audit_entry){.actor = "poold",
+                                              .action = "pool.vm_fenced",
+                                              .target_type = "pool",
+                                              .target_id = pool_id,
+                                              .outcome = "success",
+                                              .detail = detail});
+    json_decref(detail);
+}
+
+/*
+ * The pool's VMs on fenced hosts: retired (their QEMUs are dead by the
+ * host's promise), a session on one ended, and replaced by the creation
+ * step of this same pass on healthy hosts.  Until its host is fenced a lost
+ * spare holds its place (db_pool_counts' held): a host that is only late
+ * keeps its VMs (its hostd puts them back, db_vm_found), and a replacement
+ * never starts while an old VM may still run.  Not a provisioning failure:
+ * a dead host says nothing about the pool, and counting its spares would
+ * stop the pool (failure_limit) exactly when it has to rebuild.
+ */
+static int retire_fenced(struct db *db, const struct db_pool *p, struct pool_pass *stats)
+{
+    struct db_pool_fenced_vm *vms = NULL;
+    size_t n = 0;
+    int r = db_pool_retire_fenced(db, p->id, &vms, &n);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        log_warn("vm retired: its host was fenced; replaced on a healthy host", "pool", p->name,
+                 "vm", vms[i].name, "host", vms[i].host, "was", vms[i].was, "session_ended",
+                 LOG_INT(vms[i].session_id));
+        audit_fenced(db, p, &vms[i]);
+        if (vms[i].session_id)
+            stats->sessions_ended++;
+    }
+    stats->fence_retired += (int)n;
+    free(vms);
+    return 0;
+}
+
 static int reconcile_pool(struct db *db, const struct pool_env *env, const struct db_pool *p,
                           struct pool_pass *stats)
 {
@@ -112,6 +158,11 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
     size_t n = 0;
     int r;
     char detail[256] = "";
+
+    /* even for a disabled pool: the sessions on dead VMs must end */
+    r = retire_fenced(db, p, stats);
+    if (r < 0)
+        return r;
 
     if (!p->enabled)
         return db_pool_set_status(db, p->id, "disabled", "the pool is disabled");
@@ -246,7 +297,7 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
     r = db_pool_counts(db, p->id, &c);
     if (r < 0)
         return r;
-    int want = p->spare - (c.ready + c.inflight);
+    int want = p->spare - (c.ready + c.inflight + c.held);
     if (p->min_size - c.total > want)
         want = p->min_size - c.total;
     if (want > p->max_size - c.total)
@@ -318,6 +369,13 @@ static int reconcile_pool(struct db *db, const struct pool_env *env, const struc
         return db_pool_set_status(db, p->id, "no_capacity", detail);
     }
     free(rooms);
+    if (c.held > 0) {
+        snprintf(detail, sizeof(detail),
+                 "%d ready, %d starting, %d in use, %d spare(s) on a silent host, replaced once "
+                 "it is fenced",
+                 c.ready, c.inflight + made, c.in_use, c.held);
+        return db_pool_set_status(db, p->id, "degraded", detail);
+    }
     if (c.inflight + made > 0) {
         snprintf(detail, sizeof(detail), "%d ready, %d starting, %d in use", c.ready,
                  c.inflight + made, c.in_use);

@@ -408,6 +408,102 @@ static void test_session_disconnected_too_long_is_logged_off_and_refreshed(void 
     assert_int_equal(pass(fx).logged_off, 0);
 }
 
+/* Hosts of today's hostd promise to fence themselves (hosts.fence_deadline_s). */
+static void test_spares_of_a_late_host_hold_their_place_and_come_back_with_it(void **state)
+{
+    struct fx *fx = *state;
+    sql(fx, "UPDATE hosts SET fence_deadline_s = 60");
+    sql(fx, "UPDATE pools SET min_size = 0, spare = 2");
+    pass(fx);
+    all_ready(fx);
+    sql(fx, "UPDATE hosts SET heartbeat_at = now() - interval '30 seconds' WHERE name = 'small'");
+    struct pool_pass st = pass(fx);
+    assert_int_equal(st.lost, 1);
+    assert_int_equal(st.retired, 0); /* not fenced: its VM may still run */
+    assert_int_equal(st.created, 0); /* and holds its place */
+    char *status = qs(fx, "SELECT status || ': ' || status_detail FROM pools");
+    assert_string_equal(status, "degraded: 1 ready, 0 starting, 0 in use, 1 spare(s) on a silent "
+                                "host, replaced once it is fenced");
+    free(status);
+    assert_int_equal(pass(fx).created, 0);
+    /* back: its hostd still runs the VM and says so */
+    sql(fx, "UPDATE hosts SET heartbeat_at = now() WHERE name = 'small'");
+    int64_t id = qi(fx, "SELECT id FROM vms WHERE state = 'lost'");
+    assert_int_equal(db_vm_found(fx->db, id, true), 0);
+    st = pass(fx);
+    assert_int_equal(st.created + st.retired + st.lost, 0);
+    assert_int_equal(qi(fx, "SELECT count(*) FROM vms WHERE state = 'ready'"), 2);
+    status = qs(fx, "SELECT status FROM pools");
+    assert_string_equal(status, "ok");
+    free(status);
+}
+
+static void test_a_fenced_hosts_desktops_are_rebuilt_elsewhere_and_its_sessions_end(void **state)
+{
+    struct fx *fx = *state;
+    sql(fx, "UPDATE hosts SET fence_deadline_s = 60");
+    sql(fx, "UPDATE pools SET min_size = 0, spare = 6, max_size = 10");
+    assert_int_equal(pass(fx).created, 6);
+    all_ready(fx);
+    sql(fx, "INSERT INTO users (username) VALUES ('alice'), ('bob')");
+    int64_t alice = qi(fx, "SELECT id FROM users WHERE username = 'alice'");
+    int64_t bob = qi(fx, "SELECT id FROM users WHERE username = 'bob'");
+    struct db_assignment a, b;
+    assert_int_equal(pool_assign(fx->db, alice, fx->pool, "spice", NULL, &a), 0);
+    assert_int_equal(pool_assign(fx->db, bob, fx->pool, "spice", NULL, &b), 0);
+    int64_t big = qi(fx, "SELECT id FROM hosts WHERE name = 'big'");
+    int64_t small = qi(fx, "SELECT id FROM hosts WHERE name = 'small'");
+    assert_int_equal(a.host_id, big);
+    assert_int_equal(b.host_id, small);
+    assert_int_equal(pass(fx).created, 2);
+    all_ready(fx);
+    int on_small = (int)qi(fx, "SELECT count(*) FROM vms WHERE host_id = %lld", (long long)small);
+    assert_true(on_small >= 4); /* more than the failure limit */
+
+    /* silent (not for its deadline 60 s + margin 10 s: the HA pass does not
+     * fence it), then fenced (as the HA pass does; pool.ha_fence says when) */
+    sql(fx, "UPDATE hosts SET heartbeat_at = now() - interval '30 seconds' WHERE name = 'small'");
+    struct pool_pass st = pass(fx);
+    assert_int_equal(st.lost, on_small);
+    assert_int_equal(st.created, 0);
+    sql(fx, "UPDATE hosts SET state = 'fenced', fenced_at = now() WHERE name = 'small'");
+    st = pass(fx);
+    assert_int_equal(st.fence_retired, on_small);
+    assert_int_equal(st.sessions_ended, 1);
+    assert_int_equal(st.created, on_small - 1); /* back to 6 spares */
+    assert_int_equal(qi(fx,
+                        "SELECT count(*) FROM vms WHERE state = 'provisioning'"
+                        " AND host_id = %lld",
+                        (long long)big),
+                     on_small - 1);
+    assert_int_equal(qi(fx,
+                        "SELECT count(*) FROM vms WHERE host_id = %lld"
+                        " AND desired_power <> 'deleted'",
+                        (long long)small),
+                     0);
+    /* not failures: the pool keeps provisioning */
+    assert_int_equal(qi(fx, "SELECT count(*) FROM pools WHERE failing_since IS NULL"), 1);
+    assert_int_equal(qi(fx, "SELECT count(*) FROM audit_log WHERE action = 'pool.vm_fenced'"),
+                     on_small);
+    /* bob's session ended, alice's lives on */
+    struct db_session s;
+    assert_int_equal(db_session_get(fx->db, b.session_id, &s), 0);
+    assert_string_equal(s.state, "ended");
+    assert_string_equal(s.end_reason, "host fenced");
+    assert_int_equal(db_session_get(fx->db, a.session_id, &s), 0);
+    assert_string_equal(s.state, "assigned");
+    /* again: nothing (a new leader after a kill -9 continues from the rows) */
+    st = pass(fx);
+    assert_int_equal(st.fence_retired + st.created + st.retired, 0);
+    /* bob gets a new desktop on big, not the dead one */
+    all_ready(fx);
+    struct db_assignment b2;
+    assert_int_equal(pool_assign(fx->db, bob, fx->pool, "spice", NULL, &b2), 0);
+    assert_false(b2.reconnect);
+    assert_int_not_equal(b2.vm_id, b.vm_id);
+    assert_int_equal(b2.host_id, big);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -423,6 +519,8 @@ int main(void)
         T(test_silent_host_loses_its_vms_and_spares_are_rebuilt_elsewhere),
         T(test_shrinking_a_pool_retires_spares_but_never_vms_in_use),
         T(test_session_disconnected_too_long_is_logged_off_and_refreshed),
+        T(test_spares_of_a_late_host_hold_their_place_and_come_back_with_it),
+        T(test_a_fenced_hosts_desktops_are_rebuilt_elsewhere_and_its_sessions_end),
     };
     return cmocka_run_group_tests_name("pool.reconcile", tests, NULL, NULL);
 }
