@@ -32,6 +32,8 @@
 #                           (its config $tmp/ctl.conf), the schema migrated
 #   mh_hostd_tails LINES    the last LINES lines of every hostd's log (for a
 #                           test's diagnostics when a check failed)
+#   mh_qemu_of I VM         pid of VM's live QEMU on host I (empty: none)
+#   mh_started_at PID       when PID started, seconds since boot
 #
 # Options, set before mh_init:
 #   mh_db_tcp=1             hosts reach PostgreSQL over TCP through the test
@@ -294,4 +296,26 @@ mh_start_displayd() {
             sleep 0.2
         done
     done
+}
+
+# ---- one VM's QEMU on a host (mh_qemu_of, mh_started_at) ------------------
+
+# The live QEMU of VM $2 on host $1, if any: its pid file names a process
+# started with that pid file that is not a zombie.
+mh_qemu_of() {
+    local pf="$tmp/h$1/run/vms/$2/qemu.pid" pid st
+    [[ -f $pf ]] || return 0
+    pid=$(cat "$pf" 2>/dev/null) || return 0
+    [[ $pid =~ ^[0-9]+$ ]] || return 0
+    st=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null) || return 0
+    [[ -n $st && $st != Z && $st != X ]] || return 0
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pf" && echo "$pid"
+    return 0
+}
+# Seconds since boot at which process $1 started (field 22 of /proc/PID/stat).
+mh_started_at() {
+    local ticks
+    ticks=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $20 }')
+    [[ -n $ticks ]] || return 1
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
