@@ -393,29 +393,30 @@ static bool console_take(struct rdp_ctx *c, const struct rdp_console *a)
         close(a->fd); /* answers a request, but a push already gave us one */
         return true;
     }
-    if (a->r < 0) {
-        if (!c->lost_ms)
-            return true;
-        int64_t window = c->up_host ? FOLLOW_MS : 0;
-        if (t0 - c->lost_ms >= window) {
-            log_warn("rdp: vnc console gone", "vm", LOG_INT(p->vm_id), "client", p->addr, "errno",
-                     LOG_INT(-a->r), "looked_ms", LOG_INT(t0 - c->lost_ms));
-            return false;
-        }
-        c->retry_ms = t0 + FOLLOW_RETRY_MS;
-        return true;
-    }
-    rfbClient *old = c->up, *up = up_connect(c, a->fd);
-    if (!up) {
-        log_warn("rdp: vnc console handshake failed", "vm", LOG_INT(p->vm_id), "host_id",
-                 LOG_INT(a->host));
+    rfbClient *old = c->up, *up = NULL;
+    int r = a->r;
+    if (r == 0 && !(up = up_connect(c, a->fd))) {
+        r = -ECONNREFUSED;
+        /* every attempt of a follow fails this way while the VM is away */
+        if (c->lost_ms)
+            log_debug("rdp: vnc console handshake failed", "vm", LOG_INT(p->vm_id), "host_id",
+                      LOG_INT(a->host));
+        else
+            log_warn("rdp: vnc console handshake failed", "vm", LOG_INT(p->vm_id), "host_id",
+                     LOG_INT(a->host));
         /* an old connection whose buffer went to the failed one cannot go on */
         if (old && old->frameBuffer != (uint8_t *)c->fb)
             console_lost(c, "console replaced");
-        if (c->lost_ms) {
-            c->retry_ms = t0 + FOLLOW_RETRY_MS;
-            return t0 - c->lost_ms < (c->up_host ? FOLLOW_MS : 0);
+    }
+    if (r < 0) {
+        if (!c->lost_ms)
+            return true;
+        if (t0 - c->lost_ms >= (c->up_host ? FOLLOW_MS : 0)) {
+            log_warn("rdp: vnc console gone", "vm", LOG_INT(p->vm_id), "client", p->addr, "errno",
+                     LOG_INT(-r), "looked_ms", LOG_INT(t0 - c->lost_ms));
+            return false;
         }
+        c->retry_ms = t0 + FOLLOW_RETRY_MS;
         return true;
     }
     if (old)

@@ -19,7 +19,9 @@
 # mh2's displayd for the VM on mh1 (no migration): mh2's displayd reaches it
 # through mh1's relay, and its keys reach the guest on mh1; and a third logs
 # in at mh2's displayd with a password (no ticket) and gets the person's
-# desktop on mh1 the same way.
+# desktop on mh1 the same way.  Last, the VM is stopped: every RDP viewer's
+# console ends, displayd looks for the VM for its bounded follow window
+# (10 s), then closes the viewers, and every xfreerdp exits.
 set -euo pipefail
 hostd=${1:?usage: test-console-rdp.sh HOSTD DISPLAYD ATRIUMCTL TICKET-TOOL}
 displayd=${2:?}
@@ -252,17 +254,32 @@ fi
 if type_on 2 "$win3" 1 alicetyped; then ok "alice's keys reach the guest on mh1"; else
     bad "alice's keys did not reach the guest on mh1"; fi
 
-# ---- both clients leave; displayd shuts down cleanly, nothing leaked
+# ---- the VM stops (not a move): every viewer's console ends, displayd
+# looks for the VM for a bounded time (10 s), then closes the viewers; the
+# clients are told (they exit) and nothing hangs
+t0=$(ms)
+a vm stop rdp-1 >/dev/null
+if wait_for "$(serial 1)" '^ATRIUM-POWEROFF' 60; then ok "the guest powered off"; else
+    bad "the guest did not power off"; fi
+for i in 1 2; do
+    n_want=$i # mh1: one viewer (one), mh2: two (two, three)
+    deadline=$((SECONDS + 45))
+    while (($(grep -c 'msg="rdp viewer left"' "$(mh_displayd_log "$i")" || true) < n_want)) &&
+        ((SECONDS < deadline)); do sleep 0.2; done
+    gone=$(grep -c "msg=\"rdp: vnc console gone\" vm=$vm " "$(mh_displayd_log "$i")" || true)
+    left=$(grep -c 'msg="rdp viewer left"' "$(mh_displayd_log "$i")" || true)
+    looked=$(grep "msg=\"rdp: vnc console gone\" vm=$vm " "$(mh_displayd_log "$i")" |
+        sed -n 's/.*looked_ms=\([0-9]*\).*/\1/p' | sort -n | tail -n 1)
+    if ((gone == n_want && left == n_want)) && ((${looked:-0} >= 10000 && ${looked:-0} < 20000)); then
+        ok "mh$i's displayd looked for the stopped VM ${looked} ms, then closed its $n_want viewer(s)"
+    else bad "mh$i's displayd: $gone consoles given up, $left viewers left (looked ${looked:-?} ms)"; fi
+done
 for c in one two three; do
-    kill "${client_pid[$c]}" 2>/dev/null || true
+    if timeout 30 tail --pid="${client_pid[$c]}" -f /dev/null; then :; else
+        bad "xfreerdp $c still runs after its console was given up"; fi
     wait "${client_pid[$c]}" 2>/dev/null || true
 done
-for i in 1 2; do
-    if wait_for "$(mh_displayd_log "$i")" 'msg="rdp viewer left"' 20 &&
-        (($(grep -c 'msg="rdp viewer left"' "$(mh_displayd_log "$i")") == i)); then
-        ok "mh$i's displayd saw its viewer leave"
-    else bad "mh$i's displayd did not see its viewer leave"; fi
-done
+ok "every xfreerdp exited $((($(ms) - t0) / 1000)) s after the stop"
 for i in 1 2; do
     mh_stop_displayd "$i"
     if grep -q 'Sanitizer' "$(mh_displayd_log "$i")"; then
