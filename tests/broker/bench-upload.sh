@@ -19,10 +19,7 @@ setup_db "$seed"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
 data=$tmp/data
 mkdir -p "$data"
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2" "[paths]" "data_dir = $data"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2" "[paths]" "data_dir = $data"
 
 req POST /api/v1/login -H 'Content-Type: application/json' \
     --data-binary '{"username":"alice","password":"correct horse"}'

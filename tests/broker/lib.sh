@@ -80,6 +80,18 @@ start_broker() {
     [[ -n $port ]] || { echo "broker did not become ready:"; cat "$log"; return 1; }
 }
 
+# plain_broker BROKER [extra [broker] lines...]: a broker on plain HTTP with
+# its config in $tmp/atrium.conf ($conf) and its log in $tmp/broker.log,
+# started as start_broker does; sets $base to its URL.
+plain_broker() {
+    local bin=$1
+    shift
+    conf=$tmp/atrium.conf
+    write_conf "$conf" "tls = false" "$@"
+    start_broker "$bin" "$conf" "$tmp/broker.log"
+    base=http://127.0.0.1:$port
+}
+
 # req METHOD PATH [curl args...]: sets $status; body in $tmp/body, headers in $tmp/hdr
 req() {
     local m=$1 p=$2

@@ -13,10 +13,7 @@ setup_db "$seed"
 "$seed" user "$conninfo" uma 'user pw' user >/dev/null
 "$seed" user "$conninfo" victim 'victim pw' user >/dev/null
 
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2" "session_ttl = 3600"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2" "session_ttl = 3600"
 
 snapshot() { # everything hostile input must not change (failed-login counters may)
     psql_db "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),

@@ -14,10 +14,7 @@ setup_db "$seed"
 uma=$("$seed" user "$conninfo" uma 'user pw' user)
 bob=$("$seed" user "$conninfo" bob 'bob pw' user)
 
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 4" "max_connections = 2000"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 4" "max_connections = 2000"
 J=(-H 'Content-Type: application/json')
 
 # API tokens made directly as rows (token text is ours, only its hash is stored)

@@ -8,10 +8,7 @@ seed=${2:?}
 . "$(dirname "$0")/lib.sh"
 
 setup_db "$seed"
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 1" "max_connections = 8" "connection_timeout = 3"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 1" "max_connections = 8" "connection_timeout = 3"
 
 req GET /healthz
 expect "broker answers" 200

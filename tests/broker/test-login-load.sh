@@ -14,10 +14,7 @@ seed=${2:?}
 users=12
 setup_db "$seed"
 for i in $(seq 1 $users); do "$seed" user "$conninfo" "p$i" "pw of p$i" user >/dev/null; done
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2" "max_connections = 400" "login_queue = 24"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2" "max_connections = 400" "login_queue = 24"
 
 req GET /healthz
 expect "broker answers" 200

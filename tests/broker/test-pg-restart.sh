@@ -18,10 +18,7 @@ trap 'cleanup; "$pgsh" stop "$pgstate" >/dev/null 2>&1; rm -rf "$pgstate"' EXIT
 
 setup_db "$seed"
 "$seed" user "$conninfo" alice 'correct horse' admin >/dev/null
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2"
 
 req POST /api/v1/login -H 'Content-Type: application/json' --data-binary '{"username":"alice","password":"correct horse"}'
 expect "log-in before the restart" 200

@@ -15,10 +15,7 @@ setup_db "$seed"
 uma=$("$seed" user "$conninfo" uma 'uma pw' user)
 ann=$("$seed" user "$conninfo" ann 'ann pw' user)
 
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2"
 
 login() { # login NAME PASSWORD: curl config with the cookie and CSRF header in $tmp/auth.NAME
     req POST /api/v1/login -H 'Content-Type: application/json' \

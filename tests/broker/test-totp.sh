@@ -13,10 +13,7 @@ setup_db "$seed"
 tina=$("$seed" user "$conninfo" tina 'tina pw' user)
 "$seed" user "$conninfo" oscar 'operator pw' operator >/dev/null
 victim=$("$seed" user "$conninfo" victim 'victim pw' user)
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2"
 J=(-H 'Content-Type: application/json')
 
 login() { # login USER PASSWORD [TOTP]: sets $status, and $S (cookie + CSRF headers) on 200

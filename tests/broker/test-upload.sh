@@ -17,10 +17,7 @@ setup_db "$seed"
 
 data=$tmp/data
 mkdir -p "$data"
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2" "max_image_mb = 8" "[paths]" "data_dir = $data"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2" "max_image_mb = 8" "[paths]" "data_dir = $data"
 
 login() { # login USER PASSWORD: sets $cookie, $csrf
     req POST /api/v1/login -H 'Content-Type: application/json' \
