@@ -17,46 +17,31 @@
  * Prints Markdown tables.  Every QEMU is killed by its recorded pid and
  * waited for, the temp dir removed, also when a step fails (exit 1).
  */
-#include "hv.h"
+#include "vmset.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#define MAX_VMS 48
+#define MAX_VMS VS_MAX_VMS
 #define MEMORY_MB 256
-#define QEMU "/usr/bin/qemu-system-x86_64"
-
-struct bvm {
-    struct hv_vm *vm;
-    pid_t pid;
-    struct hv_mig_job *job;
-    bool port_open, save_done, load_done;
-    int save_err, load_err;
-    char load_msg[400];
-    char name[32];
-    int64_t t0, t_up;
-};
 
 static struct {
-    char dir[64], runtime[96];
-    char kernel[PATH_MAX], initrd[PATH_MAX], golden[PATH_MAX], cmdline[256];
-    struct bvm vms[MAX_VMS];
-    int inotify;
-} B;
+    char dir[64];
+    struct vs_guest g;
+    struct vs vs;
+    char names[MAX_VMS][32];
+    int64_t t_up[MAX_VMS]; /* when its awaited serial line was seen */
+} B = {.vs.inotify = -1};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -65,23 +50,13 @@ static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
  * dir is left to the next run's eyes (its name says instant-bench). */
 static void on_signal(int sig)
 {
-    for (int i = 0; i < MAX_VMS; i++)
-        if (B.vms[i].pid > 0)
-            kill(B.vms[i].pid, SIGKILL);
+    vs_kill_pids(&B.vs);
     _exit(128 + sig);
 }
 
 static void cleanup(void)
 {
-    for (int i = 0; i < MAX_VMS; i++) {
-        if (B.vms[i].pid > 0) {
-            kill(B.vms[i].pid, SIGKILL);
-            waitpid(B.vms[i].pid, NULL, 0);
-            B.vms[i].pid = 0;
-        }
-        B.vms[i].job = hv_migrate_job_free(B.vms[i].job);
-        B.vms[i].vm = hv_vm_free(B.vms[i].vm);
-    }
+    vs_close(&B.vs);
     if (B.dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", B.dir);
@@ -103,120 +78,9 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-static char *slurp(const char *path)
+static bool drive_until(vs_cond_fn cond, const void *arg, int timeout_ms)
 {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
-static bool file_has(const char *path, const char *needle)
-{
-    char *s = slurp(path);
-    bool yes = s && strstr(s, needle);
-    free(s);
-    return yes;
-}
-
-static void on_vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void *userdata)
-{
-    (void)vm;
-    struct bvm *b = userdata;
-    const char *id = json_string_value(json_object_get(data, "id"));
-    if (ev == HV_QMP_EVENT_OTHER && id && strcmp(id, "identity0") == 0 &&
-        json_is_true(json_object_get(data, "open")))
-        b->port_open = true;
-    if (b->job)
-        hv_migrate_event(b->job, ev, data);
-}
-
-static const struct hv_vm_ops vm_ops = {.event = on_vm_event};
-
-static void on_saved(struct hv_mig_job *j, int error, const struct hv_mig_stats *s, void *userdata)
-{
-    (void)j;
-    (void)s;
-    struct bvm *b = userdata;
-    b->save_done = true;
-    b->save_err = error;
-}
-
-static const struct hv_mig_job_ops save_ops = {.done = on_saved};
-
-static void on_loaded(int error, const char *msg, void *userdata)
-{
-    struct bvm *b = userdata;
-    b->load_done = true;
-    b->load_err = error;
-    snprintf(b->load_msg, sizeof(b->load_msg), "%s", msg);
-}
-
-typedef bool (*cond_fn)(const void *arg);
-
-/* Drive every VM until @cond or @timeout_ms. */
-static bool drive_until(cond_fn cond, const void *arg, int timeout_ms)
-{
-    int64_t deadline = atr_now_mono_ms() + timeout_ms;
-    while (!cond(arg)) {
-        struct pollfd fds[2 * MAX_VMS + 1];
-        int owner[2 * MAX_VMS + 1], cnt[MAX_VMS] = {0};
-        int n = 0, t = 200;
-        for (int i = 0; i < MAX_VMS; i++) {
-            if (!B.vms[i].vm)
-                continue;
-            cnt[i] = hv_vm_pollfds(B.vms[i].vm, &fds[n]);
-            for (int k = 0; k < cnt[i]; k++)
-                owner[n + k] = i;
-            n += cnt[i];
-            int vt = hv_vm_timeout_ms(B.vms[i].vm);
-            if (vt >= 0 && vt < t)
-                t = vt;
-        }
-        fds[n] = (struct pollfd){.fd = B.inotify, .events = POLLIN};
-        int left = atr_deadline_left_ms(deadline);
-        if (left == 0)
-            return false;
-        if (t > left)
-            t = left;
-        if (poll(fds, (nfds_t)n + 1, t) < 0 && errno != EINTR)
-            return false;
-        char buf[4096];
-        while (read(B.inotify, buf, sizeof(buf)) > 0) {
-        }
-        for (int k = 0; k < n;) {
-            int i = owner[k];
-            hv_vm_dispatch(B.vms[i].vm, &fds[k], cnt[i]);
-            k += cnt[i];
-        }
-    }
-    return true;
-}
-
-static bool cond_flag(const void *arg)
-{
-    return *(const bool *)arg;
-}
-
-static bool cond_running(const void *arg)
-{
-    const struct bvm *b = arg;
-    return hv_vm_power(b->vm) == HV_VM_RUNNING;
-}
-
-static bool cond_exited(const void *arg)
-{
-    const struct bvm *b = arg;
-    return hv_vm_power(b->vm) == HV_VM_EXITED;
+    return vs_drive_until(&B.vs, cond, arg, timeout_ms);
 }
 
 struct serial_set {
@@ -230,17 +94,17 @@ static bool cond_serials(const void *arg)
     const struct serial_set *s = arg;
     bool all = true;
     for (int i = s->from; i < s->to; i++) {
-        struct bvm *b = &B.vms[i];
-        if (b->t_up)
+        struct vs_vm *b = &B.vs.vms[i];
+        if (B.t_up[i])
             continue;
         char want[128];
         if (s->needle)
             snprintf(want, sizeof(want), "%s", s->needle);
         else
             snprintf(want, sizeof(want), "ATRIUM-IDENTITY mac=52:54:00:77:%02x:%02x hostname=%s",
-                     i / 256, i % 256, b->name);
-        if (b->vm && file_has(hv_vm_paths(b->vm)->serial_log, want))
-            b->t_up = atr_now_mono_ms();
+                     i / 256, i % 256, B.names[i]);
+        if (b->vm && vs_file_has(hv_vm_paths(b->vm)->serial_log, want))
+            B.t_up[i] = atr_now_mono_ms();
         else
             all = false;
     }
@@ -251,14 +115,14 @@ static void def_init(struct hv_vm_def *d, int slot, const char *disk, const char
 {
     /* kind 0: linked clone (plain boot), 1: template, 2: instant clone */
     *d = (struct hv_vm_def){.id = slot + 1,
-                            .name = B.vms[slot].name,
+                            .name = B.names[slot],
                             .vcpus = 1,
                             .memory_mb = MEMORY_MB,
                             .disk_path = disk,
                             .boot = HV_BOOT_KERNEL,
-                            .kernel = B.kernel,
-                            .initrd = B.initrd,
-                            .cmdline = B.cmdline,
+                            .kernel = B.g.kernel,
+                            .initrd = B.g.initrd,
+                            .cmdline = B.g.cmdline,
                             .nic = HV_NIC_USER,
                             .mac = "52:54:00:00:00:01",
                             .accel = HV_ACCEL_TCG,
@@ -271,32 +135,20 @@ static void def_init(struct hv_vm_def *d, int slot, const char *disk, const char
 static void start(int slot, const struct hv_vm_def *d)
 {
     struct atr_error err = {0};
-    struct bvm *b = &B.vms[slot];
-    b->t0 = atr_now_mono_ms();
-    if (hv_vm_start(d, B.runtime, QEMU, &vm_ops, b, &b->vm, &err) < 0)
+    B.t_up[slot] = 0;
+    if (vs_start(&B.vs, slot, d, &err) < 0)
         die("start %s: %s", d->name, err.msg);
-    b->pid = hv_vm_pid(b->vm);
-    inotify_add_watch(B.inotify, hv_vm_paths(b->vm)->dir, IN_MODIFY | IN_CLOSE_WRITE);
 }
 
 static void stop(int slot)
 {
-    struct bvm *b = &B.vms[slot];
-    if (!b->vm)
-        return;
-    b->job = hv_migrate_job_free(b->job);
-    hv_vm_kill(b->vm);
-    drive_until(cond_exited, b, 20000);
-    b->vm = hv_vm_free(b->vm);
-    if (b->pid > 0)
-        waitpid(b->pid, NULL, WNOHANG);
-    b->pid = 0;
+    vs_stop(&B.vs, slot, 20000);
 }
 
 static void disk_for(int slot, const char *base, char *buf, size_t size)
 {
     struct atr_error err = {0};
-    snprintf(buf, size, "%s/%s.qcow2", B.dir, B.vms[slot].name);
+    snprintf(buf, size, "%s/%s.qcow2", B.dir, B.names[slot]);
     if (hv_storage_clone(NULL, base, buf, &err) < 0)
         die("clone %s: %s", buf, err.msg);
 }
@@ -304,30 +156,29 @@ static void disk_for(int slot, const char *base, char *buf, size_t size)
 /* Start instant clone @slot and wait for its identity line; returns ms. */
 static int64_t instant_clone(int slot, const struct hv_instant_files *f)
 {
-    struct bvm *b = &B.vms[slot];
-    snprintf(b->name, sizeof(b->name), "ic%d", slot);
+    struct vs_vm *b = &B.vs.vms[slot];
+    const char *name = B.names[slot];
+    snprintf(B.names[slot], sizeof(B.names[slot]), "ic%d", slot);
     char disk[256];
     disk_for(slot, f->disk, disk, sizeof(disk));
     struct hv_vm_def d;
     def_init(&d, slot, disk, f->ram, 2);
     start(slot, &d);
-    int fd = open(f->state, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || hv_instant_load(hv_vm_qmp(b->vm), fd, on_loaded, b) < 0)
-        die("load %s", b->name);
-    close(fd);
-    if (!drive_until(cond_flag, &b->load_done, 60000) || b->load_err)
-        die("load %s: %s", b->name, b->load_msg);
-    if (!drive_until(cond_running, b, 60000))
-        die("%s never ran", b->name);
+    if (vs_load_start(b, f->state) < 0)
+        die("load %s", name);
+    if (!drive_until(vs_cond_flag, &b->load_done, 60000) || b->load_err)
+        die("load %s: %s", name, b->load_msg);
+    if (!drive_until(vs_cond_running, b, 60000))
+        die("%s never ran", name);
     char mac[18];
     snprintf(mac, sizeof(mac), "52:54:00:77:%02x:%02x", slot / 256, slot % 256);
     struct atr_error err = {0};
-    if (hv_instant_identity_send(hv_vm_paths(b->vm), mac, b->name, &err) < 0)
-        die("identity %s: %s", b->name, err.msg);
+    if (hv_instant_identity_send(hv_vm_paths(b->vm), mac, name, &err) < 0)
+        die("identity %s: %s", name, err.msg);
     struct serial_set s = {slot, slot + 1, NULL};
     if (!drive_until(cond_serials, &s, 60000))
-        die("%s printed no identity", b->name);
-    return b->t_up - b->t0;
+        die("%s printed no identity", name);
+    return B.t_up[slot] - b->t0;
 }
 
 struct pss {
@@ -387,7 +238,7 @@ static int cmp_i64(const void *a, const void *b)
 static void idle(int seconds)
 {
     bool never = false;
-    drive_until(cond_flag, &never, seconds * 1000);
+    drive_until(vs_cond_flag, &never, seconds * 1000);
 }
 
 int main(int argc, char **argv)
@@ -402,25 +253,17 @@ int main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    snprintf(B.kernel, sizeof(B.kernel), "%s/vmlinuz", argv[1]);
-    snprintf(B.initrd, sizeof(B.initrd), "%s/initrd.img", argv[1]);
-    snprintf(B.golden, sizeof(B.golden), "%s/disk.qcow2", argv[1]);
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/cmdline", argv[1]);
-    char *c = slurp(path);
-    if (!c)
-        die("no %s (build the guest first)", path);
-    c[strcspn(c, "\n")] = '\0';
-    snprintf(B.cmdline, sizeof(B.cmdline), "%s", c);
-    free(c);
+    if (vs_guest_load(argv[1], &B.g) < 0)
+        die("no %s/cmdline (build the guest first)", argv[1]);
     snprintf(B.dir, sizeof(B.dir), "/tmp/instant-bench-XXXXXX");
     if (!mkdtemp(B.dir)) {
         B.dir[0] = '\0';
         die("mkdtemp failed");
     }
-    snprintf(B.runtime, sizeof(B.runtime), "%s/run", B.dir);
-    mkdir(B.runtime, 0700);
-    B.inotify = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    char runtime[96];
+    snprintf(runtime, sizeof(runtime), "%s/run", B.dir);
+    if (vs_init(&B.vs, runtime) < 0)
+        die("cannot set up %s", runtime);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -435,36 +278,33 @@ int main(int argc, char **argv)
         die("template paths");
 
     /* One linked clone alone: cold boot to the guest's marker. */
-    snprintf(B.vms[1].name, sizeof(B.vms[1].name), "lone-linked");
-    disk_for(1, B.golden, disk, sizeof(disk));
+    snprintf(B.names[1], sizeof(B.names[1]), "lone-linked");
+    disk_for(1, B.g.golden, disk, sizeof(disk));
     struct hv_vm_def d;
     def_init(&d, 1, disk, NULL, 0);
     start(1, &d);
     struct serial_set lone = {1, 2, "ATRIUM-MARK: NONE"};
     if (!drive_until(cond_serials, &lone, 600000))
         die("the lone linked clone did not boot");
-    int64_t cold_ms = B.vms[1].t_up - B.vms[1].t0;
+    int64_t cold_ms = B.t_up[1] - B.vs.vms[1].t0;
     stop(1);
 
     /* The template. */
-    snprintf(B.vms[0].name, sizeof(B.vms[0].name), "template");
+    snprintf(B.names[0], sizeof(B.names[0]), "template");
     struct atr_error err = {0};
-    if (hv_storage_clone(NULL, B.golden, f.disk, &err) < 0)
+    if (hv_storage_clone(NULL, B.g.golden, f.disk, &err) < 0)
         die("template disk: %s", err.msg);
     def_init(&d, 0, f.disk, f.ram, 1);
     start(0, &d);
     struct serial_set tmark = {0, 1, "ATRIUM-MARK: NONE"};
-    if (!drive_until(cond_flag, &B.vms[0].port_open, 600000) ||
+    if (!drive_until(vs_cond_flag, &B.vs.vms[0].port_open, 600000) ||
         !drive_until(cond_serials, &tmark, 600000))
         die("the template did not settle");
-    int64_t settle_ms = B.vms[0].t_up - B.vms[0].t0;
+    int64_t settle_ms = B.t_up[0] - B.vs.vms[0].t0;
     int64_t s0 = atr_now_mono_ms();
-    int fd = open(f.state, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || hv_instant_save_start(hv_vm_qmp(B.vms[0].vm), fd, &save_ops, &B.vms[0],
-                                        &B.vms[0].job) < 0)
+    if (vs_save_start(&B.vs.vms[0], f.state) < 0)
         die("save");
-    close(fd);
-    if (!drive_until(cond_flag, &B.vms[0].save_done, 60000) || B.vms[0].save_err)
+    if (!drive_until(vs_cond_flag, &B.vs.vms[0].save_done, 60000) || B.vs.vms[0].save_err)
         die("save failed");
     int64_t save_ms = atr_now_mono_ms() - s0;
     stop(0);
@@ -495,7 +335,7 @@ int main(int argc, char **argv)
     idle(10);
     struct pss pi = {0};
     for (int i = 0; i < n; i++)
-        pss_add(B.vms[3 + i].pid, &pi);
+        pss_add(B.vs.vms[3 + i].pid, &pi);
     int64_t ram_cached = cached_kb(f.ram);
     /* What of the RAM file the clones map is already in their Pss_File; the
      * rest of its cached pages is charged to nobody by PSS. */
@@ -506,8 +346,8 @@ int main(int argc, char **argv)
     /* N linked clones, booted together. */
     for (int i = 0; i < n; i++) {
         int slot = 3 + n + i;
-        snprintf(B.vms[slot].name, sizeof(B.vms[slot].name), "lc%d", i);
-        disk_for(slot, B.golden, disk, sizeof(disk));
+        snprintf(B.names[slot], sizeof(B.names[slot]), "lc%d", i);
+        disk_for(slot, B.g.golden, disk, sizeof(disk));
         def_init(&d, slot, disk, NULL, 0);
         start(slot, &d);
     }
@@ -515,11 +355,11 @@ int main(int argc, char **argv)
     if (!drive_until(cond_serials, &all, 1200000))
         die("not every linked clone booted within 20 min");
     for (int i = 0; i < n; i++)
-        times_l[i] = B.vms[3 + n + i].t_up - B.vms[3 + n + i].t0;
+        times_l[i] = B.t_up[3 + n + i] - B.vs.vms[3 + n + i].t0;
     idle(10);
     struct pss pl = {0};
     for (int i = 0; i < n; i++)
-        pss_add(B.vms[3 + n + i].pid, &pl);
+        pss_add(B.vs.vms[3 + n + i].pid, &pl);
     for (int i = 0; i < n; i++)
         stop(3 + n + i);
 

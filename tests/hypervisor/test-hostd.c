@@ -10,7 +10,7 @@
  * waits for them through pidfds, and removes the directory and database.
  */
 #include "db.h"
-#include "hv.h"
+#include "vmset.h"
 #include "pgtest.h"
 
 #include <dirent.h>
@@ -61,26 +61,9 @@ static int64_t now_ms(void)
     return atr_now_mono_ms();
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
 static int count_in_file(const char *path, const char *needle)
 {
-    char *s = slurp(path);
+    char *s = vs_slurp(path);
     int n = 0;
     for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
         n++;
@@ -202,7 +185,7 @@ static void start_hostd(void)
     }
     close(ns);
     if (!ready) {
-        char *log = slurp(T.hostd_log);
+        char *log = vs_slurp(T.hostd_log);
         print_error("hostd did not become ready; its log:\n%s\n", log ? log : "");
         free(log);
         fail();
@@ -268,7 +251,7 @@ static int64_t create_vm_nic(const char *name, const char *overlay_leaf, const c
     snprintf(kernel, sizeof(kernel), "%s/vmlinuz", T.guest);
     snprintf(initrd, sizeof(initrd), "%s/initrd.img", T.guest);
     snprintf(cmdpath, sizeof(cmdpath), "%s/cmdline", T.guest);
-    char *cmdline = slurp(cmdpath);
+    char *cmdline = vs_slurp(cmdpath);
     assert_non_null(cmdline);
     cmdline[strcspn(cmdline, "\n")] = '\0';
     struct atr_error err = {0};
@@ -757,7 +740,7 @@ static void test_hostd_killed_then_restarted_readopts_the_same_qemus(void **stat
         assert_string_equal(v.actual_power, "running");
         assert_true(process_alive(pids[i]));
     }
-    char *log = slurp(T.hostd_log);
+    char *log = vs_slurp(T.hostd_log);
     assert_non_null(log);
     assert_non_null(strstr(log, adopted));
     free(log);
@@ -963,7 +946,7 @@ static void assert_guest_shows(int64_t id, const char *serial, const char *word)
     /* The guest still takes keys: it echoes the line, then answers. */
     assert_true(wait_serial(serial, "ATRIUM-TYPED: show", typed + 1, BOOT_TIMEOUT_MS));
     if (!wait_serial(serial, want, before + 1, 30000)) {
-        char *log = slurp(serial);
+        char *log = vs_slurp(serial);
         print_error("guest does not show %s; serial log:\n%s\n", want, log ? log : "");
         free(log);
         fail();
@@ -1153,7 +1136,7 @@ static long long cg_read(int64_t id, const char *controller, const char *leaf)
     char dir[1024], path[1200];
     assert_int_equal(hv_cgroup_vm_dir(&T.cg, id, controller, dir, sizeof(dir)), 0);
     snprintf(path, sizeof(path), "%s/%s", dir, leaf);
-    char *s = slurp(path);
+    char *s = vs_slurp(path);
     assert_non_null(s);
     long long v = strncmp(s, "max", 3) == 0 ? -1 : strtoll(s, NULL, 10);
     free(s);
@@ -1171,7 +1154,7 @@ static void assert_cgroup(int64_t id, int pid, int weight, int cpu_pct, long lon
     assert_int_equal(hv_cgroup_vm_dir(&T.cg, id, "cpu", dir, sizeof(dir)), 0);
     snprintf(procs, sizeof(procs), "%s/cgroup.procs", dir);
     snprintf(spid, sizeof(spid), "%d\n", pid);
-    char *p = slurp(procs);
+    char *p = vs_slurp(procs);
     assert_non_null(p);
     assert_non_null(strstr(p, spid)); /* QEMU runs in its own cgroup */
     free(p);
