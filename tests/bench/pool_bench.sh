@@ -9,8 +9,7 @@ clones=${1:?usage: pool_bench.sh POOL_BENCH_CLONES HOSTD POOLD ATRIUMCTL POOL_AS
 hostd=$2 poold=$3 ctl=$4 assign=$5 guest=$6
 . "$(dirname "$0")/../harness/lib.sh"
 atr_init pool-bench
-pids=()
-atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; atr_kill_qemus "$tmp/run"'
+. "$(dirname "$0")/../pool/lib.sh"
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 mkdir -p "$tmp/clones"
@@ -18,18 +17,9 @@ cp "$guest/disk.qcow2" "$tmp/base.qcow2"
 "$clones" "$tmp/base.qcow2" "$tmp/clones" >"$tmp/clones.out"
 val() { sed -n "s/^$1 //p" "$tmp/clones.out"; }
 
-mkdir -p "$tmp/run" "$tmp/data"
-conf=$tmp/atrium.conf
-printf '[db]\nurl = %s dbname=%s\n[paths]\nruntime_dir = %s/run\ndata_dir = %s/data\n[hostd]\nname = bench\naccel = tcg\n' \
-    "$server" "$db" "$tmp" "$tmp" >"$conf"
-"$ctl" --config "$conf" db migrate >/dev/null
-"$ctl" --config "$conf" image import "$guest/disk.qcow2" --name guest --kernel "$guest/vmlinuz" \
-    --initrd "$guest/initrd.img" --cmdline "$(cat "$guest/cmdline")" >/dev/null
+pool_host_init "$ctl" "$guest" bench
 "$ctl" --config "$conf" pool create bench --image guest --min 0 --spare 1 --max 8 --memory 256 --vcpus 1 >/dev/null
-"$hostd" --config "$conf" >"$tmp/hostd.log" 2>&1 &
-pids+=($!)
-"$poold" --config "$conf" >"$tmp/poold.log" 2>&1 &
-pids+=($!)
+pool_host_start "$hostd" "$poold"
 wait_ready() { # wait until the pool has a ready VM other than those assigned; bounded
     local deadline=$((SECONDS + 300))
     while ((SECONDS < deadline)); do

@@ -13,41 +13,16 @@ hostd=${1:?usage: test-instant-pool.sh HOSTD POOLD ATRIUMCTL POOL_ASSIGN GUEST_D
 poold=$2 ctl=$3 assign=$4 guest=$5
 . "$(dirname "$0")/../harness/lib.sh"
 atr_init instant-pool
-pids=()
-# QEMUs run in their own sessions: killed by the pids in their pid files
-# (clones under run/vms, template builders' under run/tpl/vms).
-kill_qemus() {
-    local f
-    for f in "$tmp"/run/vms/*/qemu.pid "$tmp"/run/tpl/vms/*/qemu.pid; do
-        [[ -f $f ]] && kill -9 "$(cat "$f")" 2>/dev/null || true
-    done
-}
-atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; kill_qemus'
-serial() { cat "$tmp/run/vms/$1/serial.log" 2>/dev/null || true; }
+# QEMUs (clones under run/vms, template builders' under run/tpl/vms) are
+# killed on exit by lib.sh
+. "$(dirname "$0")/../pool/lib.sh"
 diag() {
     echo "---- vms"; q "SELECT id, name, state, desired_power, actual_power, image_version_id, last_error FROM vms ORDER BY id" || true
     echo "---- hostd"; tail -25 "$tmp/hostd.log" || true
     echo "---- poold"; tail -10 "$tmp/poold.log" || true
 }
 
-conf=$tmp/atrium.conf
-mkdir -p "$tmp/run" "$tmp/data"
-cat >"$conf" <<CONF
-[db]
-url = $server dbname=$db
-[paths]
-runtime_dir = $tmp/run
-data_dir = $tmp/data
-[hostd]
-name = instant
-accel = tcg
-[poold]
-provision_timeout = 400
-CONF
-"$ctl" --config "$conf" db migrate >/dev/null
-im() { "$ctl" --config "$conf" image import "$guest/disk.qcow2" --name guest \
-    --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" --cmdline "$(cat "$guest/cmdline")" >/dev/null; }
-im
+pool_host_init "$ctl" "$guest" instant "[poold]" "provision_timeout = 400"
 
 # --- the option: refused values, then the pool
 check "--clone fork is refused" 1 "$ctl" --config "$conf" pool create bad --image guest --clone fork
@@ -58,10 +33,7 @@ truth "the pool row says instant" "SELECT clone_mode = 'instant' FROM pools WHER
 check "pool show --json has clone" 0 "$ctl" --config "$conf" --json pool show office
 expect "clone: instant in the JSON" '"clone": *"instant"'
 
-"$hostd" --config "$conf" >"$tmp/hostd.log" 2>&1 &
-pids+=($!)
-"$poold" --config "$conf" >"$tmp/poold.log" 2>&1 &
-pids+=($!)
+pool_host_start "$hostd" "$poold"
 
 # identified VM: ready, and its serial port has its own identity line
 identified() { # VM_ID

@@ -12,10 +12,7 @@ hostd=${1:?usage: test-pool-e2e.sh HOSTD POOLD ATRIUMCTL VNC_TYPE POOL_ASSIGN GU
 poold=$2 ctl=$3 vnctype=$4 assign=$5 guest=$6
 . "$(dirname "$0")/../harness/lib.sh"
 atr_init pool-e2e
-pids=()
-# QEMUs run in their own sessions: found by their runtime dir
-atr_on_exit 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; atr_kill_qemus "$tmp/run"'
-serial() { cat "$tmp/run/vms/$1/serial.log" 2>/dev/null || true; }
+. "$(dirname "$0")/lib.sh"
 # until_serial SECONDS VM_ID REGEX
 until_serial() {
     local deadline=$((SECONDS + $1))
@@ -31,33 +28,13 @@ diag() {
     echo "---- poold"; tail -20 "$tmp/poold.log" || true
 }
 
-conf=$tmp/atrium.conf
-mkdir -p "$tmp/run" "$tmp/data"
-cat >"$conf" <<CONF
-[db]
-url = $server dbname=$db
-[paths]
-runtime_dir = $tmp/run
-data_dir = $tmp/data
-[hostd]
-name = e2e
-accel = tcg
-[poold]
-provision_timeout = 240
-CONF
-"$ctl" --config "$conf" db migrate >/dev/null
-im() { "$ctl" --config "$conf" image import "$guest/disk.qcow2" --name guest \
-    --kernel "$guest/vmlinuz" --initrd "$guest/initrd.img" --cmdline "$(cat "$guest/cmdline")" >/dev/null; }
-im
+pool_host_init "$ctl" "$guest" e2e "[poold]" "provision_timeout = 240"
 "$ctl" --config "$conf" pool create office --image guest --min 2 --spare 2 --max 4 \
     --memory 256 --vcpus 1 >/dev/null
 "$ctl" --config "$conf" pool create devs --image guest --assignment dedicated --min 0 --spare 1 \
     --max 2 --memory 256 --vcpus 1 >/dev/null
 
-"$hostd" --config "$conf" >"$tmp/hostd.log" 2>&1 &
-pids+=($!)
-"$poold" --config "$conf" >"$tmp/poold.log" 2>&1 &
-pids+=($!)
+pool_host_start "$hostd" "$poold"
 
 ready_booted() { # POOL N: N ready VMs whose guests printed the boot marker
     local n=0 id
