@@ -67,3 +67,10 @@ int db_migration_cancel(struct db *db, int64_t vm_id, int64_t *ret_task);
  * migration already under way, no VM left, or no host to take it).
  */
 int db_migration_drain(struct db *db, int64_t host_id, int64_t *ret_task);
+
+/*
+ * Destination of a migration: the VM's SPICE client has linked @n channels
+ * to the new QEMU (the source starts the copy once they are all there).
+ * Written into the source task @src_task; -ENOENT when it no longer runs.
+ */
+int db_migration_spice_channels(struct db *db, int64_t src_task, int n);

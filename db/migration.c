@@ -70,6 +70,20 @@ int db_migration_listening(struct db *db, int64_t src_task, const char *uri, con
         4, p);
 }
 
+int db_migration_spice_channels(struct db *db, int64_t src_task, int n)
+{
+    char b1[24], b2[24];
+    const char *p[] = {db_param_i64(b1, src_task), db_param_i64(b2, n)};
+    /* tasks_notify speaks only of state and progress: wake the source here */
+    return db_exec_changed(db,
+                           "WITH u AS (UPDATE tasks SET result = result || jsonb_build_object("
+                           "'spice_channels', $2::int), heartbeat_at = now()"
+                           " WHERE id = $1 AND state = 'running' RETURNING id, host_id)"
+                           " SELECT pg_notify('atrium_task', u.id::text || ':' ||"
+                           " coalesce(u.host_id::text, '')) FROM u",
+                           2, p);
+}
+
 int db_migration_commit(struct db *db, int64_t vm_id, int64_t from_host, int64_t to_host,
                         int64_t src_task, const char *new_disk_path, const json_t *result)
 {

@@ -144,6 +144,21 @@ enum disp_console { DISP_CONSOLE_VNC, DISP_CONSOLE_SPICE, DISP_CONSOLE_QMP };
 int disp_console_open(struct disp_core *core, int64_t vm_id, enum disp_console kind, int *ret_fd,
                       int64_t *ret_host_id);
 
+/*
+ * The same for the VM's console on host @host_id (0: where the VM's row says
+ * it is): a SPICE client's channels for the destination of a live migration
+ * reach the VM's new QEMU before its row names that host.
+ */
+int disp_console_open_at(struct disp_core *core, int64_t vm_id, enum disp_console kind,
+                         int64_t host_id, int *ret_fd, int64_t *ret_host_id);
+
+/*
+ * A new SPICE connection to the QEMU whose display QMP socket is @qmp_path:
+ * one end of a socketpair handed over with getfd + add_client skipauth
+ * (spice-up.c).  *ret_fd is blocking and owned by the caller.  Thread-safe.
+ */
+int disp_spice_handover(const char *qmp_path, int *ret_fd);
+
 /* The host VM @vm_id is on now (0: relay off, or on no host). */
 int disp_console_host(struct disp_core *core, int64_t vm_id, int64_t *ret_host_id);
 

@@ -10,7 +10,13 @@
  * into PostgreSQL (db_relay_ticket_issue: VM, console kind, serving host),
  * sends it as the only line after the TLS handshake, and the serving side
  * consumes it in one statement (unused, unexpired, for this host, the VM
- * still here), answers "OK" and then only copies bytes.  The serving side
+ * still here), answers "OK" and then only copies bytes.  A "spice" stream
+ * is the one exception to "a console socket": the serving side hands it to
+ * its QEMU as an authenticated client (getfd + add_client over its local
+ * QMP, spice-up.c), so the relay ticket is the SPICE client's only
+ * credential and no password or QMP command crosses hosts; it is also
+ * served for a VM arriving here (a running vm.migrate_in task), whose QEMU
+ * takes a SPICE client's channels before the guest moves.  The serving side
  * proves who it is with its certificate, whose SHA-256 it announced in its
  * hosts row next to the relay's address; the connecting side pins that.
  *
@@ -105,6 +111,18 @@ static const char *kind_path(const struct hv_vm_paths *p, const char *kind)
     if (strcmp(kind, "qmp") == 0)
         return p->qmp_display;
     return NULL;
+}
+
+/* A stream to console @kind on this host: SPICE is handed to QEMU as an
+ * authenticated client (spice-up.c), the others are their unix sockets. */
+static int console_connect_local(const struct hv_vm_paths *p, const char *kind, int *ret_fd)
+{
+    const char *path = kind_path(p, kind);
+    if (!path)
+        return -EINVAL;
+    if (strcmp(kind, "spice") == 0)
+        return disp_spice_handover(p->qmp_display, ret_fd);
+    return disp_net_connect_unix(path, ret_fd);
 }
 
 static int set_blocking(int fd, bool blocking)
@@ -467,9 +485,8 @@ static void *serve_main(void *arg)
     }
     db = db_close(db);
     struct hv_vm_paths paths;
-    const char *path;
     if (hv_vm_paths_init(relay->runtime_dir, s->vm_id, &paths) < 0 ||
-        !(path = kind_path(&paths, s->kind)) || disp_net_connect_unix(path, &s->local_fd) < 0) {
+        console_connect_local(&paths, s->kind, &s->local_fd) < 0) {
         why = "console unreachable";
         goto refuse;
     }
@@ -563,6 +580,12 @@ int disp_console_host(struct disp_core *core, int64_t vm_id, int64_t *ret_host_i
 int disp_console_open(struct disp_core *core, int64_t vm_id, enum disp_console kind, int *ret_fd,
                       int64_t *ret_host_id)
 {
+    return disp_console_open_at(core, vm_id, kind, 0, ret_fd, ret_host_id);
+}
+
+int disp_console_open_at(struct disp_core *core, int64_t vm_id, enum disp_console kind,
+                         int64_t host_id, int *ret_fd, int64_t *ret_host_id)
+{
     struct disp_relay *relay = disp_core_relay(core);
     struct db_relay_target t = {0};
     struct hv_vm_paths paths;
@@ -572,6 +595,8 @@ int disp_console_open(struct disp_core *core, int64_t vm_id, enum disp_console k
         r = db_ensure(disp_core_db(core));
         if (r == 0)
             r = db_relay_locate(disp_core_db(core), vm_id, &t);
+        if (r == 0 && host_id && host_id != t.host_id)
+            r = db_relay_host(disp_core_db(core), host_id, &t);
         if (r < 0)
             return r;
     }
@@ -579,10 +604,8 @@ int disp_console_open(struct disp_core *core, int64_t vm_id, enum disp_console k
         r = disp_core_vm_paths(core, vm_id, &paths);
         if (r < 0)
             return r;
-        const char *path = kind_path(&paths, kind_name(kind));
-        if (!path)
-            return -EINVAL;
-        if ((r = disp_net_connect_unix(path, &fd)) < 0 || (r = set_blocking(fd, true)) < 0) {
+        if ((r = console_connect_local(&paths, kind_name(kind), &fd)) < 0 ||
+            (r = set_blocking(fd, true)) < 0) {
             if (fd >= 0)
                 close(fd);
             return r;

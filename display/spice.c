@@ -1,21 +1,41 @@
 /*
  * SPICE front end: an HTTP CONNECT proxy, the "proxy=" of the broker's .vv
- * file, in front of each VM's SPICE unix socket.
+ * file, in front of each VM's SPICE server, wherever the VM runs.
  *
  * The .vv file names the ticket as the host to connect to ("host=<ticket>",
- * any port) and as the SPICE password.  remote-viewer asks the proxy for
- * "CONNECT <ticket>:<port> HTTP/1.1"; displayd redeems the ticket, sets it
- * as the VM's SPICE password through QMP with a short expiry, and from then
- * on relays bytes without looking at them: SPICE itself checks the password
- * (so a stolen socket path alone is useless, and the password dies with the
- * expiry).
+ * any port).  remote-viewer asks the proxy for "CONNECT <ticket>:<port>
+ * HTTP/1.1"; displayd redeems the ticket and joins the connection to the
+ * VM's QEMU as an already authenticated SPICE client (spice-up.c: a
+ * socketpair handed over with QMP getfd + add_client skipauth), then relays
+ * bytes without looking at them.  QEMU runs SPICE with ticketing on and no
+ * password ever set, so its socket alone admits nobody; the .vv's password
+ * is not checked by anyone.
  *
  * SPICE opens one connection per channel (main, display, inputs, cursor,
  * ...), each through the proxy with the same host.  The ticket is consumed in
  * the database once, by the first; the others are admitted by an in-memory
- * "grant" that lives exactly as long as one of its connections is open and
- * accepts new channels only within GRANT_JOIN_S of the redemption and only
- * from the address that redeemed it.
+ * "grant" (one per viewer) that lives exactly as long as one of its
+ * connections is open and accepts new channels only within GRANT_JOIN_S of
+ * the redemption and only from the address that redeemed it.
+ *
+ * Other hosts: each connection is opened with disp_console_open_at on the
+ * gateway thread, which reaches a VM on another host through that host's
+ * relay (relay.c); the relay's serving side hands the stream to its own QEMU
+ * the same way.  No password and no QMP command ever crosses hosts.
+ *
+ * Live migration, with SPICE's own mechanism.  Before the RAM copy the
+ * source hostd issues a follow token (display_spice_follow: VM, destination
+ * host) and gives it to QEMU as the host of client_migrate_info.  QEMU's
+ * SPICE server tells the client (MIGRATE_BEGIN), and spice-gtk opens a second
+ * set of channels to that "host" through the same proxy: "CONNECT
+ * <token>:<port>".  The proxy admits such a connection only into a live
+ * grant of that VM from the same client address (the token alone opens
+ * nothing), and opens it on the destination host, where the relay admits a
+ * "spice" stream for a VM that is arriving (its vm.migrate_in task runs
+ * there).  When the copy completes QEMU tells the client to switch to those
+ * channels (MIGRATE_END) or, if they were not all up yet, to reconnect to the
+ * token's host (SWITCH_HOST), which the proxy also routes there; either way
+ * the viewer's window and its grant stay, and the source's channels close.
  *
  * With display.spice_tls the proxy speaks TLS (display.tls_cert/tls_key, as
  * RDP): the .vv then says proxy=https://..., and spice-gtk wraps its proxy
@@ -28,6 +48,7 @@
 #include "disp-priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -38,8 +59,6 @@
 
 #define HEAD_MS 5000          /* the CONNECT head must arrive by then */
 #define GRANT_JOIN_S 30       /* further channels must connect within this */
-#define PASSWORD_EXPIRE "+30" /* SPICE password expiry, seconds from now */
-#define QMP_TIMEOUT_MS 3000
 #define BUF_SIZE 65536
 #define MAX_CONNS 1024
 
@@ -60,7 +79,7 @@ struct relay_buf {
 };
 
 struct spice_conn {
-    int cfd, sfd; /* client (TCP) and server (SPICE unix socket) */
+    int cfd, sfd; /* client (TCP) and server (QEMU's SPICE, maybe through the relay) */
     SSL *ssl;     /* on cfd, with display.spice_tls */
     short ssl_want; /* POLLIN/POLLOUT the last TLS call waits for */
     bool ssl_ready; /* handshake done */
@@ -83,38 +102,6 @@ struct disp_spice {
 };
 
 /* ------------------------------------------------------------------------ */
-/* QMP: the VM's SPICE password                                             */
-/* ------------------------------------------------------------------------ */
-
-static int spice_set_password(struct disp_core *core, int64_t vm_id, const char *password)
-{
-    struct hv_vm_paths paths;
-    struct hv_qmp *q = NULL;
-    struct atr_error err = {0};
-    int r = disp_core_vm_paths(core, vm_id, &paths);
-    if (r < 0)
-        goto out;
-    r = hv_qmp_connect(paths.qmp_display, NULL, NULL, QMP_TIMEOUT_MS, &q);
-    if (r < 0)
-        goto out;
-    r = hv_qmp_call(q, "set_password",
-                    json_pack("{s:s, s:s, s:s}", "protocol", "spice", "password", password,
-                              "connected", "keep"),
-                    QMP_TIMEOUT_MS, NULL, &err);
-    if (r < 0)
-        goto out;
-    r = hv_qmp_call(q, "expire_password",
-                    json_pack("{s:s, s:s}", "protocol", "spice", "time", PASSWORD_EXPIRE),
-                    QMP_TIMEOUT_MS, NULL, &err);
-out:
-    if (r < 0)
-        log_error("spice password not set", "vm", LOG_INT(vm_id), "errno", LOG_INT(-r), "detail",
-                  err.msg);
-    hv_qmp_free(q);
-    return r;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Grants                                                                   */
 /* ------------------------------------------------------------------------ */
 
@@ -125,6 +112,15 @@ static struct spice_grant *grant_find(struct disp_spice *sp, const char *ticket,
         if (!g->kicked && now < g->join_deadline_ms && strcmp(addr, g->addr) == 0 &&
             strlen(ticket) == strlen(g->ticket) &&
             CRYPTO_memcmp(g->ticket, ticket, strlen(ticket)) == 0)
+            return g;
+    return NULL;
+}
+
+/* The live grant of VM @vm_id for client @addr (a channel of its migration). */
+static struct spice_grant *grant_of_vm(struct disp_spice *sp, int64_t vm_id, const char *addr)
+{
+    for (struct spice_grant *g = sp->grants; g; g = g->next)
+        if (!g->kicked && g->n_conns > 0 && g->vm_id == vm_id && strcmp(addr, g->addr) == 0)
             return g;
     return NULL;
 }
@@ -230,7 +226,6 @@ static void conn_reply(struct spice_conn *c, const char *status)
 static int conn_admit(struct disp_spice *sp, struct spice_conn *c, const char *head, size_t hl)
 {
     char ticket[DB_TICKET_LEN + 1];
-    struct hv_vm_paths paths;
     int64_t now = atr_now_mono_ms();
     int r = disp_http_connect_ticket(head, hl, ticket, sizeof(ticket));
     if (r < 0) {
@@ -242,16 +237,30 @@ static int conn_admit(struct disp_spice *sp, struct spice_conn *c, const char *h
         return r;
     }
     struct spice_grant *g = grant_find(sp, ticket, c->addr, now);
+    int64_t host_id = 0; /* where the VM's row says */
+    if (!g) {
+        /* a channel for the destination of a live migration (client_migrate_info) */
+        int64_t vm_id, to_host;
+        r = db_ensure(disp_core_db(sp->core));
+        if (r == 0)
+            r = db_spice_follow_find(disp_core_db(sp->core), ticket, &vm_id, &to_host);
+        if (r == 0) {
+            if (!(g = grant_of_vm(sp, vm_id, c->addr))) {
+                log_warn("spice follow refused", "vm", LOG_INT(vm_id), "client", c->addr,
+                         "reason", "no live viewer of the vm from this address");
+                conn_reply(c, "403 Forbidden");
+                return -EACCES;
+            }
+            host_id = to_host;
+            log_info("spice viewer follows the vm", "vm", LOG_INT(vm_id), "client", c->addr,
+                     "to_host", LOG_INT(to_host));
+        }
+    }
     if (!g) {
         struct db_ticket_grant tg;
         r = disp_core_redeem(sp->core, ticket, DB_PROTO_SPICE, c->addr, &tg);
         if (r < 0) {
             conn_reply(c, "403 Forbidden");
-            return r;
-        }
-        r = spice_set_password(sp->core, tg.vm_id, ticket);
-        if (r < 0) {
-            conn_reply(c, "502 Bad Gateway");
             return r;
         }
         if (!(g = calloc(1, sizeof(*g)))) {
@@ -273,11 +282,14 @@ static int conn_admit(struct disp_spice *sp, struct spice_conn *c, const char *h
     c->grant = g;
     OPENSSL_cleanse(ticket, sizeof(ticket));
 
-    r = disp_core_vm_paths(sp->core, g->vm_id, &paths);
-    if (r == 0)
-        r = disp_net_connect_unix(paths.spice, &c->sfd);
+    /* on this host: handed to QEMU now; elsewhere: a relayed stream whose
+     * thread connects while the client already sends (the relay buffers) */
+    r = disp_console_open_at(sp->core, g->vm_id, DISP_CONSOLE_SPICE, host_id, &c->sfd, NULL);
+    if (r == 0 && fcntl(c->sfd, F_SETFL, fcntl(c->sfd, F_GETFL) | O_NONBLOCK) < 0)
+        r = -errno;
     if (r < 0) {
-        log_error("spice console unreachable", "vm", LOG_INT(g->vm_id), "errno", LOG_INT(-r));
+        log_error("spice console unreachable", "vm", LOG_INT(g->vm_id), "host_id",
+                  LOG_INT(host_id), "errno", LOG_INT(-r));
         conn_reply(c, "502 Bad Gateway");
         return r;
     }

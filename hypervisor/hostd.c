@@ -106,6 +106,8 @@ struct mig_op {
     bool cancelling;
     json_t *commit;         /* completed, the row not moved yet: retried */
     struct mig_mirror *mirror; /* without shared storage: the disk copy */
+    bool spice_told;        /* client_migrate_info sent (hostd-migrate.inc) */
+    int spice_channels;     /* the SPICE client's channels here; 0: none, or no longer waited for */
 };
 
 /* An incoming one (vm.migrate_in task). */
@@ -115,6 +117,7 @@ struct mig_in {
     bool announced; /* the source task has our URI */
     char nbd[96];   /* without shared storage: host:port of our disk's NBD export */
     bool exporting; /* NBD export asked for, answers pending */
+    int spice_channels; /* SPICE channels the client linked to our QEMU so far */
 };
 
 /* A task's outcome the database could not take yet (kept until written). */
@@ -332,6 +335,7 @@ static void finish_delete(struct hostd *h, int64_t id, const char *name, const c
 static bool mig_vm_changed(struct hostd *h, struct local_vm *l);
 static void mig_adopt(struct hostd *h, struct local_vm *l, const struct db_vm *row);
 static void mig_deadlines(struct hostd *h, int64_t now);
+static void mig_in_spice_channel(struct hostd *h, struct local_vm *l);
 static void rep_deadlines(struct hostd *h, int64_t now);
 static void rep_event(struct hostd *h, struct local_vm *l, enum hv_qmp_event ev, json_t *data);
 static void rep_vm_gone(struct hostd *h, struct local_vm *l);
@@ -1107,6 +1111,8 @@ static void vm_event(struct hv_vm *vm, enum hv_qmp_event ev, json_t *data, void 
         hv_snapshot_job_event(l->snap->job, data);
     if (l && l->mig)
         mig_event(h, l, ev, data);
+    if (l && l->mig_in && ev == HV_QMP_EVENT_SPICE_INITIALIZED)
+        mig_in_spice_channel(h, l);
     if (l)
         rep_event(h, l, ev, data);
     if (l && ev == HV_QMP_EVENT_BLOCK_IO_ERROR && !l->io_stopped && !rep_io_error(h, l)) {

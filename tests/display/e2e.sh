@@ -60,8 +60,8 @@ user=$("$tool" user-add "$conninfo" alice "$alice_pw")
 dl_desk "$user"
 
 # ------------------------------------------------------------------ the guest
-# SPICE with ticketing on and no password: nobody gets in until displayd sets
-# one through QMP (with disable-ticketing=on QEMU refuses set_password).
+# SPICE with ticketing on and no password: nobody gets in through the socket;
+# displayd hands each admitted connection to QEMU over QMP (add_client).
 extra_vnc=()
 paused=()
 # rdp-resize: the guest starts paused, so a viewer sees QEMU's first screen
