@@ -14,7 +14,9 @@
 #      Proofs: every old QEMU on V was seen dead before the first
 #      replacement QEMU started, the replacement rows were written after the
 #      fence, new VMs have new names and ids, and a sampler never sees one VM
-#      with QEMUs on two hosts.  alice gets a new desktop on S.
+#      with QEMUs on two hosts.  alice gets a new desktop on S.  The acting
+#      poold is killed -9 half-way (after the loss, before the fence); its
+#      standby finishes the work from the rows.
 #   3. V's link comes back: its old rows and overlays are deleted by its
 #      hostd, nothing of them runs or starts there again.
 set -euo pipefail
@@ -46,6 +48,8 @@ on_fail_logs() {
     mh_hostd_tails 25
     echo "---- poold (last 30 lines)"
     tail -n 30 "$tmp/poold.log" 2>/dev/null || true
+    echo "---- standby poold (last 30 lines)"
+    tail -n 30 "$tmp/poold2.log" 2>/dev/null || true
 }
 atr_on_exit '((atr_fails == 0)) || on_fail_logs'
 
@@ -64,6 +68,10 @@ printf '[db]\nurl = %s dbname=%s\n[paths]\ndata_dir = %s/pdata\n[poold]\nhost_st
 poold_pid=$!
 atr_on_exit "kill $poold_pid 2>/dev/null || true; wait $poold_pid 2>/dev/null || true"
 wait_for "$tmp/poold.log" 'msg="acting as pool manager"' 30 && ok "poold acts" || bad "poold does not act"
+# A standby, which takes over when the acting one is killed -9 in step 2.
+"$poold" --config "$tmp/poold.conf" >"$tmp/poold2.log" 2>&1 &
+poold2_pid=$!
+atr_on_exit "kill $poold2_pid 2>/dev/null || true; wait $poold2_pid 2>/dev/null || true"
 
 hid() { q "SELECT id FROM hosts WHERE name = 'mh$1'"; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
@@ -166,6 +174,17 @@ t0=$(uptime_s)
 s0=$SECONDS
 ip -n "$(mh_sw)" link set "h$V" down
 echo "cut mh$V's link at +0 s"
+# Half-way (its VMs lost, not fenced yet) the acting poold is killed -9:
+# the standby continues from the rows alone.
+until_sql 30 "SELECT count(*) = $nV FROM vms WHERE host_id = $hV AND state = 'lost'" ||
+    bad "mh$V's VMs not marked lost after the cut"
+[[ $(q "SELECT state FROM hosts WHERE id = $hV") != fenced ]] ||
+    bad "mh$V was fenced before the acting poold could be killed"
+kill -KILL "$poold_pid"
+wait "$poold_pid" 2>/dev/null || true
+echo "killed the acting poold at +$((SECONDS - s0)) s"
+wait_for "$tmp/poold2.log" 'msg="acting as pool manager"' 30 &&
+    ok "the standby poold acts after the leader's kill -9" || bad "the standby poold does not take over"
 deadline=$((SECONDS + 180))
 while (($(ready_on "$S") < 3)) && ((SECONDS < deadline)); do sleep 0.2; done
 t_back=$((SECONDS - s0))
