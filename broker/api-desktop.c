@@ -58,6 +58,12 @@ static int connect_refused(struct brk_reply *rep, int r)
                         "every desktop of this pool is in use; one is being prepared, try again "
                         "shortly");
         return brk_reply_header(rep, "Retry-After", RETRY_AFTER_S);
+    case -EHOSTUNREACH:
+        brk_reply_error(rep, 503, "desktop_unreachable",
+                        "the host of your desktop is not reachable; your desktop is kept for you "
+                        "while it may come back (or is rebuilt elsewhere once it is fenced), try "
+                        "again shortly");
+        return brk_reply_header(rep, "Retry-After", RETRY_AFTER_S);
     case -EPERM:
         return brk_reply_error(rep, 409, "pool_disabled", "this desktop pool is disabled");
     case -EPROTONOSUPPORT:

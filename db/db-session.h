@@ -35,7 +35,9 @@ struct db_assignment {
  * A session whose VM was deleted or failed is ended first, so it never blocks
  * the person from a new desktop.  @client_addr may be NULL.
  * Returns 0 and *ret, or -EAGAIN (no ready VM: provisioning was nudged on
- * channel atrium_pool), -ENOENT (no such pool), -EPERM (pool disabled),
+ * channel atrium_pool), -EHOSTUNREACH (the person's live session is on a VM
+ * lost on a silent host that is not fenced yet: kept for them, retry
+ * later), -ENOENT (no such pool), -EPERM (pool disabled),
  * -EPROTONOSUPPORT (protocol not offered), -errno.
  */
 int db_session_assign(struct db *db, int64_t user_id, int64_t pool_id, unsigned protocol,

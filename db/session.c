@@ -73,15 +73,26 @@ static int assign_once(struct db *db, const char *user, const char *pool, unsign
     if (r < 0)
         return r;
 
-    /* 1. a live session: same VM again, unless that VM is gone or broken */
+    /* 1. a live session: same VM again, unless that VM is gone or broken.
+     * A VM lost on a host that promised to fence itself and is not fenced
+     * yet may still run there (a cut link, a late heartbeat): the session
+     * is kept for the person and they are told to retry; once the host is
+     * fenced poold ends the session (db_pool_retire_fenced). */
     r = db_exec(db,
-                "SELECT s.id, v.id, v.host_id, v.name, v.state FROM desktop_sessions s"
-                " LEFT JOIN vms v ON v.id = s.vm_id"
+                "SELECT s.id, v.id, v.host_id, v.name, v.state,"
+                " coalesce(v.state = 'lost' AND h.fence_deadline_s > 0"
+                "   AND h.state <> 'fenced', false)"
+                " FROM desktop_sessions s"
+                " LEFT JOIN vms v ON v.id = s.vm_id LEFT JOIN hosts h ON h.id = v.host_id"
                 " WHERE s.user_id = $1 AND s.pool_id = $2 AND s.state <> 'ended'"
                 " FOR UPDATE OF s",
                 2, p2, &res, NULL);
     if (r < 0)
         return r;
+    if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 5), "t") == 0) {
+        PQclear(res);
+        return -EHOSTUNREACH;
+    }
     if (PQntuples(res) == 1) {
         const char *vm_state = db_get(res, 0, 4);
         bool usable = vm_state && strcmp(vm_state, "failed") != 0 &&

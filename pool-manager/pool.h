@@ -55,7 +55,9 @@ int pool_vm_name(const char *pattern, const char *pool_name, int64_t n, char *bu
  * Give @user_id a desktop of @pool_id over @protocol ("spice", "rdp", "vnc",
  * "browser") — see db_session_assign() for the rules.  Returns 0 and *ret;
  * -EAGAIN when no desktop is ready (tell the person to retry shortly;
- * provisioning has been nudged), -ENOENT, -EPERM (pool disabled),
+ * provisioning has been nudged), -EHOSTUNREACH (the person's desktop is on
+ * a silent host that may still run it: kept for them, retry shortly),
+ * -ENOENT, -EPERM (pool disabled),
  * -EPROTONOSUPPORT (protocol not offered by the pool), -errno.
  */
 int pool_assign(struct db *db, int64_t user_id, int64_t pool_id, const char *protocol,

@@ -294,6 +294,45 @@ static void test_found_vms_go_back_to_what_they_were(void **state)
     assert_int_equal(db_vm_found(fx->db, 999999, true), -ENOENT);
 }
 
+static void test_a_person_whose_desktop_is_on_a_late_host_is_asked_to_retry_not_moved(void **state)
+{
+    struct fx *fx = *state;
+    int64_t late = vm(fx, "o-1", fx->office, "late", "ready");
+    int64_t sid = session(fx, fx->alice, fx->office, late, "connected");
+    int64_t old = vm(fx, "o-2", fx->office, "old", "ready");
+    int64_t old_sid = session(fx, fx->bob, fx->office, old, "connected");
+    vm(fx, "o-3", fx->office, "live", "ready");
+    assert_int_equal(db_vms_mark_lost(fx->db, 10), 2);
+
+    struct db_assignment a = {0};
+    assert_int_equal(db_session_assign(fx->db, fx->alice, fx->office, DB_PROTO_VNC, NULL, &a),
+                     -EHOSTUNREACH);
+    char want[64];
+    snprintf(want, sizeof(want), "connected/%lld", (long long)late);
+    assert_string_equal(qs(fx, "SELECT state || '/' || vm_id FROM desktop_sessions WHERE id = %lld",
+                           (long long)sid),
+                        want);
+    assert_int_equal(qi(fx, "SELECT assigned_user_id FROM vms WHERE id = %lld", (long long)late),
+                     fx->alice);
+    /* a host that promised nothing: as before, the session ends, a new VM */
+    assert_int_equal(db_session_assign(fx->db, fx->bob, fx->office, DB_PROTO_VNC, NULL, &a), 0);
+    assert_false(a.reconnect);
+    assert_string_equal(qs(fx, "SELECT name FROM vms WHERE id = %lld", (long long)a.vm_id), "o-3");
+    assert_string_equal(
+        qs(fx, "SELECT end_reason FROM desktop_sessions WHERE id = %lld", (long long)old_sid),
+        "desktop lost");
+    /* the late host fenced and its VMs retired: alice's session ended, so
+     * she is not held any more (no spare left here: -EAGAIN, not the dead VM) */
+    sql(fx, "UPDATE hosts SET state = 'fenced' WHERE name = 'late'");
+    struct db_pool_fenced_vm *f = NULL;
+    size_t n = 0;
+    assert_int_equal(db_pool_retire_fenced(fx->db, fx->office, &f, &n), 0);
+    assert_int_equal(n, 1);
+    free(f);
+    assert_int_equal(db_session_assign(fx->db, fx->alice, fx->office, DB_PROTO_VNC, NULL, &a),
+                     -EAGAIN);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -303,6 +342,7 @@ int main(void)
         T(test_fenced_hosts_pool_vms_are_retired_and_their_sessions_end),
         T(test_a_host_back_before_its_fence_keeps_its_vms),
         T(test_found_vms_go_back_to_what_they_were),
+        T(test_a_person_whose_desktop_is_on_a_late_host_is_asked_to_retry_not_moved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

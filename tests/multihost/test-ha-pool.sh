@@ -7,8 +7,9 @@
 #
 #   1. V merely late: its hostd is killed -9 and started again before its
 #      fence deadline.  Its VMs are marked lost, but nothing is retired or
-#      rebuilt while it is silent, and when it is back its VMs (same QEMUs)
-#      and alice's session are as they were.
+#      rebuilt while it is silent (alice, logging in, is told to retry and
+#      keeps her session), and when it is back its VMs (same QEMUs) and
+#      alice's session are as they were.
 #   2. V's link is cut.  Once V is fenced its pool VMs are retired, alice's
 #      session on it ends, and the pool is back to 3 spares, all on S.
 #      Proofs: every old QEMU on V was seen dead before the first
@@ -122,12 +123,23 @@ truth "nothing retired or rebuilt while mh$V is only late" "SELECT count(*) = $r
     FROM vms WHERE state <> 'deleting'"
 truth "the pool says what it waits for" "SELECT status = 'degraded'
     AND status_detail LIKE '%on a silent host%' FROM pools WHERE name = 'office'"
+# alice logs in meanwhile: told to retry, her session and desktop kept.
+if "$assign" "$dbci" assign alice office >"$tmp/out" 2>&1; then
+    bad "alice was given a desktop while hers is on the silent mh$V: $(cat "$tmp/out")"
+else
+    expect "alice is told her desktop's host is unreachable" 'No route to host'
+fi
+truth "alice's session is kept on her desktop" "SELECT state = 'assigned' AND vm_id = $vm
+    FROM desktop_sessions WHERE id = $sid"
 mh_start_hostd "$V"
 echo "mh$V's hostd started again $((SECONDS - t0)) s after the kill"
 until_sql 60 "SELECT count(*) = 0 FROM vms WHERE state = 'lost'" &&
     ok "mh$V's VMs are found again ($((SECONDS - t0)) s after the kill)" || bad "mh$V's VMs stay lost"
 truth "alice's desktop is hers again, her session live" "SELECT v.state = 'assigned'
     AND s.state = 'assigned' FROM vms v JOIN desktop_sessions s ON s.vm_id = v.id WHERE v.id = $vm"
+read -r sid_again vm_again _ < <("$assign" "$dbci" assign alice office)
+[[ $sid_again == "$sid" && $vm_again == "$vm" ]] && ok "alice logs in again to the same desktop" ||
+    bad "alice's log-in after the return gave session $sid_again vm $vm_again"
 truth "mh$V's spares are ready again" "SELECT bool_and(state = 'ready') FROM vms
     WHERE host_id = $hV AND id <> $vm"
 same=1
