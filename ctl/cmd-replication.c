@@ -16,8 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALIVE_S 10 /* a host that heart-beat this recently is alive */
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -48,19 +46,6 @@ static int find_host(struct db *db, const char *name, struct db_host *ret)
     else if (r < 0)
         fprintf(stderr, "atriumctl: cannot read host '%s': %s\n", name, strerror(-r));
     return r;
-}
-
-static json_t *rep_json(const struct db_replication *r)
-{
-    return json_pack(
-        "{s:I, s:s, s:s, s:s, s:i, s:I, s:b, s:I, s:I, s:i, s:I, s:b, s:s, s:I, "
-        "s:I}",
-        "vm_id", (json_int_t)r->vm_id, "vm", r->vm_name, "source", r->source_host, "target",
-        r->target_host, "interval_s", r->interval_s, "max_bps", (json_int_t)r->max_bps, "enabled",
-        r->enabled, "recovery_point_us", (json_int_t)r->point_at_us, "recovery_point_age_s",
-        (json_int_t)r->point_age_s, "syncs", r->syncs, "last_bytes", (json_int_t)r->last_bytes,
-        "last_full", r->last_full, "last_error", r->last_error, "next_sync_in_s",
-        (json_int_t)r->next_sync_in_s, "recovered_at_us", (json_int_t)r->recovered_at_us);
 }
 
 static void print_json(json_t *o)
@@ -95,6 +80,16 @@ void ctl_replication_show_line(struct db *db, int64_t vm_id)
 
 static int cmd_list(struct ctl *ctl, struct db *db)
 {
+    if (ctl->json) {
+        json_t *a = NULL;
+        int r = db_replication_list_json(db, NULL, &a);
+        if (r < 0) {
+            fprintf(stderr, "atriumctl: cannot list replications: %s\n", strerror(-r));
+            return CTL_EXIT_FAILED;
+        }
+        print_json(a);
+        return CTL_EXIT_OK;
+    }
     struct db_replication *rs = NULL;
     size_t n = 0;
     int r = db_replication_list(db, &rs, &n);
@@ -102,24 +97,17 @@ static int cmd_list(struct ctl *ctl, struct db *db)
         fprintf(stderr, "atriumctl: cannot list replications: %s\n", strerror(-r));
         return CTL_EXIT_FAILED;
     }
-    if (ctl->json) {
-        json_t *a = json_array();
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, rep_json(&rs[i]));
-        print_json(a);
-    } else {
-        printf("%-20s %-10s %-10s %8s %5s %10s %12s %s\n", "VM", "SOURCE", "TARGET", "INTERVAL",
-               "ON", "POINT-AGE", "LAST-BYTES", "LAST-ERROR");
-        for (size_t i = 0; i < n; i++) {
-            char age[24] = "-", bytes[24] = "-";
-            if (rs[i].point_age_s >= 0)
-                snprintf(age, sizeof(age), "%llds", (long long)rs[i].point_age_s);
-            if (rs[i].last_bytes >= 0)
-                snprintf(bytes, sizeof(bytes), "%lld", (long long)rs[i].last_bytes);
-            printf("%-20s %-10s %-10s %7ds %5s %10s %12s %s\n", rs[i].vm_name,
-                   rs[i].source_host[0] ? rs[i].source_host : "-", rs[i].target_host,
-                   rs[i].interval_s, rs[i].enabled ? "yes" : "no", age, bytes, rs[i].last_error);
-        }
+    printf("%-20s %-10s %-10s %8s %5s %10s %12s %-10s %s\n", "VM", "SOURCE", "TARGET", "INTERVAL",
+           "ON", "POINT-AGE", "LAST-BYTES", "STATE", "LAST-ERROR");
+    for (size_t i = 0; i < n; i++) {
+        char age[24] = "-", bytes[24] = "-";
+        if (rs[i].point_age_s >= 0)
+            snprintf(age, sizeof(age), "%llds", (long long)rs[i].point_age_s);
+        if (rs[i].last_bytes >= 0)
+            snprintf(bytes, sizeof(bytes), "%lld", (long long)rs[i].last_bytes);
+        printf("%-20s %-10s %-10s %7ds %5s %10s %12s %-10s %s\n", rs[i].vm_name,
+               rs[i].source_host[0] ? rs[i].source_host : "-", rs[i].target_host, rs[i].interval_s,
+               rs[i].enabled ? "yes" : "no", age, bytes, rs[i].state, rs[i].last_error);
     }
     free(rs);
     return CTL_EXIT_OK;
@@ -137,8 +125,13 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
                 rr == -ENOENT ? "not replicated" : strerror(-rr));
         return CTL_EXIT_FAILED;
     }
+    json_t *o = NULL;
+    if (ctl->json && (rr = db_replication_get_json(db, v.id, &o)) < 0) {
+        fprintf(stderr, "atriumctl: vm %s: %s\n", v.name, strerror(-rr));
+        return CTL_EXIT_FAILED;
+    }
     if (ctl->json) {
-        print_json(rep_json(&r));
+        print_json(o);
         return CTL_EXIT_OK;
     }
     char p[96], t[32];
@@ -146,6 +139,7 @@ static int cmd_show(struct ctl *ctl, struct db *db, const char *arg)
     printf("source:         %s\n", r.source_host[0] ? r.source_host : "-");
     printf("target:         %s\n", r.target_host);
     printf("schedule:       every %d s%s\n", r.interval_s, r.enabled ? "" : " (off)");
+    printf("state:          %s\n", r.state);
     if (r.max_bps)
         printf("bandwidth cap:  %lld bytes/s\n", (long long)r.max_bps);
     printf("recovery point: %s\n", point_text(&r, p, sizeof(p)));
@@ -172,20 +166,23 @@ static int cmd_set(struct db *db, const char *arg, const char *to, const char *i
         fprintf(stderr, "atriumctl: replication set needs --to HOST and --interval SECONDS\n");
         return CTL_EXIT_USAGE;
     }
-    if (atr_parse_ll(interval, 10, 604800, &iv) < 0) {
-        fprintf(stderr, "atriumctl: --interval takes 10..604800 seconds, not '%s'\n", interval);
+    if (atr_parse_ll(interval, DB_REPLICATION_INTERVAL_MIN, DB_REPLICATION_INTERVAL_MAX, &iv) < 0) {
+        fprintf(stderr, "atriumctl: --interval takes %d..%d seconds, not '%s'\n",
+                DB_REPLICATION_INTERVAL_MIN, DB_REPLICATION_INTERVAL_MAX, interval);
         return CTL_EXIT_USAGE;
     }
-    if (max_bps && atr_parse_ll(max_bps, 4096, INT64_MAX, &bps) < 0) {
-        fprintf(stderr, "atriumctl: --max-bps takes 4096 or more bytes/s, not '%s'\n", max_bps);
+    if (max_bps && atr_parse_ll(max_bps, DB_REPLICATION_MAX_BPS_MIN, INT64_MAX, &bps) < 0) {
+        fprintf(stderr, "atriumctl: --max-bps takes %d or more bytes/s, not '%s'\n",
+                DB_REPLICATION_MAX_BPS_MIN, max_bps);
         return CTL_EXIT_USAGE;
     }
     if (ctl_find_vm(db, arg, &v) < 0 || find_host(db, to, &h) < 0)
         return CTL_EXIT_FAILED;
     int r = db_replication_set(db, v.id, h.id, (int)iv, bps);
     if (r < 0) {
+        char why[200];
         fprintf(stderr, "atriumctl: cannot replicate vm %s to %s: %s\n", v.name, h.name,
-                r == -EINVAL ? "the VM is on that host" : strerror(-r));
+                db_replication_why(db, DB_REPLICATION_SET, v.id, r, why, sizeof(why)));
         return CTL_EXIT_FAILED;
     }
     printf("vm %s: replicated to %s every %lld s\n", v.name, h.name, iv);
@@ -199,9 +196,10 @@ static int cmd_off_sync(struct db *db, const char *arg, bool off)
         return CTL_EXIT_FAILED;
     int r = off ? db_replication_disable(db, v.id) : db_replication_sync_now(db, v.id);
     if (r < 0) {
+        char why[200];
         fprintf(stderr, "atriumctl: vm %s: %s\n", v.name,
-                r == -ENOENT ? (off ? "not replicated" : "not replicated, or replication off")
-                             : strerror(-r));
+                db_replication_why(db, off ? DB_REPLICATION_OFF : DB_REPLICATION_SYNC, v.id, r, why,
+                                   sizeof(why)));
         return CTL_EXIT_FAILED;
     }
     printf("vm %s: %s\n", v.name, off ? "replication off" : "sync due now");
@@ -213,7 +211,6 @@ static int cmd_recover(struct ctl *ctl, struct db *db, const char *arg, const ch
 {
     struct db_vm v;
     struct db_host h;
-    struct db_replication rp;
     if (!on) {
         fprintf(stderr, "atriumctl: recover needs --on HOST\n");
         return CTL_EXIT_USAGE;
@@ -221,23 +218,11 @@ static int cmd_recover(struct ctl *ctl, struct db *db, const char *arg, const ch
     if (ctl_find_vm(db, arg, &v) < 0 || find_host(db, on, &h) < 0)
         return CTL_EXIT_FAILED;
     int64_t task = 0;
-    int r = db_replication_recover_request(db, v.id, h.id, force, ALIVE_S, 0, &task);
+    int r = db_replication_recover_request(db, v.id, h.id, force, DB_REPLICATION_ALIVE_S, 0, &task);
     if (r < 0) {
         char why[200];
-        if (r == -EADDRINUSE && db_replication_get(db, v.id, &rp) == 0)
-            snprintf(why, sizeof(why),
-                     "its host %s is alive (heartbeat %lld ms ago); stop it first, or "
-                     "--force when its VMs are known to be dead",
-                     rp.source_host, (long long)rp.source_heartbeat_age_ms);
-        else
-            snprintf(why, sizeof(why), "%s",
-                     r == -ENOENT       ? "it is not replicated"
-                     : r == -ENXIO      ? "that host holds no complete copy of it"
-                     : r == -EALREADY   ? "it is already on that host"
-                     : r == -EBUSY      ? "a recovery of it is already under way"
-                     : r == -EADDRINUSE ? "its host is alive"
-                                        : strerror(-r));
-        fprintf(stderr, "atriumctl: cannot recover vm %s on %s: %s\n", v.name, h.name, why);
+        fprintf(stderr, "atriumctl: cannot recover vm %s on %s: %s\n", v.name, h.name,
+                db_replication_why(db, DB_REPLICATION_RECOVER, v.id, r, why, sizeof(why)));
         return CTL_EXIT_FAILED;
     }
     if (!wait) {

@@ -180,17 +180,20 @@ int db_admin_vms(struct db *db, const struct db_page *page, const struct db_vm_f
     char b1[24], b2[24], b3[24], b4[24];
     const char *p[] = {db_param_i64(b1, page->limit), db_param_i64(b2, page->offset),
                        db_param_id(b3, f->pool_id), db_param_id(b4, f->host_id), f->state};
-    return json_query(db,
-                      "SELECT coalesce(json_agg(t), '[]')::text FROM ("
-                      " SELECT id, name, pool_id, host_id, image_version_id, state,"
-                      "  desired_power, actual_power, vcpus, memory_mb, disk_gb,"
-                      "  assigned_user_id, assigned_at, last_error, state_changed_at,"
-                      "  ha, created_at FROM vms"
-                      " WHERE ($3::bigint IS NULL OR pool_id = $3::bigint)"
-                      " AND ($4::bigint IS NULL OR host_id = $4::bigint)"
-                      " AND ($5::text IS NULL OR state = $5::text)"
-                      " ORDER BY id LIMIT $1 OFFSET $2) t",
-                      5, p, ret_items);
+    return json_query(
+        db,
+        "SELECT coalesce(json_agg(t), '[]')::text FROM ("
+        " SELECT id, name, pool_id, host_id, image_version_id, state,"
+        "  desired_power, actual_power, vcpus, memory_mb, disk_gb,"
+        "  assigned_user_id, assigned_at, last_error, state_changed_at,"
+        "  ha, created_at, (SELECT row_to_json(x) FROM (SELECT " DB_REPLICATION_JSON_COLUMNS
+        " FROM " DB_REPLICATION_STATUS " s"
+        "   WHERE s.vm_id = vms.id) x) AS replication FROM vms"
+        " WHERE ($3::bigint IS NULL OR pool_id = $3::bigint)"
+        " AND ($4::bigint IS NULL OR host_id = $4::bigint)"
+        " AND ($5::text IS NULL OR state = $5::text)"
+        " ORDER BY id LIMIT $1 OFFSET $2) t",
+        5, p, ret_items);
 }
 
 int db_admin_sessions(struct db *db, const struct db_page *page, const struct db_session_filter *f,

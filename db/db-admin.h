@@ -64,6 +64,7 @@ struct db_vm_filter {
     const char *state;
 };
 
+/* Each VM's "replication" is its db_replication_get_json object, or null. */
 int db_admin_vms(struct db *db, const struct db_page *page, const struct db_vm_filter *f,
                  json_t **ret_items);
 

@@ -24,6 +24,39 @@ struct db {
 };
 
 /*
+ * Replications as an admin sees them (replication.c; admin.c puts one in
+ * each VM of the VM list): a sub-select, one row per replicated VM, with
+ * the state and the task under way worked out in one place.
+ * DB_REPLICATION_JSON_COLUMNS are the ones shown outside (not the copy's
+ * file or the bitmap's bookkeeping).
+ */
+#define DB_REPLICATION_STATUS                                                                      \
+    "(SELECT r.vm_id, v.name AS vm, v.host_id AS source_host_id, sh.name AS source_host,"          \
+    "  r.target_host_id, th.name AS target_host, r.interval_s, r.max_bps, r.enabled,"              \
+    "  CASE WHEN rt.kind = 'vm.recover' THEN 'recovering'"                                         \
+    "   WHEN NOT r.enabled AND r.recovered_at IS NOT NULL THEN 'recovered'"                        \
+    "   WHEN NOT r.enabled THEN 'off' WHEN rt.id IS NOT NULL THEN 'syncing'"                       \
+    "   WHEN r.last_error <> '' THEN 'failing' WHEN r.point_at IS NULL THEN 'waiting'"             \
+    "   ELSE 'ok' END AS state,"                                                                   \
+    "  r.layer_host_id AS copy_host_id, r.layer_path, r.layer_task, r.bitmap_task,"                \
+    "  r.point_at AS recovery_point_at,"                                                           \
+    "  floor(extract(epoch from now() - r.point_at))::bigint AS recovery_point_age_s, r.syncs,"    \
+    "  r.last_sync_at, r.last_bytes, r.last_full, r.last_error, r.next_sync_at,"                   \
+    "  extract(epoch from r.next_sync_at - now())::bigint AS next_sync_in_s, r.recovered_at,"      \
+    "  (extract(epoch from now() - sh.heartbeat_at) * 1000)::bigint AS source_heartbeat_age_ms,"   \
+    "  rt.id AS task_id, rt.progress AS task_progress"                                             \
+    " FROM vm_replication r JOIN vms v ON v.id = r.vm_id"                                          \
+    " JOIN hosts th ON th.id = r.target_host_id LEFT JOIN hosts sh ON sh.id = v.host_id"           \
+    " LEFT JOIN LATERAL (SELECT t.id, t.kind, t.progress FROM tasks t WHERE t.vm_id = r.vm_id"     \
+    "   AND t.kind IN ('vm.replicate', 'vm.recover') AND t.state IN ('queued', 'running')"         \
+    "   ORDER BY t.kind = 'vm.recover' DESC, t.id DESC LIMIT 1) rt ON true)"
+#define DB_REPLICATION_JSON_COLUMNS                                                                \
+    "vm_id, vm, source_host_id, source_host, target_host_id, target_host, interval_s, max_bps,"    \
+    " enabled, state, copy_host_id, recovery_point_at, recovery_point_age_s, syncs,"               \
+    " last_sync_at, last_bytes, last_full, last_error, next_sync_at, next_sync_in_s,"              \
+    " recovered_at, source_heartbeat_age_ms, task_id, task_progress"
+
+/*
  * Run one parameterised statement.  @params are text values (NULL = SQL
  * NULL).  On success returns 0 and *ret_res (PQclear it) when ret_res is not
  * NULL; on failure maps the SQLSTATE to -errno (see db.h) and fills @err.

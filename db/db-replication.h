@@ -17,6 +17,14 @@
 #include <stdint.h>
 
 struct db;
+struct db_page;
+
+#define DB_REPLICATION_INTERVAL_MIN 10     /* seconds between syncs */
+#define DB_REPLICATION_INTERVAL_MAX 604800 /* a week */
+#define DB_REPLICATION_MAX_BPS_MIN 4096    /* smallest copy bandwidth cap, bytes/s */
+/* A host that heart-beat this recently is alive: its VMs are not recovered
+ * elsewhere (unless forced). */
+#define DB_REPLICATION_ALIVE_S 10
 
 struct db_replication {
     int64_t vm_id;
@@ -41,6 +49,11 @@ struct db_replication {
     int64_t next_sync_in_s;          /* may be negative: due */
     int64_t recovered_at_us;         /* 0 = never */
     int64_t source_heartbeat_age_ms; /* -1 = never or no host */
+    /* recovering (a vm.recover under way), recovered, off, syncing (a
+     * vm.replicate queued or running), failing (the last sync failed),
+     * waiting (no complete copy yet) or ok. */
+    char state[16];
+    int64_t task_id; /* the vm.replicate or vm.recover under way; 0 = none */
 };
 
 /*
@@ -56,13 +69,46 @@ int db_replication_set(struct db *db, int64_t vm_id, int64_t target_host_id, int
 /* Stop scheduling syncs of @vm_id (the copy stays).  -ENOENT when not replicated. */
 int db_replication_disable(struct db *db, int64_t vm_id);
 
-/* Make the next sync due now.  -ENOENT when not replicated or disabled. */
+/* Make the next sync due now.  -ENOENT when not replicated or disabled;
+ * -ESRCH when the VM is not running (only running VMs are synced). */
 int db_replication_sync_now(struct db *db, int64_t vm_id);
 
 int db_replication_get(struct db *db, int64_t vm_id, struct db_replication *ret);
 
 /* Every replicated VM by name; *ret is malloc'd (free()). */
 int db_replication_list(struct db *db, struct db_replication **ret, size_t *ret_n);
+
+/*
+ * What an admin sees of replications, as JSON (the API's and `atriumctl
+ * --json`'s): objects of vm_id, vm, source_host_id, source_host,
+ * target_host_id, target_host, interval_s, max_bps (null: no cap), enabled,
+ * state (as struct db_replication's), copy_host_id, recovery_point_at,
+ * recovery_point_age_s (null: no copy yet), syncs, last_sync_at (the last
+ * complete sync), last_bytes, last_full, last_error, next_sync_at,
+ * next_sync_in_s, recovered_at, source_heartbeat_age_ms, task_id and
+ * task_progress (the sync or recovery under way).
+ *
+ * _list: a page by VM name (@page NULL: all) into *ret_items, a new array.
+ * _get:  VM @vm_id's into *ret, a new object; -ENOENT when not replicated.
+ */
+int db_replication_list_json(struct db *db, const struct db_page *page, json_t **ret_items);
+int db_replication_get_json(struct db *db, int64_t vm_id, json_t **ret);
+
+enum db_replication_op {
+    DB_REPLICATION_SET,     /* db_replication_set */
+    DB_REPLICATION_OFF,     /* db_replication_disable */
+    DB_REPLICATION_SYNC,    /* db_replication_sync_now */
+    DB_REPLICATION_RECOVER, /* db_replication_recover_request */
+};
+
+/*
+ * Why @op on VM @vm_id failed with @r, as a sentence for the admin (the CLI
+ * and the API say the same): e.g. for a recovery refused because the VM's
+ * host is alive, that host and how long ago it heart-beat.  Reads the
+ * replication for that; writes @buf (NUL-terminated) and returns it.
+ */
+const char *db_replication_why(struct db *db, enum db_replication_op op, int64_t vm_id, int r,
+                               char *buf, size_t size);
 
 /*
  * Queue a `vm.replicate` task (params to_host, max_bps) for each VM on

@@ -7,18 +7,15 @@
 #include <string.h>
 
 #define REP_COLUMNS                                                                                \
-    "r.vm_id, v.name, coalesce(v.host_id, 0), coalesce(sh.name, ''), r.target_host_id, th.name,"   \
-    " r.interval_s, coalesce(r.max_bps, 0), r.enabled, coalesce(r.layer_path, ''),"                \
-    " coalesce(r.layer_host_id, 0), coalesce(r.layer_task, 0), coalesce(r.bitmap_task, 0),"        \
-    " (extract(epoch from r.point_at) * 1000000)::bigint,"                                         \
-    " extract(epoch from now() - r.point_at)::bigint, r.syncs,"                                    \
-    " (extract(epoch from r.last_sync_at) * 1000000)::bigint, coalesce(r.last_bytes, -1),"         \
-    " coalesce(r.last_full, false), r.last_error,"                                                 \
-    " extract(epoch from r.next_sync_at - now())::bigint,"                                         \
-    " (extract(epoch from r.recovered_at) * 1000000)::bigint,"                                     \
-    " (extract(epoch from now() - sh.heartbeat_at) * 1000)::bigint"                                \
-    " FROM vm_replication r JOIN vms v ON v.id = r.vm_id"                                          \
-    " JOIN hosts th ON th.id = r.target_host_id LEFT JOIN hosts sh ON sh.id = v.host_id"
+    "s.vm_id, s.vm, coalesce(s.source_host_id, 0), coalesce(s.source_host, ''),"                   \
+    " s.target_host_id, s.target_host, s.interval_s, coalesce(s.max_bps, 0), s.enabled,"           \
+    " coalesce(s.layer_path, ''), coalesce(s.copy_host_id, 0), coalesce(s.layer_task, 0),"         \
+    " coalesce(s.bitmap_task, 0), (extract(epoch from s.recovery_point_at) * 1000000)::bigint,"    \
+    " s.recovery_point_age_s, s.syncs, (extract(epoch from s.last_sync_at) * 1000000)::bigint,"    \
+    " coalesce(s.last_bytes, -1), coalesce(s.last_full, false), s.last_error, s.next_sync_in_s,"   \
+    " (extract(epoch from s.recovered_at) * 1000000)::bigint, s.source_heartbeat_age_ms,"          \
+    " s.state, coalesce(s.task_id, 0)"                                                             \
+    " FROM " DB_REPLICATION_STATUS " s"
 
 static void copy(char *dst, size_t size, const PGresult *res, int row, int col)
 {
@@ -53,12 +50,15 @@ static void rep_from_row(const PGresult *res, int row, void *elem)
     r->next_sync_in_s = db_get_i64(res, row, 20);
     r->recovered_at_us = db_get_i64(res, row, 21);
     r->source_heartbeat_age_ms = db_get(res, row, 22) ? db_get_i64(res, row, 22) : -1;
+    copy(r->state, sizeof(r->state), res, row, 23);
+    r->task_id = db_get_i64(res, row, 24);
 }
 
 int db_replication_set(struct db *db, int64_t vm_id, int64_t target_host_id, int interval_s,
                        int64_t max_bps)
 {
-    if (interval_s < 10 || interval_s > 604800 || max_bps < 0 || (max_bps && max_bps < 4096))
+    if (interval_s < DB_REPLICATION_INTERVAL_MIN || interval_s > DB_REPLICATION_INTERVAL_MAX ||
+        max_bps < 0 || (max_bps && max_bps < DB_REPLICATION_MAX_BPS_MIN))
         return -ERANGE;
     char b1[24], b2[24], b3[24], b4[24];
     const char *p[] = {db_param_i64(b1, vm_id), db_param_i64(b2, target_host_id),
@@ -113,23 +113,123 @@ int db_replication_sync_now(struct db *db, int64_t vm_id)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, vm_id)};
-    return db_exec_changed(db,
-                           "UPDATE vm_replication SET next_sync_at = now(), updated_at = now()"
-                           " WHERE vm_id = $1 AND enabled RETURNING vm_id",
-                           1, p);
+    PGresult *res;
+    /* Only a running VM is synced (db_replication_schedule): for one that
+     * is off the sync would wait unseen until it runs. */
+    int r = db_exec(db,
+                    "WITH r AS (SELECT r.vm_id, v.actual_power IN ('running', 'paused') AS runs"
+                    "   FROM vm_replication r JOIN vms v ON v.id = r.vm_id"
+                    "   WHERE r.vm_id = $1 AND r.enabled FOR UPDATE OF r),"
+                    " up AS (UPDATE vm_replication SET next_sync_at = now(), updated_at = now()"
+                    "   WHERE vm_id = (SELECT vm_id FROM r WHERE runs) RETURNING vm_id)"
+                    " SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM up)",
+                    1, p, &res, NULL);
+    if (r < 0)
+        return r;
+    if (db_get_i64(res, 0, 0) == 0)
+        r = -ENOENT;
+    else if (db_get_i64(res, 0, 1) == 0)
+        r = -ESRCH;
+    PQclear(res);
+    return r;
 }
 
 int db_replication_get(struct db *db, int64_t vm_id, struct db_replication *ret)
 {
     char b1[24];
     const char *p[] = {db_param_i64(b1, vm_id)};
-    return db_exec_row(db, "SELECT " REP_COLUMNS " WHERE r.vm_id = $1", 1, p, rep_from_row, ret);
+    return db_exec_row(db, "SELECT " REP_COLUMNS " WHERE s.vm_id = $1", 1, p, rep_from_row, ret);
 }
 
 int db_replication_list(struct db *db, struct db_replication **ret, size_t *ret_n)
 {
-    return db_exec_rows(db, "SELECT " REP_COLUMNS " ORDER BY v.name", 0, NULL,
+    return db_exec_rows(db, "SELECT " REP_COLUMNS " ORDER BY s.vm, s.vm_id", 0, NULL,
                         sizeof(struct db_replication), rep_from_row, (void **)ret, ret_n);
+}
+
+/* Run @sql, whose one row and column is JSON text, and parse it into *ret. */
+static int json_of(struct db *db, const char *sql, int n, const char *const *p, json_t **ret)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, n, p, &res, NULL);
+    if (r < 0)
+        return r;
+    const char *text = PQntuples(res) == 1 ? db_get(res, 0, 0) : NULL;
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    r = !text ? -ENOENT : !v ? -ENOMEM : 0;
+    PQclear(res);
+    if (r == 0)
+        *ret = v;
+    return r;
+}
+
+int db_replication_list_json(struct db *db, const struct db_page *page, json_t **ret_items)
+{
+    if (page && (page->limit < 1 || page->offset < 0))
+        return -EINVAL;
+    char b1[24], b2[24];
+    const char *p[] = {page ? db_param_i64(b1, page->limit) : NULL,
+                       db_param_i64(b2, page ? page->offset : 0)};
+    return json_of(db,
+                   "SELECT coalesce(json_agg(t), '[]')::text FROM ("
+                   " SELECT " DB_REPLICATION_JSON_COLUMNS " FROM " DB_REPLICATION_STATUS " s"
+                   " ORDER BY vm, vm_id LIMIT $1 OFFSET $2) t",
+                   2, p, ret_items);
+}
+
+int db_replication_get_json(struct db *db, int64_t vm_id, json_t **ret)
+{
+    char b1[24];
+    const char *p[] = {db_param_i64(b1, vm_id)};
+    return json_of(db,
+                   "SELECT row_to_json(t)::text FROM ("
+                   " SELECT " DB_REPLICATION_JSON_COLUMNS " FROM " DB_REPLICATION_STATUS " s"
+                   " WHERE vm_id = $1) t",
+                   1, p, ret);
+}
+
+const char *db_replication_why(struct db *db, enum db_replication_op op, int64_t vm_id, int r,
+                               char *buf, size_t size)
+{
+    struct db_replication rp;
+    const char *why = NULL;
+    switch (r) {
+    case -ENOENT:
+        why = op == DB_REPLICATION_SYNC ? "it is not replicated, or its replication is off"
+                                        : "it is not replicated";
+        break;
+    case -EINVAL:
+        if (op == DB_REPLICATION_SET)
+            why = "it runs on that host: the copy must go to another one";
+        break;
+    case -ERANGE:
+        why = "the interval is outside 10..604800 s or the bandwidth cap under 4096 bytes/s";
+        break;
+    case -ESRCH:
+        why = "it is not running: only a running VM is synced";
+        break;
+    case -ENXIO:
+        why = "that host holds no complete copy of it";
+        break;
+    case -EALREADY:
+        why = "it is already on that host";
+        break;
+    case -EBUSY:
+        why = "a recovery of it is already under way";
+        break;
+    case -EADDRINUSE:
+        if (db_replication_get(db, vm_id, &rp) == 0 && rp.source_host[0]) {
+            snprintf(buf, size,
+                     "its host %s is alive (heartbeat %lld ms ago); stop that host first, or "
+                     "force when its VMs are known to be dead",
+                     rp.source_host, (long long)rp.source_heartbeat_age_ms);
+            return buf;
+        }
+        why = "its host is alive";
+        break;
+    }
+    snprintf(buf, size, "%s", why ? why : strerror(-r));
+    return buf;
 }
 
 int db_replication_schedule(struct db *db, int64_t host_id)

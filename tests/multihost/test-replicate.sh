@@ -101,7 +101,11 @@ sync_round() { # K: wait for a sync queued after the last note() to be recorded
     local k=$1 c=$note_c maxid=$note_id
     if until_sql 120 "SELECT coalesce(layer_task, 0) > $maxid FROM vm_replication WHERE vm_id = $vm" && settled; then
         noted[$k]=$c
-        layer_task[$k]=$(q "SELECT layer_task FROM vm_replication WHERE vm_id = $vm")
+        # the first sync queued after the note: on a loaded machine the next
+        # one may already have been recorded too by now
+        layer_task[$k]=$(q "SELECT min((params->>'source_task')::bigint) FROM tasks
+            WHERE kind = 'vm.replicate_in' AND vm_id = $vm AND state = 'succeeded'
+            AND (params->>'source_task')::bigint > $maxid")
         local row
         row=$(q "SELECT result->>'bytes', result->>'full', result->>'layer_file_bytes'
                  FROM tasks WHERE kind = 'vm.replicate_in' AND params->>'source_task' = '${layer_task[$k]}'")
