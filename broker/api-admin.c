@@ -214,3 +214,13 @@ int brk_api_group_members(struct brk_request *req, struct brk_reply *rep)
     int r = db_admin_group_members(req->conn->db, req->ids[0], &rd, &items);
     return list_reply(rep, r, &page, items);
 }
+
+int brk_api_replications(struct brk_request *req, struct brk_reply *rep)
+{
+    struct db_page page, rd;
+    if (page_of(req, rep, &page, &rd) < 0)
+        return 0;
+    json_t *items = NULL;
+    int r = db_replication_list_json(req->conn->db, &rd, &items);
+    return list_reply(rep, r, &page, items);
+}

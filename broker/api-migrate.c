@@ -24,16 +24,9 @@ int brk_migrate_input_parse(const json_t *body, struct brk_migrate_input *ret, c
         snprintf(why, why_len, "the body must be an object with to_host");
         return -EINVAL;
     }
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)body, key, val)
-    {
-        if (strcmp(key, "to_host") != 0 && strcmp(key, "copy_storage") != 0 &&
-            strcmp(key, "max_bandwidth_mbs") != 0) {
-            snprintf(why, why_len, "unknown member '%.64s'", key);
-            return -EINVAL;
-        }
-    }
+    static const char *const allowed[] = {"to_host", "copy_storage", "max_bandwidth_mbs", NULL};
+    if (brk_members_check(body, allowed, why, why_len) < 0)
+        return -EINVAL;
     const json_t *to = json_object_get(body, "to_host");
     if (!json_is_integer(to) || json_integer_value(to) < 1) {
         snprintf(why, why_len, "to_host must be a host id (an integer of at least 1)");

@@ -14,21 +14,11 @@
 /* True when @body has no member outside @allowed; else a 400 is set in @rep. */
 static bool only_members(const json_t *body, const char *const *allowed, struct brk_reply *rep)
 {
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)body, key, val)
-    {
-        const char *const *a = allowed;
-        while (*a && strcmp(*a, key) != 0)
-            a++;
-        if (!*a) {
-            char why[128];
-            snprintf(why, sizeof(why), "unknown member '%.64s'", key);
-            brk_reply_error(rep, 400, "bad_request", why);
-            return false;
-        }
-    }
-    return true;
+    char why[128];
+    if (brk_members_check(body, allowed, why, sizeof(why)) == 0)
+        return true;
+    brk_reply_error(rep, 400, "bad_request", why);
+    return false;
 }
 
 static bool need_body(struct brk_request *req, struct brk_reply *rep)

@@ -40,6 +40,12 @@ struct brk_server;
  */
 int brk_body_parse(const char *buf, size_t len, json_t **ret_obj, char *why, size_t why_len);
 
+/*
+ * Check that object @body has no member outside @allowed (NULL-terminated).
+ * 0, or -EINVAL with "unknown member '…'" in @why.
+ */
+int brk_members_check(const json_t *body, const char *const *allowed, char *why, size_t why_len);
+
 struct brk_login_input {
     const char *username; /* borrowed from the parsed body */
     const char *password;
@@ -126,6 +132,34 @@ struct brk_migrate_input {
  * with @why; *ret is set only on success.
  */
 int brk_migrate_input_parse(const json_t *body, struct brk_migrate_input *ret, char *why,
+                            size_t why_len);
+
+/* A PUT /vms/{id}/replication body, checked (api-replication.c). */
+struct brk_replication_input {
+    int64_t to_host;
+    int interval_s;  /* DB_REPLICATION_INTERVAL_MIN..MAX */
+    int64_t max_bps; /* 0: no cap */
+};
+
+/*
+ * Check a replication body: to_host (integer >= 1), interval_s (10..604800)
+ * and optional max_bps (null, or an integer >= 4096); no other member.  0
+ * or -EINVAL with @why; *ret is set only on success.
+ */
+int brk_replication_input_parse(const json_t *body, struct brk_replication_input *ret, char *why,
+                                size_t why_len);
+
+/* A POST /vms/{id}/recover body, checked (api-replication.c). */
+struct brk_recover_input {
+    int64_t on_host;
+    bool force; /* recover even though the VM's host heart-beats */
+};
+
+/*
+ * Check a recover body: on_host (integer >= 1) and optional force (bool);
+ * no other member.  0 or -EINVAL with @why; *ret is set only on success.
+ */
+int brk_recover_input_parse(const json_t *body, struct brk_recover_input *ret, char *why,
                             size_t why_len);
 
 /* A POST /vms/{id}/snapshots body, checked (api-snapshots.c). */
@@ -500,6 +534,13 @@ int brk_api_vm_snapshot_delete(struct brk_request *req, struct brk_reply *rep);
 int brk_api_vm_migrate(struct brk_request *req, struct brk_reply *rep); /* api-migrate.c */
 int brk_api_vm_migrate_cancel(struct brk_request *req, struct brk_reply *rep);
 int brk_api_image_upload(struct brk_request *req, struct brk_reply *rep); /* api-upload.c */
+int brk_api_replications(struct brk_request *req, struct brk_reply *rep); /* api-admin.c */
+/* api-replication.c */
+int brk_api_vm_replication_get(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_replication_set(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_replication_off(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_replication_sync(struct brk_request *req, struct brk_reply *rep);
+int brk_api_vm_recover(struct brk_request *req, struct brk_reply *rep);
 
 int brk_api_user_create(struct brk_request *req, struct brk_reply *rep);
 int brk_api_user_update(struct brk_request *req, struct brk_reply *rep);

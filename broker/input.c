@@ -89,6 +89,23 @@ int brk_login_input_parse(const json_t *body, struct brk_login_input *ret, char 
     return 0;
 }
 
+int brk_members_check(const json_t *body, const char *const *allowed, char *why, size_t why_len)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)body, key, val)
+    {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, key) != 0)
+            a++;
+        if (!*a) {
+            snprintf(why, why_len, "unknown member '%.64s'", key);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static const char *qget(const struct brk_query *q, const char *key)
 {
     return q && q->get ? q->get(q->userdata, key) : NULL;
@@ -288,18 +305,8 @@ int brk_pool_input_apply(const json_t *body, struct db_pool *p, char *why, size_
                                         "clone",
                                         NULL};
     struct db_pool n = *p;
-    const char *key;
-    json_t *val;
-    json_object_foreach((json_t *)body, key, val)
-    {
-        const char *const *k = known;
-        while (*k && strcmp(*k, key) != 0)
-            k++;
-        if (!*k) {
-            snprintf(why, why_len, "unknown member '%.64s'", key);
-            return -EINVAL;
-        }
-    }
+    if (brk_members_check(body, known, why, why_len) < 0)
+        return -EINVAL;
     long long image = 0;
     int r = atr_json_get_int(body, "image_version_id", 0, INT64_MAX, &image);
     if (r == -EINVAL)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROUTES 64 /* routes.c has far fewer; checked at start-up */
+#define MAX_ROUTES 96 /* routes.c has far fewer; checked at start-up */
 
 static const int status_codes[] = {200, 201, 204, 400, 401, 403, 404, 405,
                                    409, 413, 415, 429, 431, 500, 503};

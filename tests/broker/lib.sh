@@ -107,3 +107,38 @@ expect() {
 
 # jget EXPR: evaluate a Python expression over the last JSON body (as j)
 jget() { python3 -c "import json,sys; j=json.load(open('$tmp/body')); print($1)"; }
+
+# login NAME PASSWORD: curl configs for NAME's session in $tmp/auth.NAME
+# (cookie and CSRF header) and $tmp/nocsrf.NAME (the cookie alone)
+login() {
+    req POST /api/v1/login -H 'Content-Type: application/json' \
+        --data-binary "{\"username\":\"$1\",\"password\":\"$2\"}"
+    [[ $status == 200 ]] || { fail "log-in of $1" "$tmp/body"; exit 1; }
+    local cookie
+    cookie=$(sed -n 's/^Set-Cookie: atrium_session=\([^;]*\);.*/\1/Ip' "$tmp/hdr" | tr -d '\r')
+    printf -- '-H "Cookie: atrium_session=%s"\n-H "X-CSRF-Token: %s"\n' "$cookie" \
+        "$(jget 'j["csrf_token"]')" >"$tmp/auth.$1"
+    printf -- '-H "Cookie: atrium_session=%s"\n' "$cookie" >"$tmp/nocsrf.$1"
+}
+
+# as NAME METHOD PATH [JSON]: req as NAME (logged in with login), with JSON as the body
+as() {
+    local who=$1 m=$2 p=$3
+    shift 3
+    if [[ -n ${1:-} ]]; then
+        req "$m" "$p" -K "$tmp/auth.$who" -H 'Content-Type: application/json' --data-binary "$1"
+    else
+        req "$m" "$p" -K "$tmp/auth.$who"
+    fi
+}
+
+# refused NAME STATUS ERROR [DETAIL-REGEX]: the last reply is STATUS with
+# {"error": ERROR, "detail": ...}, the detail not empty (and matching DETAIL-REGEX)
+refused() {
+    local d
+    d=$(jget 'j.get("detail", "")' 2>/dev/null || true)
+    if [[ $status == "$2" && $(jget 'j["error"]' 2>/dev/null) == "$3" && -n $d &&
+        (-z ${4:-} || $d =~ $4) ]]; then
+        ok "$1 ($2 $3: $d)"
+    else fail "$1: status $status, wanted $2 $3${4:+ with detail ~ $4}" "$tmp/body"; fi
+}

@@ -20,31 +20,6 @@ setup_db "$seed"
 
 plain_broker "$broker" "threads = 2"
 
-login() { # login NAME PASSWORD: curl config with the cookie and CSRF header in $tmp/auth.NAME
-    req POST /api/v1/login -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$2\"}"
-    [[ $status == 200 ]] || { fail "log-in of $1" "$tmp/body"; exit 1; }
-    local cookie
-    cookie=$(sed -n 's/^Set-Cookie: atrium_session=\([^;]*\);.*/\1/Ip' "$tmp/hdr" | tr -d '\r')
-    printf -- '-H "Cookie: atrium_session=%s"\n-H "X-CSRF-Token: %s"\n' "$cookie" \
-        "$(jget 'j["csrf_token"]')" >"$tmp/auth.$1"
-    printf -- '-H "Cookie: atrium_session=%s"\n' "$cookie" >"$tmp/nocsrf.$1"
-}
-as() { # as NAME METHOD PATH [JSON]
-    local who=$1 m=$2 p=$3
-    shift 3
-    if [[ -n ${1:-} ]]; then
-        req "$m" "$p" -K "$tmp/auth.$who" -H 'Content-Type: application/json' --data-binary "$1"
-    else
-        req "$m" "$p" -K "$tmp/auth.$who"
-    fi
-}
-# refused NAME STATUS ERROR: the last reply is STATUS with {"error": ERROR, "detail": ...}
-refused() {
-    if [[ $status == "$2" && $(jget 'j["error"]') == "$3" && -n $(jget 'j["detail"]') ]]; then
-        ok "$1 ($2 $3: $(jget 'j["detail"]'))"
-    else fail "$1: status $status, wanted $2 $3" "$tmp/body"; fi
-}
 tasks() { psql_db "SELECT count(*) FROM tasks WHERE kind = 'vm.migrate'"; }
 login root 'root pw'
 login oscar 'oscar pw'

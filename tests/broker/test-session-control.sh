@@ -17,24 +17,6 @@ ann=$("$seed" user "$conninfo" ann 'ann pw' user)
 
 plain_broker "$broker" "threads = 2"
 
-login() { # login NAME PASSWORD: curl config with the cookie and CSRF header in $tmp/auth.NAME
-    req POST /api/v1/login -H 'Content-Type: application/json' \
-        --data-binary "{\"username\":\"$1\",\"password\":\"$2\"}"
-    [[ $status == 200 ]] || { fail "log-in of $1" "$tmp/body"; exit 1; }
-    local cookie
-    cookie=$(sed -n 's/^Set-Cookie: atrium_session=\([^;]*\);.*/\1/Ip' "$tmp/hdr" | tr -d '\r')
-    printf -- '-H "Cookie: atrium_session=%s"\n-H "X-CSRF-Token: %s"\n' "$cookie" \
-        "$(jget 'j["csrf_token"]')" >"$tmp/auth.$1"
-}
-as() { # as NAME METHOD PATH [JSON]
-    local who=$1 m=$2 p=$3
-    shift 3
-    if [[ -n ${1:-} ]]; then
-        req "$m" "$p" -K "$tmp/auth.$who" -H 'Content-Type: application/json' --data-binary "$1"
-    else
-        req "$m" "$p" -K "$tmp/auth.$who"
-    fi
-}
 audits() { psql_db "SELECT count(*) FROM audit_log WHERE action = '$1' AND outcome = 'success'"; }
 login root 'root pw'
 login oscar 'oscar pw'
