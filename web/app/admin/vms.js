@@ -3,14 +3,17 @@
 // target, CPU weight and caps, disk limits, boost: applied by hostd without
 // a restart), snapshots (taken, reverted and deleted by the VM's host in
 // tasks whose progress the dialog shows), live migration to another host
-// (admins; the task's progress, then QEMU's downtime), delete, and a live CPU/memory
-// chart per running VM.  An admin console of a VM needs a broker route
+// (admins; the task's progress, then QEMU's downtime), disaster-recovery
+// replication (replication.js: where each VM's disk is copied and the age of
+// its recovery point; admins set, sync, stop and recover), delete, and a live
+// CPU/memory chart per running VM.  An admin console of a VM needs a broker route
 // that does not exist yet.
 
 import { api, errorText, qs } from '../api.js';
 import { h, badge, busy, clear, confirmDialog, field, fmtAgo, fmtMiB, fmtTime, listView, messageBox, modal, toast } from '../ui.js';
 import { session } from '../main.js';
 import { liveChart } from '../chart.js';
+import { replicationColumn, replicationDialog } from './replication.js';
 
 // The live-resource fields: [member, label, min, max, hint]; empty = no limit.
 const LIMITS = [
@@ -332,6 +335,11 @@ function powerButtons(v, reload) {
                 reload();
             });
         } }, v.ha ? 'HA off' : 'HA on'));
+    if (session.user && session.user.role === 'admin') {
+        const rep = h('button', { type: 'button', class: 'btn', onclick: () => replicationDialog(v, rep, reload) },
+            'Replication');
+        out.push(rep);
+    }
     if (session.user && session.user.role === 'admin')
         out.push(h('button', { type: 'button', class: 'btn btn-danger', onclick: async (e) => {
             if (!await confirmDialog(`Delete ${v.name}? Its host stops it and removes its disk.`, 'Delete'))
@@ -352,6 +360,7 @@ export function renderVms(main) {
     // Pool and host names for the rows (one page of each is read once).
     const names = { pool: new Map(), host: new Map() };
     const named = (kind, id) => (id ? (names[kind].has(id) ? `${names[kind].get(id)} (#${id})` : `#${id}`) : '—');
+    const replication = replicationColumn();
     const list = listView({
         path: '/vms',
         caption: 'Virtual machines',
@@ -370,6 +379,7 @@ export function renderVms(main) {
             { label: 'Pool', value: (v) => named('pool', v.pool_id) },
             { label: 'Host', value: (v) => named('host', v.host_id) },
             { label: 'HA', value: (v) => (v.pool_id ? '—' : v.ha ? 'on' : 'off') },
+            { label: 'Replication', value: (v) => replication.cell(v) },
             { label: 'Size', value: (v) => `${v.vcpus ?? '—'} vCPU, ${fmtMiB(v.memory_mb)}` },
             { label: 'Assigned to', value: (v) => (v.assigned_user_id ? `user #${v.assigned_user_id}` : '—') },
             { label: 'Since', value: (v) => h('span', { title: fmtTime(v.state_changed_at) }, fmtAgo(v.state_changed_at)) },
@@ -391,4 +401,5 @@ export function renderVms(main) {
             list.reload();
         })
         .catch(() => {}); // the rows keep their ids; the list shows its own errors
+    return () => replication.stop();
 }
