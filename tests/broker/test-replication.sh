@@ -25,10 +25,7 @@ setup_db "$seed"
 "$seed" user "$conninfo" oscar 'oscar pw' operator >/dev/null
 "$seed" user "$conninfo" uma 'uma pw' user >/dev/null
 
-conf=$tmp/atrium.conf
-write_conf "$conf" "tls = false" "threads = 2"
-start_broker "$broker" "$conf" "$tmp/broker.log"
-base=http://127.0.0.1:$port
+plain_broker "$broker" "threads = 2"
 
 # truth NAME SQL: SQL answers t
 truth() {
