@@ -14,13 +14,9 @@
 static int json_query(struct db *db, const char *sql, int n, const char *const *p, json_t **ret)
 {
     PGresult *res;
-    int r = db_exec(db, sql, n, p, &res, NULL);
+    int r = db_exec_one(db, sql, n, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     json_t *v = json_loads(PQgetvalue(res, 0, 0), JSON_DECODE_ANY, NULL);
     PQclear(res);
     if (!v)

@@ -190,6 +190,21 @@ int db_exec_changed(struct db *db, const char *sql, int nparams, const char *con
     return r;
 }
 
+int db_exec_one(struct db *db, const char *sql, int nparams, const char *const *params,
+                PGresult **ret_res)
+{
+    PGresult *res;
+    int r = db_exec(db, sql, nparams, params, &res, NULL);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    *ret_res = res;
+    return 0;
+}
+
 int db_exec_rows(struct db *db, const char *sql, int nparams, const char *const *params,
                  size_t elem_size, db_row_fn fill, void **ret_items, size_t *ret_n)
 {

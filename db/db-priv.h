@@ -70,6 +70,14 @@ int db_exec(struct db *db, const char *sql, int nparams, const char *const *para
  */
 int db_exec_changed(struct db *db, const char *sql, int nparams, const char *const *params);
 
+/*
+ * Run a statement that must return exactly one row: 0 and *ret_res (PQclear
+ * it), -ENOENT (nothing to clear) when it returned none or several, -errno
+ * on failure.
+ */
+int db_exec_one(struct db *db, const char *sql, int nparams, const char *const *params,
+                PGresult **ret_res);
+
 /* Fill one element of a result array from row @row. */
 typedef void (*db_row_fn)(const PGresult *res, int row, void *elem);
 

@@ -61,16 +61,12 @@ int db_desktop_live_session(struct db *db, int64_t user_id, int64_t pool_id,
     char b1[24], b2[24];
     const char *p[] = {db_param_i64(b1, user_id), db_param_i64(b2, pool_id)};
     PGresult *res;
-    int r = db_exec(db,
-                    "SELECT id FROM desktop_sessions WHERE user_id = $1 AND pool_id = $2"
-                    " AND state <> 'ended'",
-                    2, p, &res, NULL);
+    int r = db_exec_one(db,
+                        "SELECT id FROM desktop_sessions WHERE user_id = $1 AND pool_id = $2"
+                        " AND state <> 'ended'",
+                        2, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     *ret_session_id = db_get_i64(res, 0, 0);
     PQclear(res);
     return 0;

@@ -27,18 +27,14 @@ int db_host_heartbeat_unfence(struct db *db, int64_t host_id, bool *ret_was_fenc
     /* The host row's lock orders this against poold's move of a VM off a
      * fenced host (which locks the same row): whichever comes second sees
      * what the first did. */
-    int r = db_exec(db,
-                    "WITH o AS (SELECT id, state FROM hosts WHERE id = $1 FOR UPDATE)"
-                    " UPDATE hosts h SET heartbeat_at = now(),"
-                    "  state = CASE WHEN o.state = 'fenced' THEN 'online' ELSE h.state END"
-                    " FROM o WHERE h.id = o.id RETURNING o.state = 'fenced'",
-                    1, p, &res, NULL);
+    int r = db_exec_one(db,
+                        "WITH o AS (SELECT id, state FROM hosts WHERE id = $1 FOR UPDATE)"
+                        " UPDATE hosts h SET heartbeat_at = now(),"
+                        "  state = CASE WHEN o.state = 'fenced' THEN 'online' ELSE h.state END"
+                        " FROM o WHERE h.id = o.id RETURNING o.state = 'fenced'",
+                        1, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     *ret_was_fenced = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return 0;

@@ -19,13 +19,9 @@
 static int reply_query(struct db *db, const char *sql, const char *const *p, json_t **ret)
 {
     PGresult *res;
-    int r = db_exec(db, sql, 4, p, &res, NULL);
+    int r = db_exec_one(db, sql, 4, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     json_t *v = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     PQclear(res);
     if (!v)

@@ -13,16 +13,12 @@ int db_relay_announce(struct db *db, const char *host_name, const char *relay,
 {
     const char *p[] = {host_name, relay, cert_sha256};
     PGresult *res;
-    int r = db_exec(db,
-                    "UPDATE hosts SET display_relay = $2, display_relay_cert = $3"
-                    " WHERE name = $1 RETURNING id",
-                    3, p, &res, NULL);
+    int r = db_exec_one(db,
+                        "UPDATE hosts SET display_relay = $2, display_relay_cert = $3"
+                        " WHERE name = $1 RETURNING id",
+                        3, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     *ret_host_id = db_get_i64(res, 0, 0);
     PQclear(res);
     return 0;
@@ -59,9 +55,9 @@ int db_relay_host(struct db *db, int64_t host_id, struct db_relay_target *ret)
     char b1[24];
     const char *p[] = {db_param_i64(b1, host_id)};
     struct db_relay_target t;
-    int r = db_exec_row(db,
-                        "SELECT id, name, display_relay, display_relay_cert FROM hosts WHERE id = $1",
-                        1, p, target_from_row, &t);
+    int r = db_exec_row(
+        db, "SELECT id, name, display_relay, display_relay_cert FROM hosts WHERE id = $1", 1, p,
+        target_from_row, &t);
     if (r < 0)
         return r;
     *ret = t;
@@ -97,8 +93,8 @@ int db_relay_ticket_issue(struct db *db, int64_t vm_id, int64_t host_id, const c
     return 0;
 }
 
-int db_relay_ticket_consume(struct db *db, const char *ticket, int64_t host_id,
-                            int64_t *ret_vm_id, char ret_kind[static 8])
+int db_relay_ticket_consume(struct db *db, const char *ticket, int64_t host_id, int64_t *ret_vm_id,
+                            char ret_kind[static 8])
 {
     char hash[2 + 64 + 1], b1[24];
     PGresult *res;
@@ -108,22 +104,20 @@ int db_relay_ticket_consume(struct db *db, const char *ticket, int64_t host_id,
     if (r < 0)
         return r;
     const char *p[] = {hash, db_param_i64(b1, host_id)};
-    r = db_exec(db,
-                "UPDATE display_relay_tickets t SET used_at = now()"
-                " WHERE t.ticket_hash = $1::bytea AND t.used_at IS NULL"
-                " AND t.expires_at > now() AND t.host_id = $2"
-                " AND (EXISTS (SELECT 1 FROM vms v WHERE v.id = t.vm_id AND v.host_id = $2)"
-                "  OR (t.kind = 'spice' AND EXISTS (SELECT 1 FROM tasks k"
-                "   WHERE k.kind = 'vm.migrate_in' AND k.state = 'running'"
-                "   AND k.vm_id = t.vm_id AND k.host_id = $2)))"
-                " RETURNING t.vm_id, t.kind",
-                2, p, &res, NULL);
+    r = db_exec_one(db,
+                    "UPDATE display_relay_tickets t SET used_at = now()"
+                    " WHERE t.ticket_hash = $1::bytea AND t.used_at IS NULL"
+                    " AND t.expires_at > now() AND t.host_id = $2"
+                    " AND (EXISTS (SELECT 1 FROM vms v WHERE v.id = t.vm_id AND v.host_id = $2)"
+                    "  OR (t.kind = 'spice' AND EXISTS (SELECT 1 FROM tasks k"
+                    "   WHERE k.kind = 'vm.migrate_in' AND k.state = 'running'"
+                    "   AND k.vm_id = t.vm_id AND k.host_id = $2)))"
+                    " RETURNING t.vm_id, t.kind",
+                    2, p, &res);
+    if (r == -ENOENT)
+        return -EACCES;
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -EACCES;
-    }
     *ret_vm_id = db_get_i64(res, 0, 0);
     snprintf(ret_kind, 8, "%s", db_get(res, 0, 1));
     PQclear(res);
@@ -158,8 +152,7 @@ int db_spice_follow_issue(struct db *db, int64_t vm_id, int64_t to_host, int ttl
     return 0;
 }
 
-int db_spice_follow_find(struct db *db, const char *token, int64_t *ret_vm_id,
-                         int64_t *ret_to_host)
+int db_spice_follow_find(struct db *db, const char *token, int64_t *ret_vm_id, int64_t *ret_to_host)
 {
     char hash[2 + 64 + 1];
     PGresult *res;
@@ -169,16 +162,14 @@ int db_spice_follow_find(struct db *db, const char *token, int64_t *ret_vm_id,
     if (r < 0)
         return r;
     const char *p[] = {hash};
-    r = db_exec(db,
-                "SELECT vm_id, to_host FROM display_spice_follow"
-                " WHERE token_hash = $1::bytea AND expires_at > now()",
-                1, p, &res, NULL);
+    r = db_exec_one(db,
+                    "SELECT vm_id, to_host FROM display_spice_follow"
+                    " WHERE token_hash = $1::bytea AND expires_at > now()",
+                    1, p, &res);
+    if (r == -ENOENT)
+        return -EACCES;
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -EACCES;
-    }
     *ret_vm_id = db_get_i64(res, 0, 0);
     *ret_to_host = db_get_i64(res, 0, 1);
     PQclear(res);

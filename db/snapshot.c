@@ -44,7 +44,8 @@ int db_snapshot_request(struct db *db, int64_t vm_id, const char *name, bool wit
     /* The task names the snapshot by (vm, name): it is inserted first, so
      * it cannot carry the snapshot's id.  A duplicate name fails the whole
      * statement, task included. */
-    int r = db_exec(db,
+    int r =
+        db_exec_one(db,
                     "WITH v AS (SELECT id, host_id FROM vms WHERE id = $1 AND host_id IS NOT NULL),"
                     " t AS (INSERT INTO tasks (kind, host_id, vm_id, params)"
                     "   SELECT 'vm.snapshot.create', host_id, id,"
@@ -53,15 +54,14 @@ int db_snapshot_request(struct db *db, int64_t vm_id, const char *name, bool wit
                     " s AS (INSERT INTO snapshots (vm_id, name, with_ram, description, task_id)"
                     "   SELECT v.id, $2, $3::boolean, $4, t.id FROM v, t RETURNING id, task_id)"
                     " SELECT id, task_id FROM s",
-                    4, p, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+                    4, p, &res);
+    if (r == -ENOENT) {
         struct db_vm v;
         r = db_vm_get(db, vm_id, &v);
         return r < 0 ? r : -ENXIO;
     }
+    if (r < 0)
+        return r;
     if (ret_id)
         *ret_id = db_get_i64(res, 0, 0);
     if (ret_task)
@@ -102,7 +102,7 @@ int db_snapshot_task(struct db *db, int64_t id, const char *kind, int64_t target
     char b1[24], b2[24];
     const char *p[] = {db_param_i64(b1, id), kind, db_param_i64(b2, target_vm_id)};
     PGresult *res;
-    int r = db_exec(
+    int r = db_exec_one(
         db,
         "WITH s AS (UPDATE snapshots SET state = CASE WHEN $2 = 'vm.snapshot.delete'"
         "     THEN 'deleting' ELSE state END"
@@ -112,15 +112,14 @@ int db_snapshot_task(struct db *db, int64_t id, const char *kind, int64_t target
         " SELECT $2, v.host_id, s.vm_id, jsonb_build_object('snapshot_id', s.id, 'name', s.name,"
         "   'target_vm_id', $3::bigint)"
         " FROM s JOIN vms v ON v.id = s.vm_id WHERE v.host_id IS NOT NULL RETURNING id",
-        3, p, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+        3, p, &res);
+    if (r == -ENOENT) {
         struct db_snapshot s;
         r = db_snapshot_get(db, id, &s);
         return r < 0 ? r : -EBUSY;
     }
+    if (r < 0)
+        return r;
     if (ret_task)
         *ret_task = db_get_i64(res, 0, 0);
     PQclear(res);

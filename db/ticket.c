@@ -172,21 +172,20 @@ int db_ticket_consume(struct db *db, const char *ticket, unsigned protocol, cons
     if (r < 0)
         return r;
     const char *p[] = {hash, proto, client_addr};
-    r = db_exec(db,
-                "UPDATE console_tickets SET used_at = now(), used_by_addr = $3::inet,"
-                " vnc_password = NULL"
-                " WHERE ticket_hash = $1::bytea AND used_at IS NULL AND expires_at > now()"
-                " AND protocol = $2"
-                " RETURNING id, vm_id, session_id, user_id, view_only",
-                3, p, &res, NULL);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+    r = db_exec_one(db,
+                    "UPDATE console_tickets SET used_at = now(), used_by_addr = $3::inet,"
+                    " vnc_password = NULL"
+                    " WHERE ticket_hash = $1::bytea AND used_at IS NULL AND expires_at > now()"
+                    " AND protocol = $2"
+                    " RETURNING id, vm_id, session_id, user_id, view_only",
+                    3, p, &res);
+    if (r == -ENOENT) {
         if (ret_why)
             *ret_why = refusal_of(db, hash, proto);
         return -EACCES;
     }
+    if (r < 0)
+        return r;
     ret_grant->ticket_id = db_get_i64(res, 0, 0);
     ret_grant->vm_id = db_get_i64(res, 0, 1);
     ret_grant->session_id = db_get_i64(res, 0, 2);

@@ -214,22 +214,18 @@ int db_user_login_failed(struct db *db, int64_t id, int64_t now_s, const struct 
                        db_param_i64(b5, rule->max_s)};
     PGresult *res;
     /* SET expressions read the old failed_logins; RETURNING sees the new one. */
-    int r = db_exec(db,
-                    "UPDATE users SET failed_logins = failed_logins + 1,"
-                    " locked_until = CASE WHEN failed_logins + 1 >= $3::int"
-                    "  THEN to_timestamp($2::bigint) + make_interval(secs => least($5::bigint,"
-                    "   $4::bigint * (1::bigint << least(failed_logins + 1 - $3::int, 30))))"
-                    "  ELSE locked_until END"
-                    " WHERE id = $1"
-                    " RETURNING failed_logins,"
-                    "  coalesce(extract(epoch from locked_until)::bigint, 0)",
-                    5, p, &res, NULL);
+    int r = db_exec_one(db,
+                        "UPDATE users SET failed_logins = failed_logins + 1,"
+                        " locked_until = CASE WHEN failed_logins + 1 >= $3::int"
+                        "  THEN to_timestamp($2::bigint) + make_interval(secs => least($5::bigint,"
+                        "   $4::bigint * (1::bigint << least(failed_logins + 1 - $3::int, 30))))"
+                        "  ELSE locked_until END"
+                        " WHERE id = $1"
+                        " RETURNING failed_logins,"
+                        "  coalesce(extract(epoch from locked_until)::bigint, 0)",
+                        5, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     int failures = (int)db_get_i64(res, 0, 0);
     int64_t until = db_get_i64(res, 0, 1);
     PQclear(res);

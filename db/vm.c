@@ -110,13 +110,9 @@ static int get_one(struct db *db, const char *sql, const char *param, struct db_
 {
     const char *p[] = {param};
     PGresult *res;
-    int r = db_exec(db, sql, 1, p, &res, NULL);
+    int r = db_exec_one(db, sql, 1, p, &res);
     if (r < 0)
         return r;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        return -ENOENT;
-    }
     vm_from_row(res, 0, ret);
     PQclear(res);
     return 0;
