@@ -65,11 +65,12 @@
  * killed soon after) is gone.  When a peer's console ends first, the peer
  * asks for a new one every FOLLOW_RETRY_MS for up to FOLLOW_MS.  Either way
  * the peer swaps its libvncclient connection under the same RDP session:
- * the client stays connected and keeps the last picture (input meanwhile is
- * dropped), the new QEMU sends its whole screen (the first update request
- * is a full one) and the peer sends it once it is current (held as the VNC
- * front end holds its viewers, see up_finished), so the viewer sees a pause,
- * never a black screen or a reconnect.
+ * the client stays connected and keeps the last picture (keys typed while
+ * there is no console are kept for the new one, see key_send), the new
+ * QEMU sends its whole screen (the first update request is a full one) and
+ * the peer sends it once it is current (held as the VNC front end holds its
+ * viewers, see up_finished), so the viewer sees a pause, never a black
+ * screen or a reconnect.
  */
 #include "auth.h"
 #include "disp-priv.h"
@@ -111,6 +112,8 @@
 #define FOLLOW_RETRY_MS 250
 #define CONSOLE_WAIT_MS 15000 /* the gateway's answer to a console request */
 #define SETTLE_MS 1000        /* see up_finished */
+#define KEYS_KEPT 128         /* keys typed while following, sent to the new console */
+#define KEY_PACE_MS 10        /* between kept keys: QEMU's PS/2 queue holds 16 bytes */
 #define UP_READ_S 10          /* libvncclient: a console silent this long mid-message is lost */
 
 struct disp_rdp;
@@ -173,6 +176,11 @@ struct disp_rdp {
     size_t n_peers;
 };
 
+struct rdp_key {
+    uint32_t code; /* QEMU key number, or an X keysym (sym) */
+    bool down, sym;
+};
+
 /* The peer's FreeRDP context; rdpContext must come first. */
 struct rdp_ctx {
     rdpContext base;
@@ -203,8 +211,11 @@ struct rdp_ctx {
     bool saw_content; /* holding: a non-black pixel arrived */
     int n_updates;    /* holding: complete updates from the new console */
     int64_t first_update_ms;
-    int64_t switch_ms;      /* a new console was taken (0: none since the last frame) */
-    int64_t last_sent_ms;   /* last frame sent to the client */
+    int64_t switch_ms;              /* a new console was taken (0: none since the last frame) */
+    int64_t last_sent_ms;           /* last frame sent to the client */
+    struct rdp_key keys[KEYS_KEPT]; /* typed while following (lost_ms), see key_send */
+    int n_keys, keys_sent;
+    int64_t keys_due;       /* when the next kept key goes out */
     size_t fb_w, fb_h;      /* size of fb */
     int buttons;            /* VNC button mask */
     int dx1, dy1, dx2, dy2; /* damage bounding box; dx2 == 0: none */
@@ -351,6 +362,55 @@ static rfbClient *up_connect(struct rdp_ctx *c, int fd)
 /* ------------------------------------------------------------------------ */
 /* Consoles, peer side: asked for, pushed, followed                          */
 /* ------------------------------------------------------------------------ */
+
+/*
+ * Keys typed while the peer follows its VM (no console for a moment) are
+ * kept, up to KEYS_KEPT events, and go to the new console once it is there,
+ * so typing across a move loses nothing.  They go out one per KEY_PACE_MS:
+ * QEMU puts a key straight into the guest's PS/2 queue, which drops what
+ * does not fit in 16 bytes, so a burst of kept keys would lose most of
+ * them.  Keys typed while some are still queued join the queue (order
+ * kept).  Keys typed before a password log-in found the VM are dropped, as
+ * is mouse input while following (the next motion puts the pointer right).
+ */
+static void key_send(struct rdp_ctx *c, uint32_t code, bool down, bool sym)
+{
+    if (!c->up && !c->lost_ms)
+        return;
+    if (c->up && c->keys_sent == c->n_keys) {
+        if (sym)
+            SendKeyEvent(c->up, code, down);
+        else
+            SendExtendedKeyEvent(c->up, 0, code, down);
+        return;
+    }
+    if (c->n_keys >= KEYS_KEPT) {
+        log_debug("rdp key dropped", "client", c->peer->addr, "reason", "too many kept");
+        return;
+    }
+    c->keys[c->n_keys].code = code;
+    c->keys[c->n_keys].down = down;
+    c->keys[c->n_keys].sym = sym;
+    c->n_keys++;
+}
+
+/* The next kept key, when its time has come (peer_main, with a console). */
+static void keys_pace(struct rdp_ctx *c, int64_t now)
+{
+    if (!c->up || c->keys_sent == c->n_keys || now < c->keys_due)
+        return;
+    const struct rdp_key *k = &c->keys[c->keys_sent++];
+    if (k->sym)
+        SendKeyEvent(c->up, k->code, k->down);
+    else
+        SendExtendedKeyEvent(c->up, 0, k->code, k->down);
+    c->keys_due = now + KEY_PACE_MS;
+    if (c->keys_sent == c->n_keys) {
+        log_info("rdp keys typed while following sent", "vm", LOG_INT(c->peer->vm_id), "client",
+                 c->peer->addr, "events", LOG_INT(c->n_keys));
+        c->n_keys = c->keys_sent = 0;
+    }
+}
 
 /* Ask the gateway thread for a console of the peer's VM; the answer comes on
  * the console pipe (console_take). */
@@ -656,22 +716,20 @@ static BOOL on_refresh_rect(rdpContext *context, BYTE count, const RECTANGLE_16 
 static BOOL on_keyboard(rdpInput *input, UINT16 flags, UINT16 code)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
-    if (!c->up) /* input before the password log-in found the VM */
-        return TRUE;
     /* QEMU numbers keys as XT scancodes, 0xE0-prefixed ones with bit 7 set */
     uint32_t qnum = (code & 0x7f) | ((flags & KBD_FLAGS_EXTENDED) ? 0x80 : 0);
-    SendExtendedKeyEvent(c->up, 0, qnum, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
+    bool down = !(flags & KBD_FLAGS_RELEASE);
+    key_send(c, qnum, down, false);
     return TRUE;
 }
 
 static BOOL on_unicode(rdpInput *input, UINT16 flags, UINT16 code)
 {
     struct rdp_ctx *c = (struct rdp_ctx *)input->context;
-    if (!c->up) /* input before the password log-in found the VM */
-        return TRUE;
     /* X keysyms: Latin-1 as is, other BMP characters as 0x01000000 + code */
     uint32_t sym = code < 0x100 ? code : 0x01000000u + code;
-    SendKeyEvent(c->up, sym, (flags & KBD_FLAGS_RELEASE) ? FALSE : TRUE);
+    bool down = !(flags & KBD_FLAGS_RELEASE);
+    key_send(c, sym, down, true);
     return TRUE;
 }
 
@@ -1071,6 +1129,8 @@ static void *peer_main(void *arg)
             wake = c->retry_ms; /* the next request, or give up on the answer */
         if (c->holding && c->n_updates > 0 && (wake < 0 || c->first_update_ms + SETTLE_MS < wake))
             wake = c->first_update_ms + SETTLE_MS;
+        if (c->up && c->keys_sent < c->n_keys && (wake < 0 || c->keys_due < wake))
+            wake = c->keys_due;
         int timeout = wake < 0 ? -1 : wake > now ? (int)(wake - now) : 0;
         if (c->up && c->up->buffered > 0)
             timeout = 0;
@@ -1126,6 +1186,7 @@ static void *peer_main(void *arg)
                 console_ask(c);
             }
         }
+        keys_pace(c, now);
         if (c->holding && c->n_updates > 0 && now >= c->first_update_ms + SETTLE_MS) {
             c->holding = false; /* the screen really is black */
             damage(c, 0, 0, (int)c->fb_w, (int)c->fb_h);

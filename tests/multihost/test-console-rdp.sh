@@ -19,9 +19,12 @@
 # mh2's displayd for the VM on mh1 (no migration): mh2's displayd reaches it
 # through mh1's relay, and its keys reach the guest on mh1; and a third logs
 # in at mh2's displayd with a password (no ticket) and gets the person's
-# desktop on mh1 the same way.  Last, the VM is stopped: every RDP viewer's
-# console ends, displayd looks for the VM for its bounded follow window
-# (10 s), then closes the viewers, and every xfreerdp exits.
+# desktop on mh1 the same way.  Then mh1's displayd is killed (-9) and
+# started again: the viewers of mh2's displayd stay connected, follow the
+# console back through the new relay, and keys typed meanwhile reach the
+# guest.  Last, the VM is stopped: every RDP viewer's console ends, displayd
+# looks for the VM for its bounded follow window (10 s), then closes the
+# viewers, and every xfreerdp exits.
 set -euo pipefail
 hostd=${1:?usage: test-console-rdp.sh HOSTD DISPLAYD ATRIUMCTL TICKET-TOOL}
 displayd=${2:?}
@@ -254,6 +257,46 @@ fi
 if type_on 2 "$win3" 1 alicetyped; then ok "alice's keys reach the guest on mh1"; else
     bad "alice's keys did not reach the guest on mh1"; fi
 
+# ---- mh1's displayd dies (kill -9) and comes back: the viewers of mh2's
+# displayd, whose console came through mh1's relay, stay connected, and keys
+# typed while the relay is gone reach the guest once it is back
+n_follow=$(grep -c "msg=\"rdp console followed the vm\" vm=$vm " "$(mh_displayd_log 2)" || true)
+kill -KILL "${mh_displayd_pid[1]}"
+wait "${mh_displayd_pid[1]}" 2>/dev/null || true
+if wait_for "$(mh_displayd_log 2)" 'msg="rdp: vnc console lost"' 30; then
+    ok "mh2's displayd saw the relayed console end"
+else bad "mh2's displayd did not see the relayed console end"; fi
+inx 2 xdotool windowfocus --sync "$win2" 2>/dev/null || true
+inx 2 xdotool type --delay 40 whiledown
+inx 2 xdotool key Return
+LSAN_OPTIONS=suppressions=$here/../display/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
+    ASAN_OPTIONS=fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} \
+    ip netns exec "$(mh_ns 1)" "$displayd" --config "$(mh_conf 1)" >>"$(mh_displayd_log 1)" 2>&1 &
+mh_displayd_pid[1]=$! # mh_displayd_cleanup stops it
+deadline=$((SECONDS + 30))
+while (($(grep -c "msg=\"rdp console followed the vm\" vm=$vm " "$(mh_displayd_log 2)" || true) < n_follow + 2)) &&
+    ((SECONDS < deadline)); do sleep 0.2; done
+followed=$(($(grep -c "msg=\"rdp console followed the vm\" vm=$vm " "$(mh_displayd_log 2)" || true) - n_follow))
+grep "msg=\"rdp console followed the vm\" vm=$vm " "$(mh_displayd_log 2)" | tail -n +$((n_follow + 1)) |
+    sed -n 's/.*\(reason=.*\)/    displayd mh2: followed, \1/p'
+if ((followed == 2)) && alive two && alive three; then
+    ok "both viewers of mh2's displayd got the console back through mh1's new displayd, still connected"
+else bad "mh2's displayd: $followed of 2 viewers followed"; fi
+if wait_for "$(serial 1)" '^ATRIUM-TYPED: .*whiledown' 30 &&
+    grep -q 'msg="rdp keys typed while following sent"' "$(mh_displayd_log 2)"; then
+    ok "keys typed while mh1's relay was gone reached the guest once it was back"
+    grep 'msg="rdp keys typed while following sent"' "$(mh_displayd_log 2)" |
+        sed -n 's/.*\(events=[0-9]*\).*/    displayd mh2: kept keys sent, \1/p'
+else
+    bad "keys typed while mh1's relay was gone were lost"
+    grep 'rdp keys\|console lost\|followed the vm' "$(mh_displayd_log 2)" | tail -n 6 | sed 's/^/    /'
+    grep 'ATRIUM-TYPED' "$(serial 1)" | tail -n 3 | sed 's/^/    serial: /'
+fi
+if timeout 30 tail --pid="${client_pid[one]}" -f /dev/null; then
+    ok "the viewer of the killed displayd was disconnected (xfreerdp exited)"
+else bad "the viewer of the killed displayd still runs"; fi
+wait "${client_pid[one]}" 2>/dev/null || true
+
 # ---- the VM stops (not a move): every viewer's console ends, displayd
 # looks for the VM for a bounded time (10 s), then closes the viewers; the
 # clients are told (they exit) and nothing hangs
@@ -261,8 +304,8 @@ t0=$(ms)
 a vm stop rdp-1 >/dev/null
 if wait_for "$(serial 1)" '^ATRIUM-POWEROFF' 60; then ok "the guest powered off"; else
     bad "the guest did not power off"; fi
-for i in 1 2; do
-    n_want=$i # mh1: one viewer (one), mh2: two (two, three)
+for i in 2; do
+    n_want=2 # two and three (one went with mh1's first displayd)
     deadline=$((SECONDS + 45))
     while (($(grep -c 'msg="rdp viewer left"' "$(mh_displayd_log "$i")" || true) < n_want)) &&
         ((SECONDS < deadline)); do sleep 0.2; done
@@ -274,7 +317,7 @@ for i in 1 2; do
         ok "mh$i's displayd looked for the stopped VM ${looked} ms, then closed its $n_want viewer(s)"
     else bad "mh$i's displayd: $gone consoles given up, $left viewers left (looked ${looked:-?} ms)"; fi
 done
-for c in one two three; do
+for c in two three; do
     if timeout 30 tail --pid="${client_pid[$c]}" -f /dev/null; then :; else
         bad "xfreerdp $c still runs after its console was given up"; fi
     wait "${client_pid[$c]}" 2>/dev/null || true
