@@ -130,7 +130,7 @@ void disp_core_viewer_left(struct disp_core *core, struct disp_viewer *v);
 /* Consoles on any host (relay.c)                                           */
 /* ------------------------------------------------------------------------ */
 
-enum disp_console { DISP_CONSOLE_VNC, DISP_CONSOLE_SPICE, DISP_CONSOLE_QMP };
+enum disp_console { DISP_CONSOLE_VNC, DISP_CONSOLE_SPICE };
 
 /*
  * A byte stream to console @kind of VM @vm_id wherever it runs: its unix

@@ -96,8 +96,6 @@ static const char *kind_name(enum disp_console kind)
         return "vnc";
     case DISP_CONSOLE_SPICE:
         return "spice";
-    case DISP_CONSOLE_QMP:
-        return "qmp";
     }
     return NULL;
 }
@@ -108,8 +106,8 @@ static const char *kind_path(const struct hv_vm_paths *p, const char *kind)
         return p->vnc;
     if (strcmp(kind, "spice") == 0)
         return p->spice;
-    if (strcmp(kind, "qmp") == 0)
-        return p->qmp_display;
+    /* Never a QMP socket: the schema still admits kind 'qmp' (migration
+     * 0004), but what a relay carries is a console, not control of QEMU. */
     return NULL;
 }
 
@@ -485,8 +483,15 @@ static void *serve_main(void *arg)
     }
     db = db_close(db);
     struct hv_vm_paths paths;
-    if (hv_vm_paths_init(relay->runtime_dir, s->vm_id, &paths) < 0 ||
-        console_connect_local(&paths, s->kind, &s->local_fd) < 0) {
+    if (hv_vm_paths_init(relay->runtime_dir, s->vm_id, &paths) < 0) {
+        why = "console unreachable";
+        goto refuse;
+    }
+    if (!kind_path(&paths, s->kind)) {
+        why = "not a console";
+        goto refuse;
+    }
+    if (console_connect_local(&paths, s->kind, &s->local_fd) < 0) {
         why = "console unreachable";
         goto refuse;
     }

@@ -244,6 +244,15 @@ out=$(relay1 "$t2")
 out=$(relay1 "$t2")
 [[ $out == "ERR ticket refu"* ]] && ok "the same ticket is refused the second time" ||
     bad "reused ticket: got '$out'"
+# The schema admits kind 'qmp', but a relay carries consoles only: a good
+# ticket of that kind for the VM on mh1 gets no QMP greeting.
+t3=$(printf '%032x' 779)
+q "INSERT INTO display_relay_tickets (ticket_hash, vm_id, host_id, kind, expires_at)
+   VALUES (sha256('$t3'::bytea), $vm, (SELECT id FROM hosts WHERE name = 'mh1'), 'qmp',
+   now() + interval '15 s')" >/dev/null
+out=$(relay1 "$t3")
+[[ $out == "ERR not a cons"* ]] && ok "a ticket of kind qmp gets no QMP socket ($out)" ||
+    bad "qmp ticket: got '$out'"
 truth "refusals audited" "SELECT count(*) >= 3 FROM audit_log WHERE action = 'console.relay'
     AND outcome = 'denied'"
 
