@@ -11,7 +11,7 @@
 // usage: node replication.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-replication.sh)
 
 import { execFileSync } from 'node:child_process';
-import { check, finish, ok, step } from './check.mjs';
+import { check, finish, launchChromium, ok, step, watchedPage } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
@@ -30,29 +30,13 @@ function seconds(text) {
     return ((d * 24 + hh) * 60 + mm) * 60 + ss;
 }
 
-const browser = await chromium.launch({
-    executablePath: env.ATRIUM_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run',
-        '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium(chromium);
 
 await step('replication', async () => {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    await ctx.addInitScript(() => {
-        document.addEventListener('securitypolicyviolation', (e) => {
-            console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
-        });
-    });
-    const page = await ctx.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-        // 404: the dialog asks for the replication of a VM that has none yet;
-        // 409: the recovery this test has refused on purpose
-        if (m.type() === 'error' && !/status of (404|409)/.test(m.text()))
-            problems.push(m.text());
-    });
+    // 404: the dialog asks for the replication of a VM that has none yet;
+    // 409: the recovery this test has refused on purpose
+    const page = await watchedPage(browser, { viewport: { width: 1280, height: 800 } },
+        (t) => /status of (404|409)/.test(t));
     const vm = sql("SELECT id FROM vms WHERE name = 'rep-vm'");
     const hv2 = sql("SELECT id FROM hosts WHERE name = 'hv2'");
     const keepAlive = () => sql("UPDATE hosts SET heartbeat_at = now()");
@@ -174,8 +158,8 @@ await step('replication', async () => {
     const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(over <= 0, 'the VMs page with its Replication column fits a phone-sized screen', `${over}px too wide`);
     await page.screenshot({ path: `${shots}/admin-vms-replication-phone.png`, fullPage: true });
-    check(problems.length === 0, 'no console errors or CSP violations', problems.join(' | '));
-    await ctx.close();
+    check(page.problems.length === 0, 'no console errors or CSP violations', page.problems.join(' | '));
+    await page.context().close();
 });
 
 await browser.close();

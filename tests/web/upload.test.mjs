@@ -9,7 +9,7 @@
 // usage: node upload.test.mjs PATH/TO/playwright-core/index.mjs   (env from test-upload.sh)
 
 import { readdirSync } from 'node:fs';
-import { check, fail, finish, ok, step } from './check.mjs';
+import { check, fail, finish, launchChromium, ok, step, watchedPage } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const env = process.env;
@@ -18,28 +18,14 @@ const shots = env.ATRIUM_WEB_SHOTS;
 
 const imageFiles = () => readdirSync(env.ATRIUM_UPLOAD_IMAGES).sort();
 
-const browser = await chromium.launch({
-    executablePath: env.ATRIUM_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run',
-        '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium(chromium);
 
 await step('upload', async () => {
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    await ctx.addInitScript(() => {
-        document.addEventListener('securitypolicyviolation', (e) => {
-            console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
-        });
-    });
-    const page = await ctx.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-        // the refusals this test provokes are logged by chromium as failed loads
-        if (m.type() === 'error' && !/status of (413|415)|ERR_CONNECTION|net::ERR/.test(m.text()))
-            problems.push(m.text());
-    });
+    // the refusals this test provokes are logged by chromium as failed loads
+    const page = await watchedPage(browser, { viewport: { width: 1280, height: 800 } },
+        (t) => /status of (413|415)|ERR_CONNECTION|net::ERR/.test(t));
+    const ctx = page.context();
+    const problems = page.problems;
     const cdp = await ctx.newCDPSession(page);
     await cdp.send('Network.enable');
     const throttle = (bytesPerSecond) => cdp.send('Network.emulateNetworkConditions',

@@ -12,7 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { check, fail, finish, ok, step } from './check.mjs';
+import { check, fail, finish, launchChromium, ok, step, watchedPage } from './check.mjs';
 
 const { chromium } = await import(process.argv[2]);
 const base = process.env.ATRIUM_WEB_BASE;
@@ -88,35 +88,15 @@ await step('static serving', async () => {
 });
 
 // ------------------------------------------------------------- browser ---
-const browser = await chromium.launch({
-    executablePath: process.env.ATRIUM_CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run',
-        '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium(chromium);
 
 // A context whose console errors and CSP violations are collected.
 // @allowed: statuses of failed loads that the checks provoke on purpose.
-async function newPage(viewport, allowed = []) {
-    const ctx = await browser.newContext({ viewport, acceptDownloads: true });
-    await ctx.addInitScript(() => {
-        document.addEventListener('securitypolicyviolation', (e) => {
-            console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
-        });
-    });
-    const page = await ctx.newPage();
-    page.problems = [];
-    page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-        if (m.type() !== 'error')
-            return;
-        const t = m.text();
+function newPage(viewport, allowed = []) {
+    return watchedPage(browser, { viewport, acceptDownloads: true }, (t) => {
         const st = /status of (\d+)/.exec(t);
-        if (st && allowed.includes(Number(st[1])))
-            return;
-        page.problems.push(t);
+        return !!st && allowed.includes(Number(st[1]));
     });
-    return page;
 }
 
 async function login(page, user, password) {
