@@ -157,7 +157,7 @@ export function fmtMiB(mb) {
 const BAD = new Set(['failed', 'offline', 'fenced', 'failure', 'denied', 'cancelled', 'no_capacity', 'failing', 'disabled', 'locked']);
 const GOOD = new Set(['ready', 'online', 'connected', 'succeeded', 'success', 'ok', 'enabled', 'active', 'available']);
 const BUSY = new Set(['provisioning', 'booting', 'running', 'queued', 'refreshing', 'logging_off',
-    'migrating', 'deleting', 'assigned', 'maintenance']);
+    'migrating', 'deleting', 'assigned', 'maintenance', 'degraded', 'lost']);
 
 export function badge(state) {
     const s = state || 'unknown';
