@@ -92,7 +92,7 @@ static json_t *pool_json(const struct db_pool *p, const struct db_pool_counts *c
         if (p->protocols & b)
             json_array_append_new(protos, json_string(db_protocol_name(b)));
     return json_pack("{s:I, s:s, s:I, s:i, s:i, s:i, s:o, s:s, s:i, s:i, s:i, s:s, s:i, s:i, "
-                     "s:s, s:b, s:s, s:{s:i, s:i, s:i, s:i, s:i}}",
+                     "s:s, s:b, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:i}}",
                      "id", (json_int_t)p->id, "name", p->name, "image_version_id",
                      (json_int_t)p->image_version_id, "vcpus", p->vcpus, "memory_mb", p->memory_mb,
                      "disk_gb", p->disk_gb, "protocols", protos, "assignment", p->assignment, "min",
@@ -100,8 +100,8 @@ static json_t *pool_json(const struct db_pool *p, const struct db_pool_counts *c
                      p->name_pattern, "idle_timeout_s", p->idle_timeout_s, "disconnect_timeout_s",
                      p->disconnect_timeout_s, "power_policy", p->power_policy, "enabled",
                      p->enabled, "clone", p->clone_mode[0] ? p->clone_mode : "linked", "vms",
-                     "ready", c->ready, "starting", c->inflight, "in_use",
-                     c->in_use, "other", c->other, "total", c->total);
+                     "ready", c->ready, "starting", c->inflight, "in_use", c->in_use, "other",
+                     c->other, "held", c->held, "total", c->total);
 }
 
 static void print_json(json_t *o)
@@ -254,6 +254,9 @@ static int run(struct ctl *ctl, const char *sub, const char *name, const char *a
                    p.min_size, p.max_size, p.spare, p.name_pattern);
             printf("vms:         %d ready, %d starting, %d in use, %d other\n", c.ready, c.inflight,
                    c.in_use, c.other);
+            if (c.held)
+                printf("held:        %d spare(s) on a silent host, replaced once it is fenced\n",
+                       c.held);
         }
         rc = CTL_EXIT_OK;
     } else if (strcmp(sub, "resize") == 0 || strcmp(sub, "set-image") == 0) {

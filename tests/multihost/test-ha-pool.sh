@@ -123,6 +123,8 @@ truth "nothing retired or rebuilt while mh$V is only late" "SELECT count(*) = $r
     FROM vms WHERE state <> 'deleting'"
 truth "the pool says what it waits for" "SELECT status = 'degraded'
     AND status_detail LIKE '%on a silent host%' FROM pools WHERE name = 'office'"
+check "pool show while mh$V is silent" 0 a pool show office
+expect "pool show counts the held spare" "^held: +$((nV - 1)) spare\(s\) on a silent host"
 # alice logs in meanwhile: told to retry, her session and desktop kept.
 if "$assign" "$dbci" assign alice office >"$tmp/out" 2>&1; then
     bad "alice was given a desktop while hers is on the silent mh$V: $(cat "$tmp/out")"
