@@ -25,30 +25,8 @@ struct fx {
     int64_t office, devs, alice, bob;
 };
 
-static void sql(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sql(struct fx *fx, const char *fmt, ...)
-{
-    char s[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s, sizeof(s), fmt, ap);
-    va_end(ap);
-    assert_int_equal(pgt_exec(fx->conninfo, s), 0);
-}
-
-static int64_t qi(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int64_t qi(struct fx *fx, const char *fmt, ...)
-{
-    char s[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(s, sizeof(s), fmt, ap);
-    va_end(ap);
-    char *v = pgt_query_value(fx->conninfo, s);
-    int64_t n = v && *v ? strtoll(v, NULL, 10) : -1;
-    free(v);
-    return n;
-}
+#define sql(fx, ...) assert_int_equal(pgt_execf((fx)->conninfo, __VA_ARGS__), 0)
+#define qi(fx, ...) pgt_query_i64f((fx)->conninfo, __VA_ARGS__)
 
 /* The text of one value (static buffer: compare before the next call). */
 static const char *qs(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -2,6 +2,7 @@
 #include "pgtest.h"
 
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,41 @@ char *pgt_query_value(const char *conninfo, const char *sql)
     }
     PQfinish(c);
     return v;
+}
+
+#define PGT_SQL_MAX 4096
+
+int pgt_execf(const char *conninfo, const char *fmt, ...)
+{
+    char sql[PGT_SQL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return pgt_exec(conninfo, sql);
+}
+
+char *pgt_query_valuef(const char *conninfo, const char *fmt, ...)
+{
+    char sql[PGT_SQL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    return pgt_query_value(conninfo, sql);
+}
+
+int64_t pgt_query_i64f(const char *conninfo, const char *fmt, ...)
+{
+    char sql[PGT_SQL_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    char *v = pgt_query_value(conninfo, sql);
+    int64_t n = v && *v ? strtoll(v, NULL, 10) : -1;
+    free(v);
+    return n;
 }
 
 int pgt_db_create(char **ret_conninfo)

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * Create a new empty database and return its conninfo (malloc'd) in
@@ -25,3 +26,14 @@ int pgt_exec(const char *conninfo, const char *sql);
 
 /* First column of the first row of @sql as a malloc'd string, NULL on error/no row. */
 char *pgt_query_value(const char *conninfo, const char *sql);
+
+/* pgt_exec of a printf-formatted statement (at most 4 KiB); 0 or -1. */
+int pgt_execf(const char *conninfo, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* pgt_query_value of a printf-formatted query (malloc'd; NULL on error/no row). */
+char *pgt_query_valuef(const char *conninfo, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The same as a number: -1 on error, no row or SQL NULL. */
+int64_t pgt_query_i64f(const char *conninfo, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));

@@ -29,13 +29,7 @@ static char *q(struct fx *fx, const char *sql)
     return pgt_query_value(fx->conninfo, sql);
 }
 
-static int64_t qi(struct fx *fx, const char *sql)
-{
-    char *v = q(fx, sql);
-    int64_t n = v ? strtoll(v, NULL, 10) : -1;
-    free(v);
-    return n;
-}
+#define qi(fx, ...) pgt_query_i64f((fx)->conninfo, __VA_ARGS__)
 
 static int setup(void **state)
 {
@@ -84,9 +78,7 @@ static void make_ready_vms(struct fx *fx, int64_t pool, const char *prefix, int 
 
 static int64_t user_id(struct fx *fx, int n)
 {
-    char sql[100];
-    snprintf(sql, sizeof(sql), "SELECT id FROM users WHERE username = 'u%d'", n);
-    return qi(fx, sql);
+    return qi(fx, "SELECT id FROM users WHERE username = 'u%d'", n);
 }
 
 struct racer {

@@ -25,19 +25,7 @@ struct fx {
     int64_t pool, v1, v2;
 };
 
-static int64_t qi(struct fx *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int64_t qi(struct fx *fx, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    char *v = pgt_query_value(fx->conninfo, sql);
-    int64_t n = v && *v ? strtoll(v, NULL, 10) : -1;
-    free(v);
-    return n;
-}
+#define qi(fx, ...) pgt_query_i64f((fx)->conninfo, __VA_ARGS__)
 
 static char *qs(struct fx *fx, const char *sql)
 {
