@@ -221,18 +221,22 @@ export async function replicationDialog(v, button, changed) {
         save.textContent = on ? 'Save' : 'Replicate';
     }
 
+    // read again while it exists (a VM that is not replicated has nothing
+    // that changes by itself)
     async function poll() {
         clearTimeout(timer);
         if (!open)
             return;
-        try {
-            rep = await api('GET', `/vms/${v.id}/replication`);
-        } catch (e) {
-            if (e.status === 404)
-                rep = null;
+        if (rep) {
+            try {
+                rep = await api('GET', `/vms/${v.id}/replication`);
+            } catch (e) {
+                if (e.status === 404)
+                    rep = null;
+            }
+            at = performance.now();
+            drawStatus();
         }
-        at = performance.now();
-        drawStatus();
         if (open)
             timer = setTimeout(poll, DIALOG_POLL_MS);
     }
