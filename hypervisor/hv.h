@@ -608,7 +608,12 @@ struct hv_mig_stats {
     int64_t total_ms, downtime_ms, expected_downtime_ms, setup_ms;
     int64_t ram_total, ram_transferred, ram_remaining, passes;
     int cpu_throttle_pct; /* auto-converge's current throttle */
-    char error[512];      /* QEMU's error-desc, or "" */
+    /* How fast the guest dirtied RAM at the last pass (dirty-pages-rate x
+     * page-size, bytes/s); in done()'s stats the last rate seen while
+     * copying, since QEMU stops saying it at the end. */
+    int64_t dirty_bytes_per_s;
+    int cpu_throttle_max_pct; /* in done()'s stats: the highest throttle seen during the job */
+    char error[512];          /* QEMU's error-desc, or "" */
 };
 
 /* Parse a query-migrate answer into *ret.  -EINVAL when it is not an object. */

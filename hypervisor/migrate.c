@@ -20,6 +20,21 @@
 
 #define MIG_QMP_TIMEOUT_MS 10000
 
+/*
+ * Auto-converge's steps.  QEMU starts at 20% and adds 10% each time two
+ * passes in a row dirtied more than half of what they sent, so a guest
+ * whose working set is rewritten faster than the link carries it needs 9
+ * steps (18+ passes) to reach the 99% cap, where it finally converges.  A
+ * desktop being moved off a host in maintenance should rather finish: 30%
+ * then +20% gets there in 5 steps.  Measured with the test guest rewriting
+ * 64 MiB (atrium.busy=64) over a copy capped at 16 MiB/s: 87.6 s with
+ * QEMU's steps, 55.7 s with these, both ending at 99% with ~10 ms downtime.
+ * The downtime limit stays QEMU's 300 ms: a longer pause is what a person
+ * at the desktop would notice.
+ */
+#define MIG_THROTTLE_INITIAL 30
+#define MIG_THROTTLE_INCREMENT 20
+
 struct hv_mig_job {
     struct hv_qmp *q;
     const struct hv_mig_job_ops *ops;
@@ -32,6 +47,9 @@ struct hv_mig_job {
     bool requery;   /* an end event came while it was out: ask again */
     int end_asks;   /* "completed" answers without figures so far */
     bool cancelled; /* migrate_cancel sent */
+
+    int throttle_max;   /* highest cpu-throttle-percentage seen */
+    int64_t dirty_rate; /* last dirty rate seen while copying, -1 before */
 };
 
 static int64_t get_i64(const json_t *o, const char *key)
@@ -48,7 +66,8 @@ int hv_migrate_parse_stats(const json_t *ret, struct hv_mig_stats *out)
                              .downtime_ms = -1,
                              .expected_downtime_ms = -1,
                              .setup_ms = -1,
-                             .cpu_throttle_pct = 0};
+                             .cpu_throttle_pct = 0,
+                             .dirty_bytes_per_s = -1};
     const char *status = json_string_value(json_object_get(ret, "status"));
     /* Before the first migration QEMU answers {} (no status). */
     snprintf(s.status, sizeof(s.status), "%s", status ? status : "none");
@@ -64,7 +83,11 @@ int hv_migrate_parse_stats(const json_t *ret, struct hv_mig_stats *out)
         s.ram_transferred = get_i64(ram, "transferred");
         s.ram_remaining = get_i64(ram, "remaining");
         s.passes = get_i64(ram, "dirty-sync-count");
+        int64_t rate = get_i64(ram, "dirty-pages-rate"), page = get_i64(ram, "page-size");
+        if (rate >= 0)
+            s.dirty_bytes_per_s = rate * (page > 0 ? page : 4096);
     }
+    s.cpu_throttle_max_pct = s.cpu_throttle_pct;
     const char *e = json_string_value(json_object_get(ret, "error-desc"));
     snprintf(s.error, sizeof(s.error), "%s", e ? e : "");
     *out = s;
@@ -91,13 +114,26 @@ static void job_release(struct hv_mig_job *j)
         free(j);
 }
 
+/* What the passes saw: QEMU's end answer has the throttle back at 0 and no dirty rate. */
+static void job_seen(struct hv_mig_job *j, const struct hv_mig_stats *s)
+{
+    if (s->cpu_throttle_pct > j->throttle_max)
+        j->throttle_max = s->cpu_throttle_pct;
+    if (s->dirty_bytes_per_s > 0)
+        j->dirty_rate = s->dirty_bytes_per_s;
+}
+
 static void job_done(struct hv_mig_job *j, int error, const struct hv_mig_stats *s)
 {
     if (j->finished)
         return;
     j->finished = true;
+    struct hv_mig_stats all = *s;
+    job_seen(j, s);
+    all.cpu_throttle_max_pct = j->throttle_max;
+    all.dirty_bytes_per_s = j->dirty_rate;
     if (!j->orphan && j->ops && j->ops->done)
-        j->ops->done(j, error, s, j->userdata);
+        j->ops->done(j, error, &all, j->userdata);
 }
 
 static void fail_with(struct hv_mig_job *j, int error, const char *why)
@@ -151,6 +187,7 @@ static void on_query(struct hv_qmp *q, const struct hv_qmp_reply *r, void *userd
         snprintf(s.error, sizeof(s.error), "migration cancelled");
         job_done(j, -ECANCELED, &s);
     } else {
+        job_seen(j, &s);
         if (!j->finished && !j->orphan && j->ops && j->ops->progress)
             j->ops->progress(j, &s, j->userdata);
         /* That answer predates the end event that came meanwhile. */
@@ -238,9 +275,12 @@ int hv_migrate_start(struct hv_qmp *q, const char *uri, int64_t max_bandwidth_bp
     j->q = q;
     j->ops = ops;
     j->userdata = userdata;
+    j->dirty_rate = -1;
     json_t *caps = json_pack("{s:[{s:s, s:b}, {s:s, s:b}]}", "capabilities", "capability",
                              "auto-converge", "state", 1, "capability", "events", "state", 1);
-    json_t *params = json_pack("{s:I}", "max-bandwidth", (json_int_t)max_bandwidth_bps);
+    json_t *params = json_pack("{s:I, s:i, s:i}", "max-bandwidth", (json_int_t)max_bandwidth_bps,
+                               "cpu-throttle-initial", MIG_THROTTLE_INITIAL,
+                               "cpu-throttle-increment", MIG_THROTTLE_INCREMENT);
     int r = job_send(j, "migrate-set-capabilities", caps, on_setup);
     if (r == 0)
         r = job_send(j, "migrate-set-parameters", params, on_setup);

@@ -35,6 +35,14 @@
     "\"ram\": {\"total\": 285810688, \"remaining\": 0, \"transferred\": 23962122, "                \
     "\"dirty-sync-count\": 3}}"
 
+/* A pass of a busy guest: sync count, dirty pages per second, throttle. */
+#define ACTIVE_BUSY(sync, rate, throttle)                                                          \
+    "{\"expected-downtime\": 4216, \"status\": \"active\", \"setup-time\": 3, "                    \
+    "\"total-time\": 16760, \"ram\": {\"total\": 285810688, \"remaining\": 16777216, "             \
+    "\"transferred\": 275300918, \"page-size\": 4096, \"dirty-sync-count\": " #sync                \
+    ", \"dirty-pages-rate\": " #rate                                                               \
+    ", \"mbps\": 134.28}, \"cpu-throttle-percentage\": " #throttle "}"
+
 struct fixture {
     struct hv_qmp *q;
     struct hv_mig_job *job;
@@ -187,9 +195,12 @@ static void start(struct fixture *f)
     assert_true(ac && ev);
     json_decref(cmd);
     cmd = expect_cmd(f, "migrate-set-parameters", "{}");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(cmd, "arguments"), "max-bandwidth")),
-        1024LL * 1024 * 1024);
+    json_t *args = json_object_get(cmd, "arguments");
+    assert_int_equal(json_integer_value(json_object_get(args, "max-bandwidth")),
+                     1024LL * 1024 * 1024);
+    /* Auto-converge's steps: faster to the cap than QEMU's 20 + 10. */
+    assert_int_equal(json_integer_value(json_object_get(args, "cpu-throttle-initial")), 30);
+    assert_int_equal(json_integer_value(json_object_get(args, "cpu-throttle-increment")), 20);
     json_decref(cmd);
     cmd = expect_cmd(f, "migrate", "{}");
     assert_string_equal(
@@ -219,6 +230,47 @@ static void test_completed_migration_reports_downtime(void **state)
     assert_int_equal(f->done_stats.total_ms, 616);
     assert_int_equal(f->done_stats.passes, 3);
     assert_int_equal(hv_migrate_progress_pct(&f->done_stats), 100);
+}
+
+/* A busy guest: auto-converge raised the throttle over the passes.  QEMU's
+ * end answer has no dirty rate and the throttle back at 0, so the job keeps
+ * what the passes said: the highest throttle and the last dirty rate. */
+static void test_busy_guest_reports_highest_throttle_and_dirty_rate(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    event(f, "MIGRATION_PASS", "{\"pass\": 2}");
+    json_decref(expect_cmd(f, "query-migrate", ACTIVE_BUSY(2, 4012, 20)));
+    event(f, "MIGRATION_PASS", "{\"pass\": 3}");
+    json_decref(expect_cmd(f, "query-migrate", ACTIVE_BUSY(3, 3975, 90)));
+    event(f, "MIGRATION_PASS", "{\"pass\": 4}");
+    json_decref(expect_cmd(f, "query-migrate", ACTIVE_BUSY(4, 554, 60)));
+    assert_int_equal(f->progress_calls, 3);
+    event(f, "MIGRATION", "{\"status\": \"completed\"}");
+    json_decref(expect_cmd(f, "query-migrate",
+                           "{\"status\": \"completed\", \"setup-time\": 3, \"downtime\": 10, "
+                           "\"total-time\": 87649, \"ram\": {\"total\": 285810688, "
+                           "\"remaining\": 0, \"transferred\": 1399812096, \"page-size\": 4096, "
+                           "\"dirty-pages-rate\": 0, \"dirty-sync-count\": 24}}"));
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->done_error, 0);
+    assert_int_equal(f->done_stats.cpu_throttle_pct, 0);
+    assert_int_equal(f->done_stats.cpu_throttle_max_pct, 90);
+    assert_int_equal(f->done_stats.dirty_bytes_per_s, 554 * 4096);
+    assert_int_equal(f->done_stats.ram_transferred, 1399812096);
+    assert_int_equal(f->done_stats.downtime_ms, 10);
+}
+
+/* An idle guest: no throttle, and a dirty rate only if QEMU said one. */
+static void test_idle_guest_reports_no_throttle(void **state)
+{
+    struct fixture *f = *state;
+    start(f);
+    event(f, "MIGRATION", "{\"status\": \"completed\"}");
+    json_decref(expect_cmd(f, "query-migrate", COMPLETED));
+    assert_int_equal(f->done_calls, 1);
+    assert_int_equal(f->done_stats.cpu_throttle_max_pct, 0);
+    assert_int_equal(f->done_stats.dirty_bytes_per_s, -1);
 }
 
 /* The end event can come while a progress query is out (QEMU answers that
@@ -339,6 +391,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_completed_migration_reports_downtime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_guest_reports_highest_throttle_and_dirty_rate,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_guest_reports_no_throttle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_end_event_during_a_progress_query_is_not_lost, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_completed_without_figures_is_asked_again, setup,
