@@ -34,7 +34,8 @@ static void vm_usage(FILE *out)
             "       atriumctl [--json] vm snapshot-delete VM NAME [--no-wait]\n"
             "       atriumctl [--json] vm clone-from-snapshot VM NAME NEW_VM [--no-wait]\n"
             "       atriumctl vm console-path VM [vnc|spice|qmp|serial]\n"
-            "       atriumctl [--json] vm migrate VM --to HOST [--copy-storage] [--no-wait]\n"
+            "       atriumctl [--json] vm migrate VM --to HOST [--copy-storage]\n"
+            "                 [--max-bandwidth MIB] [--no-wait]\n"
             "       atriumctl vm migrate-cancel VM\n"
             "       atriumctl vm set VM --ha on|off\n"
             "       atriumctl vm replication list|show|set|off|sync ...  (vm replication --help)\n"
@@ -71,7 +72,9 @@ static void vm_usage(FILE *out)
             "                              downtime QEMU measured; the disk stays where it is\n"
             "                              (shared storage) unless --copy-storage, which\n"
             "                              mirrors it to HOST's data dir first (linked clones:\n"
-            "                              the golden image must be on HOST too)\n"
+            "                              the golden image must be on HOST too);\n"
+            "                              --max-bandwidth caps the copy at MIB MiB/s\n"
+            "                              (1-100000; default: hostd's, 1024)\n"
             "  migrate-cancel              cancel it: the VM keeps running where it was\n"
             "  set --ha on|off             HA restart: when the VM's host is fenced (no\n"
             "                              heartbeat for its fence deadline plus poold's\n"
@@ -454,7 +457,7 @@ static int queued(struct ctl *ctl, struct db *db, const char *vm, const char *wh
                   bool wait);
 
 static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const char *to,
-                       bool copy_storage, bool wait)
+                       bool copy_storage, int max_bandwidth_mbs, bool wait)
 {
     struct db_vm v;
     struct db_host h;
@@ -466,7 +469,11 @@ static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const ch
         fprintf(stderr, "atriumctl: %s\n", r == -ENOENT ? "no such host" : "cannot read the host");
         return CTL_EXIT_FAILED;
     }
-    r = db_migration_request(db, v.id, h.id, copy_storage, 0, &task);
+    struct db_migration_req mr = {.vm_id = v.id,
+                                  .to_host_id = h.id,
+                                  .copy_storage = copy_storage,
+                                  .max_bandwidth_mbs = max_bandwidth_mbs};
+    r = db_migration_request_opts(db, &mr, &task);
     if (r < 0) {
         fprintf(stderr, "atriumctl: cannot migrate vm %s: %s\n", v.name,
                 r == -EBUSY   ? "a migration of it is already under way"
@@ -479,9 +486,14 @@ static int cmd_migrate(struct ctl *ctl, struct db *db, const char *arg, const ch
         return rc;
     struct db_task *t = NULL;
     if (db_task_get(db, task, &t) == 0) {
-        printf("vm %s: migrated to %s, downtime %lld ms, total %lld ms\n", v.name, h.name,
+        /* Auto-converge slowed the guest down to finish: say how far. */
+        long long thr = json_integer_value(json_object_get(t->result, "cpu_throttle_max_pct"));
+        char throttled[64] = "";
+        if (thr > 0)
+            snprintf(throttled, sizeof(throttled), ", guest CPU throttled up to %lld%%", thr);
+        printf("vm %s: migrated to %s, downtime %lld ms, total %lld ms%s\n", v.name, h.name,
                (long long)json_integer_value(json_object_get(t->result, "downtime_ms")),
-               (long long)json_integer_value(json_object_get(t->result, "total_ms")));
+               (long long)json_integer_value(json_object_get(t->result, "total_ms")), throttled);
         db_task_free(t);
     }
     return rc;
@@ -739,6 +751,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         O_NO_WAIT,
         O_TO,
         O_COPY_STORAGE,
+        O_MAX_BW,
         O_HA
     };
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
@@ -757,13 +770,14 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
                                          {"no-wait", no_argument, NULL, O_NO_WAIT},
                                          {"to", required_argument, NULL, O_TO},
                                          {"copy-storage", no_argument, NULL, O_COPY_STORAGE},
+                                         {"max-bandwidth", required_argument, NULL, O_MAX_BW},
                                          {"ha", required_argument, NULL, O_HA},
                                          {0}};
     if (argc >= 2 && (strcmp(argv[1], "replication") == 0 || strcmp(argv[1], "recover") == 0))
         return ctl_cmd_vm_replication(ctl, argc, argv);
     const char *host = NULL, *to = NULL, *ha = NULL;
     struct res_opts res_o = {0};
-    int ram = 0, c;
+    int ram = 0, c, max_bw = 0;
     bool wait = true, bad = false, copy_storage = false;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -813,6 +827,19 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
         case O_COPY_STORAGE:
             copy_storage = true;
             break;
+        case O_MAX_BW: {
+            char *end = NULL;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > 100000) {
+                fprintf(stderr,
+                        "atriumctl: --max-bandwidth takes MiB/s from 1 to 100000, not '%s'\n",
+                        optarg);
+                return CTL_EXIT_USAGE;
+            }
+            max_bw = (int)v;
+            break;
+        }
         case O_HA:
             ha = optarg;
             break;
@@ -859,7 +886,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     bool snap = strcmp(sub, "snapshot") == 0;
     if (nargs < subs[which].min || nargs > subs[which].max || (res_opts_any(&res_o) && !res) ||
         (host && strcmp(sub, "list") != 0) || (ram && !snap) || (!wait && !subs[which].waits) ||
-        (!to != (strcmp(sub, "migrate") != 0)) || (copy_storage && !to) ||
+        (!to != (strcmp(sub, "migrate") != 0)) || ((copy_storage || max_bw) && !to) ||
         (!ha != (strcmp(sub, "set") != 0))) {
         vm_usage(stderr);
         return CTL_EXIT_USAGE;
@@ -889,7 +916,7 @@ int ctl_cmd_vm(struct ctl *ctl, int argc, char **argv)
     else if (strcmp(sub, "clone-from-snapshot") == 0)
         rc = cmd_snapshot_task(ctl, db, args[0], args[1], "vm.snapshot.clone", args[2], wait);
     else if (strcmp(sub, "migrate") == 0)
-        rc = cmd_migrate(ctl, db, args[0], to, copy_storage, wait);
+        rc = cmd_migrate(ctl, db, args[0], to, copy_storage, max_bw, wait);
     else if (strcmp(sub, "migrate-cancel") == 0)
         rc = cmd_migrate_cancel(db, args[0]);
     else if (strcmp(sub, "set") == 0)
