@@ -11,9 +11,14 @@
 # the same without shared storage (the disk mirrored over NBD into the
 # destination's data dir, identical afterwards by qemu-img compare),
 # a cancelled migration leaves the VM running on its source, maintenance
-# mode moves the VM off its host, and the commands' errors are one clear
+# mode moves the VM off its host, a busy guest (rewriting 64 MiB of its RAM
+# in a loop) moves both ways over a copy capped below its dirty rate, which
+# only auto-converge's throttle lets end (the throttle and the dirty rate
+# QEMU saw are in the task's result), and the commands' errors are one clear
 # line with a non-zero exit.
 set -euo pipefail
+# The busy guest's copy: capped below how fast it dirties RAM (see below).
+BUSY_BW=${ATRIUM_MIGRATE_BUSY_BW:-32}
 hostd=${1:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
 ctl=${2:?usage: test-migrate.sh ATRIUM-HOSTD ATRIUMCTL}
 guest=${ATRIUM_GUEST_DIR:?the test guest (fixture guest)}
@@ -37,6 +42,7 @@ vm=$(q "INSERT INTO vms (name, host_id, state, desired_power, vcpus, memory_mb, 
           1, 256, '$tmp/shared/mig-1.qcow2', 'kernel', '$guest/vmlinuz', '$guest/initrd.img',
           '$(cat "$guest/cmdline") atrium.count', 'none')
         RETURNING id" | head -n 1)
+name=mig-1
 serial() { echo "$tmp/h$1/run/vms/$vm/serial.log"; }
 
 # Complete counter lines only (a line still being written has no \r\n yet).
@@ -93,7 +99,7 @@ one_line "nothing to cancel"
 migrate() { # FROM TO [--copy-storage]
     local from=$1 to=$2 rc=0 t0=$SECONDS
     shift 2
-    timeout 400 "$ctl" --config "$tmp/ctl.conf" vm migrate mig-1 --to "mh$to" "$@" >"$tmp/out" 2>&1 || rc=$?
+    timeout 400 "$ctl" --config "$tmp/ctl.conf" vm migrate "$name" --to "mh$to" "$@" >"$tmp/out" 2>&1 || rc=$?
     sed 's/^/    /' "$tmp/out"
     if ((rc == 0)); then ok "migrate mh$from -> mh$to ($((SECONDS - t0)) s)"; else
         bad "migrate mh$from -> mh$to: exit $rc"; return 1; fi
@@ -221,6 +227,51 @@ truth "disk now in mh2's data dir" "SELECT disk_path = '$d2' FROM vms WHERE id =
 if qemu-img compare -U "$d1" "$d2" >"$tmp/out" 2>&1; then ok "mh2's copy is identical"; else
     bad "mh2's copy differs"; sed 's/^/    /' "$tmp/out"; fi
 moved 1 2 "$tmp/a4.log"
+
+# ---- a busy guest: it keeps rewriting 64 MiB of its RAM (atrium.busy), on
+# a copy capped at BUSY_BW MiB/s, slower than the guest dirties, so only
+# auto-converge's throttling lets the copy end; shared storage, mh2 -> mh1 -> mh2.
+# mig-1 stops first: the busy guest takes a whole core under TCG.
+check "migrate with a bandwidth of 0" 2 a vm migrate mig-1 --to mh1 --max-bandwidth 0
+one_line "bad bandwidth"
+check "stop mig-1" 0 a vm stop mig-1
+until_sql 120 "SELECT actual_power = 'off' FROM vms WHERE id = $vm" && ok "mig-1 stopped" ||
+    bad "mig-1 did not stop"
+qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/shared/mig-busy.qcow2"
+vm=$(q "INSERT INTO vms (name, host_id, state, desired_power, vcpus, memory_mb, disk_path, boot,
+          boot_kernel, boot_initrd, boot_cmdline, nic_mode)
+        VALUES ('mig-busy', (SELECT id FROM hosts WHERE name = 'mh2'), 'provisioning', 'running',
+          1, 256, '$tmp/shared/mig-busy.qcow2', 'kernel', '$guest/vmlinuz', '$guest/initrd.img',
+          '$(cat "$guest/cmdline") atrium.count atrium.busy=64', 'none')
+        RETURNING id" | head -n 1)
+name=mig-busy
+if wait_for "$(serial 2)" '^ATRIUM-BUSY: 64' 240 && wait_count "$(serial 2)" 20 60; then
+    ok "busy guest counts on mh2 and rewrites 64 MiB"
+else
+    bad "busy guest did not get busy on mh2"; tail -n 5 "$(serial 2)" 2>/dev/null
+fi
+until_sql 60 "SELECT actual_power = 'running' FROM vms WHERE id = $vm" || bad "busy row never said running"
+busy_moved() { # TO: QEMU's figures show a guest that dirtied RAM and was throttled
+    local r
+    r=$(q "SELECT result FROM tasks WHERE vm_id = $vm AND kind = 'vm.migrate' ORDER BY id DESC LIMIT 1")
+    echo "    task result: $r"
+    truth "to mh$1: more than the 64 MiB sent (RAM rewritten during the copy)" "SELECT
+        (result->>'ram_transferred')::bigint > 64 * 1048576 FROM tasks WHERE vm_id = $vm
+        AND kind = 'vm.migrate' ORDER BY id DESC LIMIT 1"
+    truth "to mh$1: auto-converge throttled the guest and QEMU saw it dirty RAM" "SELECT
+        (result->>'cpu_throttle_max_pct')::int > 0 AND (result->>'dirty_bytes_per_s')::bigint > 0
+        FROM tasks WHERE vm_id = $vm AND kind = 'vm.migrate' ORDER BY id DESC LIMIT 1"
+    expect "throttle printed" "guest CPU throttled up to [0-9]+%"
+}
+migrate 2 1 --max-bandwidth "$BUSY_BW"
+busy_moved 1
+moved 2 1 "$tmp/busy-b.log"
+migrate 1 2 --max-bandwidth "$BUSY_BW"
+busy_moved 2
+moved 1 2 "$tmp/busy-a.log"
+for i in 1 2; do
+    if grep -a 'ATRIUM-ERROR' "$(serial "$i")"; then bad "busy guest reported an error on mh$i"; fi
+done
 
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
