@@ -262,6 +262,8 @@ busy_moved() { # TO: QEMU's figures show a guest that dirtied RAM and was thrott
         (result->>'cpu_throttle_max_pct')::int > 0 AND (result->>'dirty_bytes_per_s')::bigint > 0
         FROM tasks WHERE vm_id = $vm AND kind = 'vm.migrate' ORDER BY id DESC LIMIT 1"
     expect "throttle printed" "guest CPU throttled up to [0-9]+%"
+    wait_for "$(serial "$1")" '^ATRIUM-BUSY-PASS: [0-9]+' 60 &&
+        ok "busy guest still rewriting its RAM on mh$1" || bad "busy guest no longer busy on mh$1"
 }
 migrate 2 1 --max-bandwidth "$BUSY_BW"
 busy_moved 1
