@@ -319,3 +319,54 @@ mh_started_at() {
     [[ -n $ticks ]] || return 1
     awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
+
+# ---- never one VM on two hosts (mh_sampler_start, mh_sampler_check) -------
+
+# Seconds since boot, as /proc/uptime says.
+mh_uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+# mh_sampler_start PERIOD HOSTS [VM...]: in the background, every PERIOD s,
+# one line per VM into $tmp/samples: "<uptime> vm=<id> live=<n> mhI:<pid>..."
+# for the live QEMUs of that VM on hosts 1..HOSTS.  Without VMs: every VM
+# with a runtime dir on any of those hosts.
+mh_sampler_start() {
+    local period=$1 nhosts=$2
+    shift 2
+    local vms="$*"
+    (
+        local vm i pid n hosts list
+        while :; do
+            list=$vms
+            if [[ -z $list ]]; then
+                list=$(for i in $(seq 1 "$nhosts"); do ls "$tmp/h$i/run/vms" 2>/dev/null; done |
+                    grep -E '^[0-9]+$' | sort -u)
+            fi
+            for vm in $list; do
+                n=0 hosts=""
+                for i in $(seq 1 "$nhosts"); do
+                    pid=$(mh_qemu_of "$i" "$vm")
+                    [[ -n $pid ]] && { n=$((n + 1)); hosts+=" mh$i:$pid"; }
+                done
+                echo "$(mh_uptime_s) vm=$vm live=$n$hosts"
+            done
+            sleep "$period"
+        done
+    ) >"$tmp/samples" 2>/dev/null &
+    mh_sampler_pid=$!
+    atr_on_exit "kill $mh_sampler_pid 2>/dev/null || true"
+}
+
+# mh_sampler_check: stop the sampler; ok when no sample saw two live QEMUs
+# of one VM, else bad with the first such samples.
+mh_sampler_check() {
+    kill "$mh_sampler_pid" 2>/dev/null || true
+    wait "$mh_sampler_pid" 2>/dev/null || true
+    local n
+    n=$(wc -l <"$tmp/samples")
+    if grep -q 'live=[2-9]' "$tmp/samples"; then
+        bad "one VM had live QEMUs on two hosts at once"
+        grep 'live=[2-9]' "$tmp/samples" | head -n 5
+    else
+        ok "never one VM with QEMUs on two hosts ($n samples)"
+    fi
+}

@@ -75,7 +75,6 @@ poold2_pid=$!
 atr_on_exit "kill $poold2_pid 2>/dev/null || true; wait $poold2_pid 2>/dev/null || true"
 
 hid() { q "SELECT id FROM hosts WHERE name = 'mh$1'"; }
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
 ready_on() { # HOST: ready VMs of the pool on that host whose QEMU runs there
     local n=0 id
     for id in $(q "SELECT id FROM vms WHERE host_id = $(hid "$1") AND state = 'ready'
@@ -153,23 +152,7 @@ until_sql 30 "SELECT status = 'ok' FROM pools WHERE name = 'office'" && ok "the 
     bad "pool status: $(q "SELECT status || ': ' || status_detail FROM pools WHERE name = 'office'")"
 
 # ---- 2. V's link cut: fenced, its pool VMs rebuilt on S
-sampler() { # every 0.2 s: which hosts run a QEMU for each VM id
-    local id i pid n hosts
-    while :; do
-        for id in $(ls "$tmp/h1/run/vms" "$tmp/h2/run/vms" 2>/dev/null | grep -E '^[0-9]+$' | sort -u); do
-            n=0 hosts=""
-            for i in 1 2; do
-                pid=$(mh_qemu_of "$i" "$id")
-                [[ -n $pid ]] && { n=$((n + 1)); hosts+=" mh$i:$pid"; }
-            done
-            echo "$(uptime_s) vm=$id live=$n$hosts"
-        done
-        sleep 0.2
-    done
-}
-sampler >"$tmp/samples" 2>/dev/null &
-sampler_pid=$!
-atr_on_exit "kill $sampler_pid 2>/dev/null || true"
+mh_sampler_start 0.2 2 # every VM id on either host
 watchers=()
 atr_on_exit 'for w in "${watchers[@]}"; do kill "$w" 2>/dev/null || true; done'
 for id in $old_ids; do
@@ -179,12 +162,12 @@ for id in $old_ids; do
             [[ ! $(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$p/stat" 2>/dev/null) =~ ^[ZX]?$ ]]; do
             sleep 0.05
         done
-        uptime_s >"$tmp/dead.$id"
+        mh_uptime_s >"$tmp/dead.$id"
     ) &
     watchers+=($!)
 done
 
-t0=$(uptime_s)
+t0=$(mh_uptime_s)
 s0=$SECONDS
 ip -n "$(mh_sw)" link set "h$V" down
 echo "cut mh$V's link at +0 s"
@@ -289,13 +272,5 @@ deleted=$(grep -cE 'msg="vm deleted"' "$tmp/hV-back.log" || true)
 truth "the pool holds 3 spares and alice's desktop, all on mh$S" "SELECT count(*) = 4
     AND bool_and(host_id = $hS) FROM vms WHERE state <> 'deleting'"
 
-kill "$sampler_pid" 2>/dev/null || true
-wait "$sampler_pid" 2>/dev/null || true
-n=$(wc -l <"$tmp/samples")
-if grep -q 'live=[2-9]' "$tmp/samples"; then
-    bad "one VM had QEMUs on two hosts"
-    grep 'live=[2-9]' "$tmp/samples" | head -n 5
-else
-    ok "never one VM on two hosts ($n samples)"
-fi
+mh_sampler_check
 atr_summary

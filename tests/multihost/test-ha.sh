@@ -63,7 +63,9 @@ kill -KILL "$g"
 n=0
 while [[ -z $(mh_guard_pid 2) || $(mh_guard_pid 2) == "$g" ]] && ((n < 300)); do sleep 0.1; n=$((n + 1)); done
 [[ -n $(mh_guard_pid 2) && $(mh_guard_pid 2) != "$g" ]] && ok "a fence guard killed -9 is replaced (after $((n / 10)) s)" ||
-    bad "mh2's fence guard was not replaced"
+    { bad "mh2's fence guard was not replaced (killed $g; fence.pid says $(cat "$tmp/h2/run/fence.pid" 2>/dev/null))"
+      ps -eo pid,stat,lstart,args | grep -F -- "--fence-guard $tmp/h2/run" | grep -v grep || true
+      grep -E 'guard|fence' "$(mh_hostd_log 2)" | tail -n 10; }
 truth "hosts recorded their fence deadline" "SELECT bool_and(fence_deadline_s = $deadline_s)
     FROM hosts WHERE name LIKE 'mh_'"
 
@@ -99,31 +101,12 @@ counts() { tr -d '\000' <"$1" 2>/dev/null | awk '/^ATRIUM-COUNT: [0-9]+\r$/ { su
 counting() { [[ -n $(counts "$1" | tail -n 1) ]]; }
 host_of() { q "SELECT h.name FROM vms v JOIN hosts h ON h.id = v.host_id WHERE v.id = $1"; }
 hostnum() { local n; n=$(host_of "$1"); echo "${n#mh}"; }
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
-# The live QEMU of VM $2 on host $1, if any: its pid file names a process
-# started with that pid file that is not a zombie.
-qemu_of() {
-    local pf="$tmp/h$1/run/vms/$2/qemu.pid" pid st
-    [[ -f $pf ]] || return 0
-    pid=$(cat "$pf" 2>/dev/null) || return 0
-    [[ $pid =~ ^[0-9]+$ ]] || return 0
-    st=$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null) || return 0
-    [[ -n $st && $st != Z && $st != X ]] || return 0
-    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pf" && echo "$pid"
-    return 0
-}
-# Seconds since boot at which process $1 started (field 22 of /proc/PID/stat).
-started_at() {
-    local ticks
-    ticks=$(sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $20 }')
-    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
 
 wait_running_on() { # VM HOST SECONDS: the VM's row names HOST, a QEMU runs there, the guest counts
     local deadline=$((SECONDS + $3))
     while ((SECONDS < deadline)); do
-        if [[ $(host_of "$1") == "mh$2" && -n $(qemu_of "$2" "$1") ]] && counting "$(serial "$2" "$1")"; then
+        if [[ $(host_of "$1") == "mh$2" && -n $(mh_qemu_of "$2" "$1") ]] && counting "$(serial "$2" "$1")"; then
             return 0
         fi
         sleep 0.2
@@ -138,23 +121,7 @@ done
 
 # Every 0.1 s: the live QEMUs of each VM on every host.  Two at once for
 # one VM is the one thing that must never be seen.
-sampler() {
-    local vm i pid n hosts
-    while :; do
-        for vm in "$ha1" "$ha2" "$plain"; do
-            n=0 hosts=""
-            for i in 1 2 3; do
-                pid=$(qemu_of "$i" "$vm")
-                [[ -n $pid ]] && { n=$((n + 1)); hosts+=" mh$i:$pid"; }
-            done
-            echo "$(uptime_s) vm=$vm live=$n$hosts"
-        done
-        sleep 0.1
-    done
-}
-sampler >"$tmp/samples" 2>/dev/null &
-sampler_pid=$!
-atr_on_exit "kill $sampler_pid 2>/dev/null || true"
+mh_sampler_start 0.1 3 "$ha1" "$ha2" "$plain"
 
 # Watch one process until it is gone (or a zombie); write when, in seconds since boot.
 watch_exit() { # PID FILE
@@ -163,7 +130,7 @@ watch_exit() { # PID FILE
             [[ ! $(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null) =~ ^[ZX]?$ ]]; do
             sleep 0.05
         done
-        uptime_s >"$2"
+        mh_uptime_s >"$2"
     ) &
     watchers+=($!)
 }
@@ -179,8 +146,8 @@ watch_counting() { # VM FROM FILE
         while :; do
             for i in 1 2 3; do
                 ((i == $2)) && continue
-                if [[ -n $(qemu_of "$i" "$1") ]] && counting "$(serial "$i" "$1")"; then
-                    uptime_s >"$3"
+                if [[ -n $(mh_qemu_of "$i" "$1") ]] && counting "$(serial "$i" "$1")"; then
+                    mh_uptime_s >"$3"
                     exit 0
                 fi
             done
@@ -211,8 +178,8 @@ failover() {
     local n=0
     while [[ ! -s $tmp/counting.$vm.$from ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
     t_run=$(awk -v a="$(cat "$tmp/counting.$vm.$from" 2>/dev/null)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
-    new=$(qemu_of "$to" "$vm")
-    start=$(started_at "$new")
+    new=$(mh_qemu_of "$to" "$vm")
+    start=$(mh_started_at "$new") || start=""
     n=0
     while [[ ! -s $tmp/dead.$old ]] && ((n < 100)); do sleep 0.1; n=$((n + 1)); done
     dead=$(cat "$tmp/dead.$old" 2>/dev/null || echo "")
@@ -233,10 +200,10 @@ failover() {
 # ---- 1. mh1's link cut
 declare -A old
 for vm in "$ha1" "$ha2" "$plain"; do
-    old[$vm]=$(qemu_of 1 "$vm")
+    old[$vm]=$(mh_qemu_of 1 "$vm")
     watch_exit "${old[$vm]}" "$tmp/dead.${old[$vm]}"
 done
-t0=$(uptime_s)
+t0=$(mh_uptime_s)
 t0db=$(q "SELECT extract(epoch from clock_timestamp())")
 ip -n "$(mh_sw)" link set h1 down
 echo "cut mh1's link at +0 s"
@@ -269,8 +236,8 @@ truth "both restarts audited" "SELECT count(*) = 2 FROM audit_log WHERE action =
 truth "plain-1 was not moved" "SELECT host_id = (SELECT id FROM hosts WHERE name = 'mh1') FROM vms
     WHERE id = $plain"
 n=0
-while [[ -n $(qemu_of 1 "$plain") ]] && ((n < 50)); do sleep 0.1; n=$((n + 1)); done
-[[ -z $(qemu_of 1 "$plain") ]] && ok "plain-1's QEMU on the cut-off mh1 was killed too" ||
+while [[ -n $(mh_qemu_of 1 "$plain") ]] && ((n < 50)); do sleep 0.1; n=$((n + 1)); done
+[[ -z $(mh_qemu_of 1 "$plain") ]] && ok "plain-1's QEMU on the cut-off mh1 was killed too" ||
     bad "plain-1 still runs on the cut-off mh1"
 grep -q 'msg="fence deadline passed without a database heartbeat; VMs killed"' "$(mh_hostd_log 1)" ||
     grep -q 'msg="no database heartbeat for the fence deadline; VMs killed"' "$(mh_hostd_log 1)" &&
@@ -284,7 +251,7 @@ until_sql 90 "SELECT state = 'online' AND heartbeat_at > now() - interval '5 sec
 if wait_running_on "$plain" 1 180; then ok "plain-1 boots again on mh1"; else
     bad "plain-1 did not boot again on mh1"; fi
 for vm in "$ha1" "$ha2"; do
-    [[ -z $(qemu_of 1 "$vm") ]] && ok "mh1 runs no copy of moved vm $vm" ||
+    [[ -z $(mh_qemu_of 1 "$vm") ]] && ok "mh1 runs no copy of moved vm $vm" ||
         bad "mh1 runs vm $vm that moved away"
 done
 grep -q 'had been fenced' "$(mh_hostd_log 1)" && ok "mh1's hostd learnt it had been fenced" ||
@@ -300,18 +267,18 @@ grep -q 'msg="fence guard stops"' "$(mh_hostd_log 1)" && ok "mh1's guard left af
 A=$(hostnum "$ha1")
 B=$(hostnum "$ha2")
 if [[ $A == "$B" ]]; then bad "ha-1 and ha-2 were placed on one host (mh$A)"; atr_summary; exit 1; fi
-old1=$(qemu_of "$A" "$ha1")
-pid2=$(qemu_of "$B" "$ha2")
+old1=$(mh_qemu_of "$A" "$ha1")
+pid2=$(mh_qemu_of "$B" "$ha2")
 guard=$(mh_guard_pid "$B")
 fenced_at_before=$(q "SELECT coalesce(fenced_at::text, 'never') FROM hosts WHERE name = 'mh$B'")
 watch_exit "$old1" "$tmp/dead.$old1"
-t0=$(uptime_s)
+t0=$(mh_uptime_s)
 t0db=$(q "SELECT extract(epoch from clock_timestamp())")
 mh_kill_hostd "$A"
 watch_counting "$ha1" "$A" "$tmp/counting.$ha1.$A"
 mh_kill_hostd "$B"
 echo "killed mh$A's and mh$B's hostd at +0 s"
-[[ -n $(qemu_of "$A" "$ha1") ]] && ok "ha-1 outlives its hostd at first" || bad "ha-1 died with its hostd"
+[[ -n $(mh_qemu_of "$A" "$ha1") ]] && ok "ha-1 outlives its hostd at first" || bad "ha-1 died with its hostd"
 sleep 2
 mh_start_hostd "$B"
 echo "started mh$B's hostd again at +2 s"
@@ -321,15 +288,15 @@ truth "mh$A is fenced" "SELECT state = 'fenced' FROM hosts WHERE name = 'mh$A'"
     bad "mh$A's guard still runs with nothing to guard"
 
 # Past the deadline + margin + a pass since the kill: a fence of B would have happened by now.
-while awk -v a="$(uptime_s)" -v b="$t0" -v p="$((promise + 2))" 'BEGIN { exit !(a - b < p) }'; do
+while awk -v a="$(mh_uptime_s)" -v b="$t0" -v p="$((promise + 2))" 'BEGIN { exit !(a - b < p) }'; do
     sleep 0.5
 done
 truth "mh$B (hostd restarted in time) is not fenced" "SELECT state = 'online'
     AND coalesce(fenced_at::text, 'never') = '$fenced_at_before' FROM hosts WHERE name = 'mh$B'"
 truth "only mh$A was fenced" "SELECT count(*) = 1 FROM audit_log WHERE action = 'host.fence'
     AND detail->>'host' <> 'mh1'"
-[[ $(qemu_of "$B" "$ha2") == "$pid2" ]] && ok "ha-2 kept its QEMU $pid2 on mh$B" ||
-    bad "ha-2's QEMU changed (was $pid2, now '$(qemu_of "$B" "$ha2")')"
+[[ $(mh_qemu_of "$B" "$ha2") == "$pid2" ]] && ok "ha-2 kept its QEMU $pid2 on mh$B" ||
+    bad "ha-2's QEMU changed (was $pid2, now '$(mh_qemu_of "$B" "$ha2")')"
 [[ $(host_of "$ha2") == "mh$B" ]] && ok "ha-2's row still on mh$B" || bad "ha-2 moved"
 grep -q "msg=\"vm re-attached\" vm=$ha2 " "$(mh_hostd_log "$B")" && ok "the new hostd re-adopted ha-2" ||
     bad "ha-2 not re-adopted"
@@ -340,14 +307,6 @@ sleep 2
 c1=$(counts "$(serial "$B" "$ha2")" | tail -n 1)
 ((c1 > c0)) && ok "ha-2's guest keeps counting ($c0 -> $c1)" || bad "ha-2's guest stopped ($c0 -> $c1)"
 
-kill "$sampler_pid" 2>/dev/null || true
-wait "$sampler_pid" 2>/dev/null || true
-n=$(wc -l <"$tmp/samples")
-if grep -q 'live=[2-9]' "$tmp/samples"; then
-    bad "two live QEMUs for one VM were seen"
-    grep 'live=[2-9]' "$tmp/samples" | head -n 5
-else
-    ok "never two live QEMUs for one VM ($n samples)"
-fi
+mh_sampler_check
 
 atr_summary
