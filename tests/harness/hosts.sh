@@ -370,3 +370,28 @@ mh_sampler_check() {
         ok "never one VM with QEMUs on two hosts ($n samples)"
     fi
 }
+
+# ---- two hosts with hostd and displayd, for the console tests --------------
+
+# mh_console_init ATRIUMCTL HOSTD DISPLAYD [EXTRA-LOGS-FN]: two test hosts,
+# each with its hostd and displayd; when the test fails, the last lines of
+# every hostd and displayd log are printed, then what EXTRA-LOGS-FN prints
+# (the test's own client logs).
+mh_console_init() {
+    mh_console_extra_logs=${4:-}
+    mh_ctl "$1"
+    mh_init 2 "$2"
+    mh_start_displayd "$3"
+    ok "two hosts with hostd and displayd ($(mh_addr 1), $(mh_addr 2))"
+    atr_on_exit '((atr_fails == 0)) || mh_console_logs'
+}
+mh_console_logs() {
+    local i
+    for i in 1 2; do
+        echo "---- hostd mh$i (last 20 lines)"
+        tail -n 20 "$(mh_hostd_log "$i")" 2>/dev/null || true
+        echo "---- displayd mh$i (last 40 lines)"
+        grep -v 'level=debug' "$(mh_displayd_log "$i")" 2>/dev/null | tail -n 40 || true
+    done
+    [[ -z $mh_console_extra_logs ]] || "$mh_console_extra_logs"
+}

@@ -36,28 +36,17 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init console_rdp
 
-mh_ctl "$ctl"
-mh_init 2 "$hostd"
-mh_start_displayd "$displayd"
-ok "two hosts with hostd and displayd ($(mh_addr 1), $(mh_addr 2))"
-h1=$(q "SELECT id FROM hosts WHERE name = 'mh1'")
-h2=$(q "SELECT id FROM hosts WHERE name = 'mh2'")
-
-on_fail_logs() {
-    local i f
-    for i in 1 2; do
-        echo "---- hostd mh$i (last 20 lines)"
-        tail -n 20 "$(mh_hostd_log "$i")" 2>/dev/null || true
-        echo "---- displayd mh$i (last 40 lines)"
-        grep -v 'level=debug' "$(mh_displayd_log "$i")" 2>/dev/null | tail -n 40 || true
-    done
+client_logs() {
+    local f
     for f in "$tmp"/xfreerdp-*.log; do
         [[ -f $f ]] || continue
         echo "---- $(basename "$f") (last 15 lines)"
         tail -n 15 "$f"
     done
 }
-atr_on_exit '((atr_fails == 0)) || on_fail_logs'
+mh_console_init "$ctl" "$hostd" "$displayd" client_logs
+h1=$(q "SELECT id FROM hosts WHERE name = 'mh1'")
+h2=$(q "SELECT id FROM hosts WHERE name = 'mh2'")
 
 mkdir -p "$tmp/shared"
 qemu-img create -q -f qcow2 -F qcow2 -b "$guest/disk.qcow2" "$tmp/shared/rdp-1.qcow2"

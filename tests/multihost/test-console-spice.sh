@@ -30,23 +30,11 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init console_spice
 
-mh_ctl "$ctl"
-mh_init 2 "$hostd"
-mh_start_displayd "$displayd"
-ok "two hosts with hostd and displayd ($(mh_addr 1), $(mh_addr 2))"
-
-on_fail_logs() {
-    local i
-    for i in 1 2; do
-        echo "---- hostd mh$i (last 20 lines)"
-        tail -n 20 "$(mh_hostd_log "$i")" 2>/dev/null || true
-        echo "---- displayd mh$i (last 40 lines)"
-        grep -v 'level=debug' "$(mh_displayd_log "$i")" 2>/dev/null | tail -n 40 || true
-    done
+client_logs() {
     echo "---- remote-viewer (migration lines)"
     grep -i 'migrat\|switch\|error' "$tmp/viewer.log" 2>/dev/null | tail -n 40 || true
 }
-atr_on_exit '((atr_fails == 0)) || on_fail_logs'
+mh_console_init "$ctl" "$hostd" "$displayd" client_logs
 
 h1=$(q "SELECT id FROM hosts WHERE name = 'mh1'")
 h2=$(q "SELECT id FROM hosts WHERE name = 'mh2'")

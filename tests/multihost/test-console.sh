@@ -29,21 +29,7 @@ here=$(dirname "$0")
 . "$here/../harness/hosts.sh"
 atr_init console
 
-mh_ctl "$ctl"
-mh_init 2 "$hostd"
-mh_start_displayd "$displayd"
-ok "two hosts with hostd and displayd ($(mh_addr 1), $(mh_addr 2))"
-
-on_fail_logs() {
-    local i
-    for i in 1 2; do
-        echo "---- hostd mh$i (last 20 lines)"
-        tail -n 20 "$(mh_hostd_log "$i")" 2>/dev/null || true
-        echo "---- displayd mh$i (last 40 lines)"
-        grep -v 'level=debug' "$(mh_displayd_log "$i")" 2>/dev/null | tail -n 40 || true
-    done
-}
-atr_on_exit '((atr_fails == 0)) || on_fail_logs'
+mh_console_init "$ctl" "$hostd" "$displayd"
 
 truth "both displayd announced their relay" "SELECT count(*) = 2 FROM hosts
     WHERE name IN ('mh1', 'mh2') AND display_relay LIKE '%:5898' AND length(display_relay_cert) = 64"
