@@ -395,3 +395,32 @@ mh_console_logs() {
     done
     [[ -z $mh_console_extra_logs ]] || "$mh_console_extra_logs"
 }
+
+# mh_console_done: stop both displayds; each must stop without a sanitizer report.
+mh_console_done() {
+    local i
+    for i in 1 2; do
+        mh_stop_displayd "$i"
+        if grep -q 'Sanitizer' "$(mh_displayd_log "$i")"; then
+            bad "displayd mh$i: sanitizer report"
+            grep -A12 'Sanitizer' "$(mh_displayd_log "$i")" | head -n 30 | sed 's/^/    /'
+        else ok "displayd mh$i stopped without a sanitizer report"; fi
+    done
+}
+
+# A viewer's timeline: FILE has one line per picture change, its first field
+# the time in ms.
+# mh_tl_since FILE MS: changes after MS
+mh_tl_since() { awk -v t="$2" '$1 > t { n++ } END { print n + 0 }' "$1"; }
+# mh_tl_pause FILE FROM TO: the longest gap between two changes that spans
+# any instant of [FROM, TO]
+mh_tl_pause() {
+    awk -v a="$2" -v b="$3" 'NR > 1 && $1 >= a && prev <= b { g = $1 - prev; if (g > m) m = g }
+        { prev = $1 } END { print m + 0 }' "$1"
+}
+# mh_tl_usual FILE MS: the usual gap while nothing moves (median of the last
+# 20 gaps before MS)
+mh_tl_usual() {
+    awk -v t="$2" '$1 < t { if (n++) print $1 - prev; prev = $1 }' "$1" |
+        tail -n 20 | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'
+}

@@ -143,17 +143,6 @@ if type_on 1 "$win1" 1 beforemove; then ok "keys typed in xfreerdp reach the gue
 ) &
 sampler=$!
 atr_on_exit "kill $sampler 2>/dev/null || true; wait $sampler 2>/dev/null || true"
-changes_since() { awk -v t="$1" '$1 > t { n++ } END { print n + 0 }' "$tmp/frames"; }
-# the longest gap between two picture changes that spans any instant of [FROM, TO]
-pause_in() {
-    awk -v a="$1" -v b="$2" 'NR > 1 && $1 >= a && prev <= b { g = $1 - prev; if (g > m) m = g }
-        { prev = $1 } END { print m + 0 }' "$tmp/frames"
-}
-# typical gap between changes while nothing moves (median of the last 20 before MS)
-usual_gap() {
-    awk -v t="$1" '$1 < t { if (n++) print $1 - prev; prev = $1 }' "$tmp/frames" |
-        tail -n 20 | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'
-}
 sleep 3 # a few seconds of the usual pace, for comparison
 
 max_pause=0
@@ -179,18 +168,18 @@ migrate() { # FROM TO WORD
     else bad "mh1's displayd did not follow the VM to mh$to"; fi
     # the picture keeps changing on the client after the move
     deadline=$((SECONDS + 30))
-    while (($(changes_since "$t1") < 3)) && ((SECONDS < deadline)); do sleep 0.2; done
-    if (($(changes_since "$t1") >= 3)); then ok "the client's picture keeps changing after the move"; else
+    while (($(mh_tl_since "$tmp/frames" "$t1") < 3)) && ((SECONDS < deadline)); do sleep 0.2; done
+    if (($(mh_tl_since "$tmp/frames" "$t1") >= 3)); then ok "the client's picture keeps changing after the move"; else
         bad "the client's picture did not change after the move to mh$to"; fi
     if alive one; then ok "the same xfreerdp process is still connected"; else
         bad "xfreerdp exited"; return 1; fi
-    pause=$(pause_in "$t0" "$((t1 + 3000))")
+    pause=$(mh_tl_pause "$tmp/frames" "$t0" "$((t1 + 3000))")
     gap=$(grep "msg=\"rdp console resumed\" vm=$vm " "$(mh_displayd_log 1)" | tail -n 1 |
         sed -n 's/.*gap_ms=\([0-9]*\).*/\1/p')
     grep "msg=\"rdp console followed the vm\" vm=$vm " "$(mh_displayd_log 1)" | tail -n +$((n_follow + 1)) |
         sed -n 's/.*\(reason=.*\)/    displayd mh1: followed, \1/p'
     echo "PAUSE mh$from->mh$to: client ${pause} ms between picture changes (usual gap" \
-        "$(usual_gap "$t0") ms); displayd gap_ms=${gap:-?}; migration command took $((t1 - t0)) ms"
+        "$(mh_tl_usual "$tmp/frames" "$t0") ms); displayd gap_ms=${gap:-?}; migration command took $((t1 - t0)) ms"
     ((pause > max_pause)) && max_pause=$pause
     if ((pause > 0 && pause < 15000)); then ok "pause below 15 s (${pause} ms)"; else
         bad "pause of ${pause} ms"; fi
@@ -312,12 +301,6 @@ for c in two three; do
     wait "${client_pid[$c]}" 2>/dev/null || true
 done
 ok "every xfreerdp exited $((($(ms) - t0) / 1000)) s after the stop"
-for i in 1 2; do
-    mh_stop_displayd "$i"
-    if grep -q 'Sanitizer' "$(mh_displayd_log "$i")"; then
-        bad "displayd mh$i: sanitizer report"
-        grep -A12 'Sanitizer' "$(mh_displayd_log "$i")" | head -n 30 | sed 's/^/    /'
-    else ok "displayd mh$i stopped without a sanitizer report"; fi
-done
+mh_console_done
 
 atr_summary

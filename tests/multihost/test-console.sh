@@ -72,17 +72,6 @@ typed_on 1 beforemove
 
 ms() { date +%s%3N; }
 # updates after MS: how many complete framebuffer updates arrived since
-updates_since() { awk -v t="$1" '$1 > t { n++ } END { print n + 0 }' "$tmp/updates"; }
-# the longest gap between two updates that spans any instant of [FROM, TO]
-pause_in() {
-    awk -v a="$1" -v b="$2" 'NR > 1 && $1 >= a && prev <= b { g = $1 - prev; if (g > m) m = g }
-        { prev = $1 } END { print m + 0 }' "$tmp/updates"
-}
-# typical gap between updates while nothing moves (median of the last 20 before MS)
-usual_gap() {
-    awk -v t="$1" '$1 < t { if (n++) print $1 - prev; prev = $1 }' "$tmp/updates" |
-        tail -n 20 | sort -n | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'
-}
 
 # The broker, in the machine's own namespace, on the same database.
 printf '[db]\nurl = %s\n[broker]\nlisten = 127.0.0.1\ntls = false\nthreads = 2\n' "$dbci" >"$tmp/broker.conf"
@@ -149,12 +138,12 @@ migrate() { # FROM TO [api]
     sed 's/^/    /' "$tmp/out"
     # updates keep coming after the move, on the same viewer connection
     local deadline=$((SECONDS + 60))
-    while (($(updates_since "$t1") < 5)) && ((SECONDS < deadline)); do sleep 0.2; done
-    if (($(updates_since "$t1") >= 5)); then ok "viewer keeps getting updates after the move"; else
+    while (($(mh_tl_since "$tmp/updates" "$t1") < 5)) && ((SECONDS < deadline)); do sleep 0.2; done
+    if (($(mh_tl_since "$tmp/updates" "$t1") >= 5)); then ok "viewer keeps getting updates after the move"; else
         bad "viewer got no updates after the move to mh$to"; fi
     if grep -q '^closed' "$tmp/watch.out"; then bad "viewer was disconnected"; fi
-    pause=$(pause_in "$t0" "$t1")
-    echo "PAUSE mh$from->mh$to: ${pause} ms between updates (usual gap $(usual_gap "$t0") ms;" \
+    pause=$(mh_tl_pause "$tmp/updates" "$t0" "$t1")
+    echo "PAUSE mh$from->mh$to: ${pause} ms between updates (usual gap $(mh_tl_usual "$tmp/updates" "$t0") ms;" \
         "migration command took $((t1 - t0)) ms)"
     if ((pause > 0 && pause < 15000)); then ok "pause below 15 s (${pause} ms)"; else
         bad "pause of ${pause} ms"; fi
@@ -243,12 +232,6 @@ truth "refusals audited" "SELECT count(*) >= 3 FROM audit_log WHERE action = 'co
     AND outcome = 'denied'"
 
 # displayd shuts down cleanly, its relay threads joined, nothing leaked
-for i in 1 2; do
-    mh_stop_displayd "$i"
-    if grep -q 'Sanitizer' "$(mh_displayd_log "$i")"; then
-        bad "displayd mh$i: sanitizer report"
-        grep -A12 'Sanitizer' "$(mh_displayd_log "$i")" | head -n 30 | sed 's/^/    /'
-    else ok "displayd mh$i stopped without a sanitizer report"; fi
-done
+mh_console_done
 
 atr_summary
