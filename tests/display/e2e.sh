@@ -209,7 +209,7 @@ fi
 
 start_xvfb() { # [WxH]
     # Xvfb picks a free display and writes its number once it accepts clients
-    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 "${1:-1024x768}x24" -nolisten tcp 2>"$tmp/xvfb.log")
+    exec {xfd}< <(exec Xvfb -displayfd 1 -noreset -screen 0 "${1:-1024x768}x24" -nolisten tcp 2>"$tmp/xvfb.log")
     pids+=($!)
     read -r -t 20 -u "$xfd" disp || fail "Xvfb did not start"
     export DISPLAY=:$disp

@@ -110,7 +110,7 @@ owner_connect() { # LOGFILE [TEXT]: starts vnc-hold, sets $owner
 
 # ------------------------------------------------------------------ RDP
 if [[ $mode == rdp ]]; then
-    exec {xfd}< <(exec Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
+    exec {xfd}< <(exec Xvfb -displayfd 1 -noreset -screen 0 1024x768x24 -nolisten tcp 2>"$tmp/xvfb.log")
     pids+=($!)
     read -r -t 20 -u "$xfd" xdisp || fail "Xvfb did not start"
     export DISPLAY=:$xdisp

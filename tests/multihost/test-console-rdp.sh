@@ -66,7 +66,7 @@ declare -A xdisp=()
 start_x() { # HOST (once per host)
     local fd pid d
     [[ -z ${xdisp[$1]:-} ]] || return 0
-    exec {fd}< <(exec ip netns exec "$(mh_ns "$1")" Xvfb -displayfd 1 -screen 0 1024x768x24 \
+    exec {fd}< <(exec ip netns exec "$(mh_ns "$1")" Xvfb -displayfd 1 -noreset -screen 0 1024x768x24 \
         -nolisten tcp 2>"$tmp/xvfb-$1.log")
     pid=$!
     atr_on_exit "kill $pid 2>/dev/null || true"

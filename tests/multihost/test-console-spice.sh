@@ -56,7 +56,7 @@ session=$(q "INSERT INTO desktop_sessions (user_id, vm_id, state) VALUES ($user,
 
 # ---- X and the viewer, in mh1's namespace
 in1() { ip netns exec "$(mh_ns 1)" "$@"; }
-exec {xfd}< <(exec ip netns exec "$(mh_ns 1)" Xvfb -displayfd 1 -screen 0 1024x768x24 -nolisten tcp \
+exec {xfd}< <(exec ip netns exec "$(mh_ns 1)" Xvfb -displayfd 1 -noreset -screen 0 1024x768x24 -nolisten tcp \
     2>"$tmp/xvfb.log")
 xvfb_pid=$!
 atr_on_exit "kill $xvfb_pid 2>/dev/null || true; wait $xvfb_pid 2>/dev/null || true"
