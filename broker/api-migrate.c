@@ -58,11 +58,9 @@ int brk_api_vm_migrate(struct brk_request *req, struct brk_reply *rep)
     struct db_vm v;
     struct db_host h;
     char why[200];
-    int r = db_vm_get(req->conn->db, req->ids[0], &v);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "not_found", "no such VM");
-    if (r < 0)
-        return r;
+    int r = brk_path_vm(req, rep, &v);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     if (brk_migrate_input_parse(req->body, &in, why, sizeof(why)) < 0)
         return brk_reply_error(rep, 400, "bad_request", why);
     r = db_host_get(req->conn->db, in.to_host, &h);
@@ -108,11 +106,9 @@ int brk_api_vm_migrate(struct brk_request *req, struct brk_reply *rep)
 int brk_api_vm_migrate_cancel(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = db_vm_get(req->conn->db, req->ids[0], &v);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "not_found", "no such VM");
-    if (r < 0)
-        return r;
+    int r = brk_path_vm(req, rep, &v);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     int64_t task = 0;
     r = db_migration_cancel(req->conn->db, v.id, &task);
     if (r == -ENOENT)

@@ -88,23 +88,12 @@ int brk_recover_input_parse(const json_t *body, struct brk_recover_input *ret, c
     return 0;
 }
 
-/* The VM of the path into *ret: 0, 1 when it does not exist (a 404 is in
- * @rep), or -errno. */
-static int path_vm(struct brk_request *req, struct brk_reply *rep, struct db_vm *ret)
-{
-    int r = db_vm_get(req->conn->db, req->ids[0], ret);
-    if (r != -ENOENT)
-        return r;
-    brk_reply_error(rep, 404, "not_found", "no such VM");
-    return 1;
-}
-
 /* The VM of the path and host @host_id (of body member @member): 0, 1 when
  * one does not exist (a 404 is in @rep), or -errno. */
 static int path_vm_and_host(struct brk_request *req, struct brk_reply *rep, int64_t host_id,
                             const char *member, struct db_vm *ret_vm, struct db_host *ret_host)
 {
-    int r = path_vm(req, rep, ret_vm);
+    int r = brk_path_vm(req, rep, ret_vm);
     if (r != 0)
         return r;
     r = db_host_get(req->conn->db, host_id, ret_host);
@@ -149,7 +138,7 @@ static void audit(struct brk_request *req, const char *action, int64_t vm_id, js
 int brk_api_vm_replication_get(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = path_vm(req, rep, &v);
+    int r = brk_path_vm(req, rep, &v);
     if (r != 0)
         return r > 0 ? 0 : r;
     return reply_replication(req, rep, 200, v.id);
@@ -182,7 +171,7 @@ int brk_api_vm_replication_set(struct brk_request *req, struct brk_reply *rep)
 int brk_api_vm_replication_off(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = path_vm(req, rep, &v);
+    int r = brk_path_vm(req, rep, &v);
     if (r != 0)
         return r > 0 ? 0 : r;
     r = db_replication_disable(req->conn->db, v.id);
@@ -198,7 +187,7 @@ int brk_api_vm_replication_sync(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
     struct db_replication rp;
-    int r = path_vm(req, rep, &v);
+    int r = brk_path_vm(req, rep, &v);
     if (r != 0)
         return r > 0 ? 0 : r;
     r = db_replication_get(req->conn->db, v.id, &rp);

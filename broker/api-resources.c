@@ -114,11 +114,9 @@ static json_t *resources_json(const struct db_vm *v)
 int brk_api_vm_resources_get(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = db_vm_get(req->conn->db, req->ids[0], &v);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "not_found", "no such VM");
-    if (r < 0)
-        return r;
+    int r = brk_path_vm(req, rep, &v);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     json_t *body = resources_json(&v);
     return body ? brk_reply_json(rep, 200, body) : -ENOMEM;
 }
@@ -147,11 +145,9 @@ static int apply(struct db *db, int64_t id, const struct brk_vm_resources_input 
 int brk_api_vm_resources_set(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = db_vm_get(req->conn->db, req->ids[0], &v);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "not_found", "no such VM");
-    if (r < 0)
-        return r;
+    int r = brk_path_vm(req, rep, &v);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     struct brk_vm_resources_input in;
     char why[200];
     if (brk_vm_resources_input_parse(req->body, v.memory_mb, &in, why, sizeof(why)) < 0)

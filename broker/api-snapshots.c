@@ -85,21 +85,10 @@ static json_t *snapshot_json(const struct db_snapshot *s)
                      s->task_id ? json_integer(s->task_id) : json_null());
 }
 
-/* VM {id} of the path: 0, or a reply already made (404) as 1, or -errno. */
-static int vm_of(struct brk_request *req, struct brk_reply *rep, struct db_vm *ret)
-{
-    int r = db_vm_get(req->conn->db, req->ids[0], ret);
-    if (r == -ENOENT) {
-        brk_reply_error(rep, 404, "not_found", "no such VM");
-        return 1;
-    }
-    return r;
-}
-
 int brk_api_vm_snapshots(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = vm_of(req, rep, &v);
+    int r = brk_path_vm(req, rep, &v);
     if (r != 0)
         return r < 0 ? r : 0;
     struct db_snapshot *s = NULL;
@@ -132,7 +121,7 @@ static int task_reply(struct brk_reply *rep, int64_t snap_id, int64_t task)
 int brk_api_vm_snapshot_create(struct brk_request *req, struct brk_reply *rep)
 {
     struct db_vm v;
-    int r = vm_of(req, rep, &v);
+    int r = brk_path_vm(req, rep, &v);
     if (r != 0)
         return r < 0 ? r : 0;
     struct brk_snapshot_input in;

@@ -360,11 +360,9 @@ int brk_api_vm_update(struct brk_request *req, struct brk_reply *rep)
     if (atr_json_get_bool(req->body, "ha", &ha) < 0)
         return brk_reply_error(rep, 400, "bad_request", "ha must be true or false");
     struct db_vm v;
-    int r = db_vm_get(req->conn->db, req->ids[0], &v);
-    if (r == -ENOENT)
-        return brk_reply_error(rep, 404, "not_found", "no such VM");
-    if (r < 0)
-        return r;
+    int r = brk_path_vm(req, rep, &v);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     if (ha && v.pool_id)
         return brk_reply_error(rep, 409, "pool_vm",
                                "this VM belongs to a pool: HA restart is for VMs outside pools "

@@ -337,6 +337,10 @@ struct brk_reply {
     size_t n_headers;
 };
 
+/* The VM of the path's first {id}: 0 with *ret, 1 when the 404 ("no such
+ * VM") is already in @rep, or -errno (router.c). */
+int brk_path_vm(struct brk_request *req, struct brk_reply *rep, struct db_vm *ret);
+
 /* Set @rep to @status with an owned JSON body (steals @json).  Returns 0. */
 int brk_reply_json(struct brk_reply *rep, int status, json_t *json);
 

@@ -8,6 +8,7 @@
  */
 #include "broker-priv.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +134,13 @@ void brk_routes_print(FILE *out)
     for (size_t i = 0; i < n; i++)
         fprintf(out, "%s %s\n", v[i]->method, v[i]->pattern);
     free(v);
+}
+
+int brk_path_vm(struct brk_request *req, struct brk_reply *rep, struct db_vm *ret)
+{
+    int r = db_vm_get(req->conn->db, req->ids[0], ret);
+    if (r != -ENOENT)
+        return r;
+    brk_reply_error(rep, 404, "not_found", "no such VM");
+    return 1;
 }
