@@ -441,7 +441,12 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
         }
     }
 
-    if (!(route->flags & BRK_ROUTE_NO_DB)) {
+    /* A connection here serves admit() and the handler.  A public password
+     * check needs neither on this thread (its hashing thread takes one when
+     * its turn comes): a log-in storm must not make the polling threads
+     * wait for connections only to hand them back. */
+    bool slow_public = (route->flags & BRK_ROUTE_SLOW) && (route->flags & BRK_ROUTE_PUBLIC);
+    if (!(route->flags & BRK_ROUTE_NO_DB) && !slow_public) {
         int r = brk_dbpool_get(s->pool, BRK_DB_WAIT_MS, &req.conn);
         if (r < 0) {
             log_warn("no database connection for request", "path", path, "errno", LOG_INT(-r));
@@ -456,7 +461,8 @@ static enum MHD_Result dispatch(struct brk_server *s, struct MHD_Connection *con
         goto out;
 
     if (route->flags & BRK_ROUTE_SLOW) {
-        /* the hashing thread takes a connection of its own when its turn comes */
+        /* the hashing thread takes a connection of its own when its turn
+         * comes (a non-public one used this one for admit()) */
         brk_dbpool_put(s->pool, req.conn);
         req.conn = NULL;
         if (slow_enqueue(s, conn, st, &req)) {
